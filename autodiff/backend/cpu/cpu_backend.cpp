@@ -1,0 +1,501 @@
+// The CPU backend: Eigen for GEMM and SIMD packets, OpenMP across cores for large arrays,
+// plain loops inline for small ones. Elementwise math comes from the shared functors.
+#include <omp.h>
+
+#include <Eigen/Core>
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <vector>
+
+#include "autodiff/backend/backend.hpp"
+#include "autodiff/backend/cpu/packet_math.hpp"
+#include "autodiff/backend/philox.hpp"
+#include "autodiff/core/error.hpp"
+
+namespace sg {
+namespace {
+
+constexpr int64_t kParallelMin = 1 << 15;  // elements below which ops stay on one thread
+constexpr std::size_t kAlign = 64;
+
+// ---- N-d strided iteration ---------------------------------------------------------------
+// Iterates an index space of `shape` over K operands with per-operand strides, calling
+// body(ptrs, inner_strides, n) once per innermost row. Adjacent dims are merged when every
+// operand allows it, so contiguous views become one flat row.
+template <int K> struct Loop {
+  Shape shape;
+  Shape strides[K];
+  char* base[K];
+  int64_t elem[K];
+
+  void coalesce() {
+    Shape s2;
+    Shape st2[K];
+    for (int d = 0; d < shape.rank(); ++d) {
+      if (shape[d] == 1) continue;
+      if (s2.rank() > 0) {
+        const int last = s2.rank() - 1;
+        bool merge = true;
+        for (int k = 0; k < K; ++k) merge &= st2[k][last] == strides[k][d] * shape[d];
+        if (merge) {
+          s2[last] *= shape[d];
+          for (int k = 0; k < K; ++k) st2[k][last] = strides[k][d];
+          continue;
+        }
+      }
+      s2.push_back(shape[d]);
+      for (int k = 0; k < K; ++k) st2[k].push_back(strides[k][d]);
+    }
+    if (s2.rank() == 0) {
+      s2.push_back(1);
+      for (int k = 0; k < K; ++k) st2[k].push_back(0);
+    }
+    shape = s2;
+    for (int k = 0; k < K; ++k) strides[k] = st2[k];
+  }
+
+  int64_t rows() const { return shape.numel() / shape.back(); }
+
+  // Runs rows [r0, r1).
+  template <class Body> void run_rows(int64_t r0, int64_t r1, Body&& body) const {
+    const int R = shape.rank();
+    const int64_t n = shape.back();
+    int64_t idx[kMaxDims] = {};
+    int64_t rem = r0;
+    for (int d = R - 2; d >= 0; --d) {
+      idx[d] = rem % shape[d];
+      rem /= shape[d];
+    }
+    char* p[K];
+    int64_t inner[K];
+    for (int k = 0; k < K; ++k) {
+      int64_t off = 0;
+      for (int d = 0; d < R - 1; ++d) off += idx[d] * strides[k][d];
+      p[k] = base[k] + off * elem[k];
+      inner[k] = strides[k][R - 1];
+    }
+    for (int64_t r = r0; r < r1; ++r) {
+      body(p, inner, n);
+      for (int d = R - 2; d >= 0; --d) {  // odometer step
+        ++idx[d];
+        for (int k = 0; k < K; ++k) p[k] += strides[k][d] * elem[k];
+        if (idx[d] < shape[d]) break;
+        for (int k = 0; k < K; ++k) p[k] -= strides[k][d] * shape[d] * elem[k];
+        idx[d] = 0;
+      }
+    }
+  }
+
+  template <class Body> void run(Body&& body, bool parallel_ok = true) const {
+    const int64_t nrows = rows();
+    if (!parallel_ok || shape.numel() < kParallelMin || nrows < 2) {
+      run_rows(0, nrows, body);
+      return;
+    }
+#pragma omp parallel
+    {
+      const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+      const int64_t r0 = nrows * t / nt, r1 = nrows * (t + 1) / nt;
+      if (r0 < r1) run_rows(r0, r1, body);
+    }
+  }
+};
+
+template <int K> Loop<K> make_loop(const Shape& shape, std::initializer_list<const KView*> views) {
+  Loop<K> L;
+  L.shape = shape;
+  int k = 0;
+  for (const KView* v : views) {
+    L.strides[k] = v->strides;
+    L.base[k] = static_cast<char*>(v->data);
+    L.elem[k] = static_cast<int64_t>(itemsize(v->dtype));
+    ++k;
+  }
+  L.coalesce();
+  return L;
+}
+
+// Splits [0, n) across threads when n is large.
+template <class Body> void parallel_range(int64_t n, Body&& body) {
+  if (n < kParallelMin) {
+    body(int64_t{0}, n);
+    return;
+  }
+#pragma omp parallel
+  {
+    const int nt = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t lanes = 64;  // keep chunk starts aligned to a cache line of floats
+    const int64_t chunk = ((n / nt + lanes - 1) / lanes) * lanes;
+    const int64_t a = std::min<int64_t>(n, chunk * t), b = std::min<int64_t>(n, a + chunk);
+    if (a < b) body(a, b);
+  }
+}
+
+// ---- elementwise kernels -------------------------------------------------------------------
+template <class T, class F> void unary_row(const F& f, const T* x, int64_t sx, T* y, int64_t n) {
+  if (sx == 1) {
+    int64_t i = 0;
+    if constexpr (cpu::PacketForm<F, T>::ok) {
+      constexpr int L = cpu::kLanes<T>;
+      for (; i + L <= n; i += L)
+        cpu::ei::pstoreu(y + i, cpu::PacketForm<F, T>::run(f, cpu::ei::ploadu<cpu::Packet<T>>(x + i)));
+    }
+    for (; i < n; ++i) y[i] = f(x[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = f(x[i * sx]);
+  }
+}
+
+template <class T, class R, class F>
+void binary_row(const F& f, const T* a, int64_t sa, const T* b, int64_t sb, R* y, int64_t n) {
+  if constexpr (std::is_same_v<T, R> && cpu::PacketForm<F, T>::ok) {
+    using P = cpu::Packet<T>;
+    constexpr int L = cpu::kLanes<T>;
+    int64_t i = 0;
+    if (sa == 1 && sb == 1) {
+      for (; i + L <= n; i += L)
+        cpu::ei::pstoreu(y + i, cpu::PacketForm<F, T>::run(f, cpu::ei::ploadu<P>(a + i),
+                                                           cpu::ei::ploadu<P>(b + i)));
+      for (; i < n; ++i) y[i] = f(a[i], b[i]);
+      return;
+    }
+    if (sa == 1 && sb == 0) {
+      const P pb = cpu::ei::pset1<P>(b[0]);
+      for (; i + L <= n; i += L)
+        cpu::ei::pstoreu(y + i, cpu::PacketForm<F, T>::run(f, cpu::ei::ploadu<P>(a + i), pb));
+      for (; i < n; ++i) y[i] = f(a[i], b[0]);
+      return;
+    }
+    if (sa == 0 && sb == 1) {
+      const P pa = cpu::ei::pset1<P>(a[0]);
+      for (; i + L <= n; i += L)
+        cpu::ei::pstoreu(y + i, cpu::PacketForm<F, T>::run(f, pa, cpu::ei::ploadu<P>(b + i)));
+      for (; i < n; ++i) y[i] = f(a[0], b[i]);
+      return;
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) y[i] = f(a[i * sa], b[i * sb]);
+}
+
+template <class S, class D> void copy_row(const S* s, int64_t ss, D* d, int64_t sd, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i * sd] = static_cast<D>(s[i * ss]);
+}
+
+template <class T> T reduce_init(ReduceOp op) {
+  if (op == ReduceOp::sum) return T(0);
+  if constexpr (std::numeric_limits<T>::has_infinity) {
+    return op == ReduceOp::max ? -std::numeric_limits<T>::infinity()
+                               : std::numeric_limits<T>::infinity();
+  } else {
+    return op == ReduceOp::max ? std::numeric_limits<T>::lowest() : std::numeric_limits<T>::max();
+  }
+}
+
+template <class T> T reduce_contiguous(ReduceOp op, const T* x, int64_t n) {
+  Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> a(x, n);
+  if (op == ReduceOp::sum) return a.sum();
+  T r = reduce_init<T>(op);
+  if (op == ReduceOp::max) {
+    for (int64_t i = 0; i < n; ++i) r = fn::Maximum{}(r, x[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) r = fn::Minimum{}(r, x[i]);
+  }
+  return r;
+}
+
+// ---- GEMM -----------------------------------------------------------------------------------
+template <class T> using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+template <class T> using MapC = Eigen::Map<const ColMat<T>, 0, Eigen::OuterStride<>>;
+template <class T> using MapM = Eigen::Map<ColMat<T>, 0, Eigen::OuterStride<>>;
+
+// Row-major C[m,n] = A[m,k] B[k,n] written as column-major C^T = B^T A^T. A matrix with unit
+// column stride is row-major (seen column-major it is its transpose); with unit row stride it
+// is column-major. Anything else was made contiguous by the caller.
+template <class T>
+void gemm_one(const T* a, int64_t as0, int64_t as1, const T* b, int64_t bs0, int64_t bs1, T* c,
+              int64_t m, int64_t n, int64_t k) {
+  MapM<T> Ct(c, n, m, Eigen::OuterStride<>(n));
+  const bool a_row = as1 == 1, b_row = bs1 == 1;
+  // At = A^T as column-major [k, m]; Bt = B^T as column-major [n, k].
+  if (b_row && a_row) {
+    Ct.noalias() = MapC<T>(b, n, k, Eigen::OuterStride<>(bs0)) * MapC<T>(a, k, m, Eigen::OuterStride<>(as0));
+  } else if (b_row) {
+    Ct.noalias() = MapC<T>(b, n, k, Eigen::OuterStride<>(bs0)) *
+                   MapC<T>(a, m, k, Eigen::OuterStride<>(as1)).transpose();
+  } else if (a_row) {
+    Ct.noalias() = MapC<T>(b, k, n, Eigen::OuterStride<>(bs1)).transpose() *
+                   MapC<T>(a, k, m, Eigen::OuterStride<>(as0));
+  } else {
+    Ct.noalias() = MapC<T>(b, k, n, Eigen::OuterStride<>(bs1)).transpose() *
+                   MapC<T>(a, m, k, Eigen::OuterStride<>(as1)).transpose();
+  }
+}
+
+class CpuBackend final : public Backend {
+ public:
+  Storage* allocate(std::size_t nbytes) override {
+    const std::size_t header = (sizeof(Storage) + kAlign - 1) / kAlign * kAlign;
+    void* mem = ::operator new(header + std::max<std::size_t>(nbytes, 1), std::align_val_t(kAlign));
+    auto* s = new (mem) Storage();
+    s->device = Device::cpu();
+    s->nbytes = nbytes;
+    s->data = static_cast<char*>(mem) + header;
+    s->release = [](Storage* st) {
+      st->~Storage();
+      ::operator delete(static_cast<void*>(st), std::align_val_t(kAlign));
+    };
+    return s;
+  }
+
+  void memcpy_host(void* dst, const void* src, std::size_t nbytes, bool) override {
+    if (nbytes) std::memcpy(dst, src, nbytes);
+  }
+
+  void copy(const KView& src, const KView& dst) override {
+    auto L = make_loop<2>(dst.shape, {&src, &dst});
+    visit_any(src.dtype, [&](auto s) {
+      using S = decltype(s);
+      visit_any(dst.dtype, [&](auto d) {
+        using D = decltype(d);
+        L.run([&](char** p, const int64_t* st, int64_t n) {
+          if constexpr (std::is_same_v<S, D>) {
+            if (st[0] == 1 && st[1] == 1) {
+              std::memcpy(p[1], p[0], static_cast<std::size_t>(n) * sizeof(S));
+              return;
+            }
+          }
+          copy_row(reinterpret_cast<const S*>(p[0]), st[0], reinterpret_cast<D*>(p[1]), st[1], n);
+        });
+      });
+    });
+  }
+
+  void fill(const KView& dst, double value) override {
+    auto L = make_loop<1>(dst.shape, {&dst});
+    visit_any(dst.dtype, [&](auto z) {
+      using T = decltype(z);
+      const T v = static_cast<T>(value);
+      L.run([&](char** p, const int64_t* st, int64_t n) {
+        T* d = reinterpret_cast<T*>(p[0]);
+        for (int64_t i = 0; i < n; ++i) d[i * st[0]] = v;
+      });
+    });
+  }
+
+  void unary(UnaryOp op, double scalar, const KView& x, const KView& out) override {
+    auto L = make_loop<2>(out.shape, {&x, &out});
+    visit_unary(op, scalar, [&](auto f) {
+      auto run = [&](auto z) {
+        using T = decltype(z);
+        L.run([&](char** p, const int64_t* st, int64_t n) {
+          unary_row<T>(f, reinterpret_cast<const T*>(p[0]), st[0], reinterpret_cast<T*>(p[1]), n);
+        });
+      };
+      if (x.dtype == DType::f32) {
+        run(float{});
+      } else if (x.dtype == DType::f64) {
+        run(double{});
+      } else if constexpr (takes_integers<decltype(f)>) {
+        if (x.dtype == DType::i64) run(int64_t{});
+      } else {
+        fail<DTypeError>("cpu unary: unsupported dtype ", dtype_name(x.dtype));
+      }
+    });
+  }
+
+  void binary(BinaryOp op, const KView& a, const KView& b, const KView& out) override {
+    auto L = make_loop<3>(out.shape, {&a, &b, &out});
+    visit_binary(op, [&](auto f) {
+      using F = decltype(f);
+      constexpr bool cmp = std::is_same_v<std::invoke_result_t<F, double, double>, bool>;
+      auto run = [&](auto z) {
+        using T = decltype(z);
+        if constexpr (cmp) {
+          L.run([&](char** p, const int64_t* st, int64_t n) {
+            binary_row<T, bool>(f, reinterpret_cast<const T*>(p[0]), st[0],
+                                reinterpret_cast<const T*>(p[1]), st[1], reinterpret_cast<bool*>(p[2]), n);
+          });
+        } else if constexpr (std::is_same_v<T, bool> || (!std::is_floating_point_v<T> && !takes_integers<F>)) {
+          fail<DTypeError>("cpu binary: unsupported dtype ", dtype_name(a.dtype));
+        } else {
+          L.run([&](char** p, const int64_t* st, int64_t n) {
+            binary_row<T, T>(f, reinterpret_cast<const T*>(p[0]), st[0],
+                             reinterpret_cast<const T*>(p[1]), st[1], reinterpret_cast<T*>(p[2]), n);
+          });
+        }
+      };
+      visit_any(a.dtype, run);
+    });
+  }
+
+  void where(const KView& c, const KView& a, const KView& b, const KView& out) override {
+    auto L = make_loop<4>(out.shape, {&c, &a, &b, &out});
+    visit_any(out.dtype, [&](auto z) {
+      using T = decltype(z);
+      L.run([&](char** p, const int64_t* st, int64_t n) {
+        const bool* cc = reinterpret_cast<const bool*>(p[0]);
+        const T* aa = reinterpret_cast<const T*>(p[1]);
+        const T* bb = reinterpret_cast<const T*>(p[2]);
+        T* y = reinterpret_cast<T*>(p[3]);
+        for (int64_t i = 0; i < n; ++i) y[i * st[3]] = cc[i * st[0]] ? aa[i * st[1]] : bb[i * st[2]];
+      });
+    });
+  }
+
+  // `out` is contiguous with x's rank and extent 1 on the reduced axes.
+  void reduce(ReduceOp op, const KView& x, const KView& out) override {
+    KView ob = out;  // output strides broadcast over x.shape: zero on reduced axes
+    for (int d = 0; d < x.shape.rank(); ++d)
+      if (out.shape[d] == 1 && x.shape[d] != 1) ob.strides[d] = 0;
+    auto L = make_loop<2>(x.shape, {&x, &ob});
+    visit_any(x.dtype, [&](auto z) {
+      using T = decltype(z);
+      if constexpr (!std::is_same_v<T, bool>) {
+        T* o0 = reinterpret_cast<T*>(out.data);
+        std::fill(o0, o0 + out.shape.numel(), reduce_init<T>(op));
+        auto combine = [op](T a, T b) {
+          return op == ReduceOp::sum ? a + b
+                 : op == ReduceOp::max ? fn::Maximum{}(a, b)
+                                       : fn::Minimum{}(a, b);
+        };
+        if (L.strides[1].back() == 0 && L.strides[0].back() == 1) {
+          // Each innermost row reduces into one output: a vectorised reduction per row.
+          L.run(
+              [&](char** p, const int64_t*, int64_t n) {
+                T* o = reinterpret_cast<T*>(p[1]);
+                *o = combine(*o, reduce_contiguous<T>(op, reinterpret_cast<const T*>(p[0]), n));
+              },
+              rows_distinct(L));
+          return;
+        }
+        L.run(
+            [&](char** p, const int64_t* st, int64_t n) {
+              const T* xs = reinterpret_cast<const T*>(p[0]);
+              T* o = reinterpret_cast<T*>(p[1]);
+              for (int64_t i = 0; i < n; ++i) o[i * st[1]] = combine(o[i * st[1]], xs[i * st[0]]);
+            },
+            false);
+      }
+    });
+  }
+
+  void matmul(const KView& a, const KView& b, const KView& out) override {
+    const int R = out.shape.rank();
+    const int64_t m = out.shape[R - 2], n = out.shape[R - 1], k = a.shape[R - 1];
+    Shape batch = out.shape;
+    batch.resize(R - 2);
+    const int64_t nb = batch.numel();
+    const Shape cs = contiguous_strides(batch);
+    auto offset = [&](const KView& v, int64_t bi) {
+      int64_t off = 0;
+      for (int d = R - 3; d >= 0; --d) {
+        off += (bi / cs[d]) % batch[d] * v.strides[d];
+      }
+      return off;
+    };
+    visit_floating(out.dtype, [&](auto z) {
+      using T = decltype(z);
+      const T* ap = static_cast<const T*>(a.data);
+      const T* bp = static_cast<const T*>(b.data);
+      T* cp = static_cast<T*>(out.data);
+      auto one = [&](int64_t bi) {
+        if (k == 0) {
+          std::fill(cp + bi * m * n, cp + (bi + 1) * m * n, T(0));
+          return;
+        }
+        gemm_one<T>(ap + offset(a, bi), a.strides[R - 2], a.strides[R - 1], bp + offset(b, bi),
+                    b.strides[R - 2], b.strides[R - 1], cp + bi * m * n, m, n, k);
+      };
+      if (nb > 1 && nb * m * n * k >= kParallelMin * 8) {
+#pragma omp parallel for schedule(static)
+        for (int64_t bi = 0; bi < nb; ++bi) one(bi);
+      } else {
+        for (int64_t bi = 0; bi < nb; ++bi) one(bi);
+      }
+    });
+  }
+
+  void gather(const KView& x, const KView& idx, int axis, const KView& out) override {
+    const int64_t size = x.shape[axis];
+    KView xs = x;
+    xs.strides[axis] = 0;  // walk x along every axis but `axis`
+    auto L = make_loop<3>(out.shape, {&xs, &idx, &out});
+    const int64_t ax_stride = x.strides[axis];
+    visit_any(out.dtype, [&](auto z) {
+      using T = decltype(z);
+      L.run(
+          [&](char** p, const int64_t* st, int64_t n) {
+            const T* xb = reinterpret_cast<const T*>(p[0]);
+            const int64_t* ib = reinterpret_cast<const int64_t*>(p[1]);
+            T* o = reinterpret_cast<T*>(p[2]);
+            for (int64_t i = 0; i < n; ++i) {
+              const int64_t j = ib[i * st[1]];
+              if (j < 0 || j >= size)
+                fail<ValueError>("gather: index ", j, " is out of range for axis ", axis, " of size ", size);
+              o[i * st[2]] = xb[i * st[0] + j * ax_stride];
+            }
+          },
+          false);
+    });
+  }
+
+  void scatter_add(const KView& idx, const KView& src, int axis, const KView& out) override {
+    const int64_t size = out.shape[axis];
+    KView os = out;
+    os.shape = src.shape;
+    os.strides[axis] = 0;
+    auto L = make_loop<3>(src.shape, {&idx, &src, &os});
+    const int64_t ax_stride = out.strides[axis];
+    visit_any(out.dtype, [&](auto z) {
+      using T = decltype(z);
+      if constexpr (!std::is_same_v<T, bool>) {
+        L.run(
+            [&](char** p, const int64_t* st, int64_t n) {
+              const int64_t* ib = reinterpret_cast<const int64_t*>(p[0]);
+              const T* s = reinterpret_cast<const T*>(p[1]);
+              T* o = reinterpret_cast<T*>(p[2]);
+              for (int64_t i = 0; i < n; ++i) {
+                const int64_t j = ib[i * st[0]];
+                if (j < 0 || j >= size)
+                  fail<ValueError>("scatter_add: index ", j, " is out of range for axis ", axis,
+                                   " of size ", size);
+                o[i * st[2] + j * ax_stride] += s[i * st[1]];
+              }
+            },
+            false);
+      }
+    });
+  }
+
+  void random(RandomKind kind, double p, uint64_t seed, uint64_t offset, const KView& out) override {
+    const int64_t n = out.shape.numel();
+    visit_floating(out.dtype, [&](auto z) {
+      using T = decltype(z);
+      T* y = static_cast<T*>(out.data);
+      parallel_range(n, [&](int64_t a, int64_t b) {
+        for (int64_t i = a; i < b; ++i) y[i] = philox::sample<T>(kind, seed, offset + i, p);
+      });
+    });
+  }
+
+ private:
+  template <class F> static void visit_any(DType t, F&& f) { visit_dtype(t, std::forward<F>(f)); }
+  // Rows of a reduction loop write distinct outputs when the output advances on every outer axis.
+  static bool rows_distinct(const Loop<2>& L) {
+    for (int d = 0; d + 1 < L.shape.rank(); ++d)
+      if (L.strides[1][d] == 0) return false;
+    return true;
+  }
+};
+
+}  // namespace
+
+Backend& cpu_backend() {
+  static CpuBackend b;
+  return b;
+}
+
+}  // namespace sg

@@ -1,0 +1,53 @@
+// The Eigen packet (SIMD) form of each elementwise functor the CPU backend can vectorise.
+// Only the CPU includes this; the scalar functors in functors.hpp stay the definition, and
+// tests check packet against scalar results. Capability flags come from Eigen's packet_traits.
+#pragma once
+#include <Eigen/Core>
+
+#include "autodiff/backend/functors.hpp"
+
+namespace sg::cpu {
+
+namespace ei = Eigen::internal;
+template <class T> using Packet = typename ei::packet_traits<T>::type;
+template <class T> inline constexpr int kLanes = ei::unpacket_traits<Packet<T>>::size;
+
+// PacketForm<F, T>::ok says whether F has a SIMD form for T; run(f, p) applies it.
+template <class F, class T> struct PacketForm { static constexpr bool ok = false; };
+
+#define SG_PACKET1(Functor, flag, expr)                                               \
+  template <class T> struct PacketForm<fn::Functor, T> {                              \
+    using Tr = ei::packet_traits<T>;                                                  \
+    static constexpr bool ok = std::is_floating_point_v<T> && (Tr::Vectorizable) && (flag); \
+    static Packet<T> run(const fn::Functor&, const Packet<T>& x) { return expr; }     \
+  };
+SG_PACKET1(Neg, Tr::HasNegate, ei::pnegate(x))
+SG_PACKET1(Exp, Tr::HasExp, ei::pexp(x))
+SG_PACKET1(Log, Tr::HasLog, ei::plog(x))
+SG_PACKET1(Log1p, Tr::HasLog1p, ei::plog1p(x))
+SG_PACKET1(Expm1, Tr::HasExpm1, ei::pexpm1(x))
+SG_PACKET1(Sqrt, Tr::HasSqrt, ei::psqrt(x))
+SG_PACKET1(Abs, Tr::HasAbs, ei::pabs(x))
+SG_PACKET1(Sin, Tr::HasSin, ei::psin(x))
+SG_PACKET1(Cos, Tr::HasCos, ei::pcos(x))
+SG_PACKET1(Tanh, Tr::HasTanh, ei::ptanh(x))
+SG_PACKET1(Sigmoid, Tr::HasExp && Tr::HasDiv,
+           ei::pdiv(ei::pset1<Packet<T>>(T(1)),
+                    ei::padd(ei::pset1<Packet<T>>(T(1)), ei::pexp(ei::pnegate(x)))))
+SG_PACKET1(Rsqrt, Tr::HasSqrt && Tr::HasDiv, ei::pdiv(ei::pset1<Packet<T>>(T(1)), ei::psqrt(x)))
+#undef SG_PACKET1
+
+#define SG_PACKET2(Functor, expr)                                                           \
+  template <class T> struct PacketForm<fn::Functor, T> {                                    \
+    static constexpr bool ok = std::is_floating_point_v<T> && ei::packet_traits<T>::Vectorizable; \
+    static Packet<T> run(const fn::Functor&, const Packet<T>& a, const Packet<T>& b) { return expr; } \
+  };
+SG_PACKET2(Add, ei::padd(a, b))
+SG_PACKET2(Sub, ei::psub(a, b))
+SG_PACKET2(Mul, ei::pmul(a, b))
+SG_PACKET2(Div, ei::pdiv(a, b))
+SG_PACKET2(Maximum, ei::pmax<Eigen::PropagateNaN>(a, b))
+SG_PACKET2(Minimum, ei::pmin<Eigen::PropagateNaN>(a, b))
+#undef SG_PACKET2
+
+}  // namespace sg::cpu

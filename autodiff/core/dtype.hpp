@@ -1,0 +1,58 @@
+// Element types and devices: the two tags every tensor carries, with their names for messages.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace sg {
+
+enum class DType : uint8_t { f32, f64, i64, b8 };
+enum class DeviceType : uint8_t { cpu, cuda };
+
+struct Device {
+  DeviceType type = DeviceType::cpu;
+  int index = 0;
+  friend bool operator==(const Device&, const Device&) = default;
+  static Device cpu() { return {}; }
+  static Device cuda(int i = 0) { return {DeviceType::cuda, i}; }
+};
+
+inline constexpr std::size_t itemsize(DType t) {
+  return t == DType::f32 ? 4 : t == DType::b8 ? 1 : 8;
+}
+inline constexpr bool is_floating(DType t) { return t == DType::f32 || t == DType::f64; }
+inline constexpr const char* dtype_name(DType t) {
+  switch (t) {
+    case DType::f32: return "float32";
+    case DType::f64: return "float64";
+    case DType::i64: return "int64";
+    case DType::b8: return "bool";
+  }
+  return "?";
+}
+std::string device_name(Device d);
+
+// C++ type <-> DType.
+template <class T> struct dtype_of;
+template <> struct dtype_of<float> { static constexpr DType value = DType::f32; };
+template <> struct dtype_of<double> { static constexpr DType value = DType::f64; };
+template <> struct dtype_of<int64_t> { static constexpr DType value = DType::i64; };
+template <> struct dtype_of<bool> { static constexpr DType value = DType::b8; };
+template <class T> inline constexpr DType dtype_v = dtype_of<T>::value;
+
+// Calls f(T{}) with T the C++ type of `t`.
+template <class F> decltype(auto) visit_dtype(DType t, F&& f) {
+  switch (t) {
+    case DType::f32: return f(float{});
+    case DType::f64: return f(double{});
+    case DType::i64: return f(int64_t{});
+    case DType::b8: break;
+  }
+  return f(bool{});
+}
+template <class F> decltype(auto) visit_floating(DType t, F&& f) {
+  if (t == DType::f64) return f(double{});
+  return f(float{});
+}
+
+}  // namespace sg

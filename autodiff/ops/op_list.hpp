@@ -1,0 +1,24 @@
+// The list of primitive ops: every op the tape can record. Adding one touches three places:
+// this list, its block in the family file (ops_*.cpp), and one row in tests/autodiff/op_cases.
+#pragma once
+#include <cstdint>
+
+namespace sg {
+
+enum class OpId : uint8_t {
+  // elementwise unary (ops_elementwise.cpp)
+  neg, exp, log, log1p, expm1, sqrt, rsqrt, abs, sign, sin, cos, tanh, sigmoid, erf, pow_scalar,
+  // elementwise binary and selection (ops_elementwise.cpp)
+  add, sub, mul, div, pow, maximum, minimum, compare, where,
+  // reductions (ops_reduce.cpp)
+  sum, max, min,
+  // linear algebra (ops_linalg.cpp)
+  matmul,
+  // movement and indexing (ops_shape.cpp, ops_index.cpp)
+  reshape, permute, expand, slice, pad, concat, index_select, gather, scatter_add, cast, copy,
+  to_device,
+  count
+};
+inline constexpr int kOpCount = static_cast<int>(OpId::count);
+
+}  // namespace sg

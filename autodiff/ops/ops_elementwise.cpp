@@ -1,0 +1,294 @@
+// Op table, elementwise family: unary math, binary arithmetic with broadcasting, comparisons
+// and where. Each row: shape rule, forward, VJP, JVP; the math of each rule is on its line.
+#include <cmath>
+
+#include "autodiff/ops/op_table.hpp"
+
+namespace sg {
+namespace {
+
+static_assert(static_cast<int>(UnaryOp::pow_scalar) == static_cast<int>(OpId::pow_scalar),
+              "unary backend ops and unary primitives share one order");
+
+Meta unary_shape(std::span<const Tensor> in, const Attrs&, const char* op, bool integers) {
+  if (!integers) check_floating(op, in[0]);
+  if (in[0].dtype() == DType::b8) fail<DTypeError>(op, ": bool tensors are not numbers (", describe(in[0]), ")");
+  return {in[0].shape(), in[0].dtype(), in[0].device()};
+}
+template <UnaryOp K> Meta unary_rule(std::span<const Tensor> in, const Attrs& a) {
+  return unary_shape(in, a, op_def(static_cast<OpId>(static_cast<int>(K))).name, unary_takes_integers(K));
+}
+template <UnaryOp K> Tensor unary_fwd(std::span<const Tensor> in, const Attrs& a, const Meta& m) {
+  Tensor out = fresh(m);
+  if (out.numel()) backend_of(out).unary(K, a.scalar, kview(in[0]), kview(out));
+  return out;
+}
+
+Meta binary_rule(std::span<const Tensor> in, const Attrs& a, const char* op, bool compare) {
+  check_same_device(op, in);
+  check_same_dtype(op, in);
+  if (in[0].dtype() == DType::b8) fail<DTypeError>(op, ": bool tensors are not numbers (", describe(in[0]), ")");
+  return {broadcast_shapes(in[0].shape(), in[1].shape(), op), compare ? DType::b8 : in[0].dtype(),
+          in[0].device()};
+}
+template <BinaryOp K> Meta binary_shape(std::span<const Tensor> in, const Attrs& a) {
+  static constexpr const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum"};
+  if (K == BinaryOp::pow) check_floating("pow", in[0]);
+  return binary_rule(in, a, names[static_cast<int>(K)], false);
+}
+Tensor binary_run(BinaryOp k, std::span<const Tensor> in, const Meta& m) {
+  Tensor out = fresh(m);
+  if (out.numel())
+    backend_of(out).binary(k, kview_broadcast(in[0], m.shape), kview_broadcast(in[1], m.shape), kview(out));
+  return out;
+}
+template <BinaryOp K> Tensor binary_fwd(std::span<const Tensor> in, const Attrs&, const Meta& m) {
+  return binary_run(K, in, m);
+}
+
+// Share of the gradient that maximum/minimum send to `a`: 1 where a wins, 1/2 at ties.
+Tensor winner_weight(const Tensor& a, const Tensor& b, bool max) {
+  const Tensor wins = max ? gt(a, b) : lt(a, b);
+  return where(wins, ones_like(a), where(eq(a, b), full_like(a, 0.5), zeros_like(a)));
+}
+
+const OpDef kOps[] = {
+    // -x:  d = -dx
+    {OpId::neg, "neg", 1, unary_rule<UnaryOp::neg>, unary_fwd<UnaryOp::neg>,
+     [](const RuleCtx&, int, const Tensor& g) { return -g; },
+     [](const RuleCtx&, int, const Tensor& t) { return -t; }},
+    // e^x:  d = e^x dx
+    {OpId::exp, "exp", 1, unary_rule<UnaryOp::exp>, unary_fwd<UnaryOp::exp>,
+     diag_rule<+[](const RuleCtx& c) { return c.out; }>, diag_rule<+[](const RuleCtx& c) { return c.out; }>},
+    // log x:  d = dx / x
+    {OpId::log, "log", 1, unary_rule<UnaryOp::log>, unary_fwd<UnaryOp::log>,
+     [](const RuleCtx& c, int, const Tensor& g) { return g / c.in[0]; },
+     [](const RuleCtx& c, int, const Tensor& t) { return t / c.in[0]; }},
+    // log(1 + x):  d = dx / (1 + x)
+    {OpId::log1p, "log1p", 1, unary_rule<UnaryOp::log1p>, unary_fwd<UnaryOp::log1p>,
+     [](const RuleCtx& c, int, const Tensor& g) { return g / (c.in[0] + 1.0); },
+     [](const RuleCtx& c, int, const Tensor& t) { return t / (c.in[0] + 1.0); }},
+    // e^x - 1:  d = (y + 1) dx
+    {OpId::expm1, "expm1", 1, unary_rule<UnaryOp::expm1>, unary_fwd<UnaryOp::expm1>,
+     diag_rule<+[](const RuleCtx& c) { return c.out + 1.0; }>,
+     diag_rule<+[](const RuleCtx& c) { return c.out + 1.0; }>},
+    // sqrt x:  d = dx / (2 y)
+    {OpId::sqrt, "sqrt", 1, unary_rule<UnaryOp::sqrt>, unary_fwd<UnaryOp::sqrt>,
+     [](const RuleCtx& c, int, const Tensor& g) { return g / (c.out * 2.0); },
+     [](const RuleCtx& c, int, const Tensor& t) { return t / (c.out * 2.0); }},
+    // x^(-1/2):  d = -y^3 / 2 dx
+    {OpId::rsqrt, "rsqrt", 1, unary_rule<UnaryOp::rsqrt>, unary_fwd<UnaryOp::rsqrt>,
+     diag_rule<+[](const RuleCtx& c) { return c.out * c.out * c.out * -0.5; }>,
+     diag_rule<+[](const RuleCtx& c) { return c.out * c.out * c.out * -0.5; }>},
+    // |x|:  d = sign(x) dx
+    {OpId::abs, "abs", 1, unary_rule<UnaryOp::abs>, unary_fwd<UnaryOp::abs>,
+     diag_rule<+[](const RuleCtx& c) { return sign(c.in[0]); }>,
+     diag_rule<+[](const RuleCtx& c) { return sign(c.in[0]); }>},
+    // sign x:  d = 0 (almost everywhere)
+    {OpId::sign, "sign", 1, unary_rule<UnaryOp::sign>, unary_fwd<UnaryOp::sign>,
+     [](const RuleCtx& c, int, const Tensor&) { return zeros_like(c.in[0]); },
+     [](const RuleCtx& c, int, const Tensor&) { return zeros_like(c.out); }},
+    // sin x:  d = cos(x) dx
+    {OpId::sin, "sin", 1, unary_rule<UnaryOp::sin>, unary_fwd<UnaryOp::sin>,
+     diag_rule<+[](const RuleCtx& c) { return cos(c.in[0]); }>,
+     diag_rule<+[](const RuleCtx& c) { return cos(c.in[0]); }>},
+    // cos x:  d = -sin(x) dx
+    {OpId::cos, "cos", 1, unary_rule<UnaryOp::cos>, unary_fwd<UnaryOp::cos>,
+     diag_rule<+[](const RuleCtx& c) { return -sin(c.in[0]); }>,
+     diag_rule<+[](const RuleCtx& c) { return -sin(c.in[0]); }>},
+    // tanh x:  d = (1 - y^2) dx
+    {OpId::tanh, "tanh", 1, unary_rule<UnaryOp::tanh>, unary_fwd<UnaryOp::tanh>,
+     diag_rule<+[](const RuleCtx& c) { return 1.0 - c.out * c.out; }>,
+     diag_rule<+[](const RuleCtx& c) { return 1.0 - c.out * c.out; }>},
+    // sigma(x):  d = y (1 - y) dx
+    {OpId::sigmoid, "sigmoid", 1, unary_rule<UnaryOp::sigmoid>, unary_fwd<UnaryOp::sigmoid>,
+     diag_rule<+[](const RuleCtx& c) { return c.out * (1.0 - c.out); }>,
+     diag_rule<+[](const RuleCtx& c) { return c.out * (1.0 - c.out); }>},
+    // erf x:  d = 2/sqrt(pi) e^(-x^2) dx
+    {OpId::erf, "erf", 1, unary_rule<UnaryOp::erf>, unary_fwd<UnaryOp::erf>,
+     diag_rule<+[](const RuleCtx& c) { return exp(-(c.in[0] * c.in[0])) * (2.0 / std::sqrt(M_PI)); }>,
+     diag_rule<+[](const RuleCtx& c) { return exp(-(c.in[0] * c.in[0])) * (2.0 / std::sqrt(M_PI)); }>},
+    // x^p (constant p = attrs.scalar):  d = p x^(p-1) dx
+    {OpId::pow_scalar, "pow", 1, unary_rule<UnaryOp::pow_scalar>, unary_fwd<UnaryOp::pow_scalar>,
+     diag_rule<+[](const RuleCtx& c) {
+       const double p = c.attrs.scalar;
+       return p == 0 ? zeros_like(c.out) : p == 1 ? ones_like(c.out) : pow(c.in[0], p - 1) * p;
+     }>,
+     diag_rule<+[](const RuleCtx& c) {
+       const double p = c.attrs.scalar;
+       return p == 0 ? zeros_like(c.out) : p == 1 ? ones_like(c.out) : pow(c.in[0], p - 1) * p;
+     }>},
+    // a + b:  d = da + db
+    {OpId::add, "add", 2, binary_shape<BinaryOp::add>, binary_fwd<BinaryOp::add>,
+     [](const RuleCtx&, int, const Tensor& g) { return g; },
+     [](const RuleCtx&, int, const Tensor& t) { return t; }},
+    // a - b:  d = da - db
+    {OpId::sub, "sub", 2, binary_shape<BinaryOp::sub>, binary_fwd<BinaryOp::sub>,
+     [](const RuleCtx&, int i, const Tensor& g) { return i == 0 ? g : -g; },
+     [](const RuleCtx&, int i, const Tensor& t) { return i == 0 ? t : -t; }},
+    // a b:  d = b da + a db
+    {OpId::mul, "mul", 2, binary_shape<BinaryOp::mul>, binary_fwd<BinaryOp::mul>,
+     [](const RuleCtx& c, int i, const Tensor& g) { return g * c.in[1 - i]; },
+     [](const RuleCtx& c, int i, const Tensor& t) { return i == 0 ? t * c.in[1] : c.in[0] * t; }},
+    // a / b:  d = da / b - y db / b
+    {OpId::div, "div", 2, binary_shape<BinaryOp::div>, binary_fwd<BinaryOp::div>,
+     [](const RuleCtx& c, int i, const Tensor& g) { return i == 0 ? g / c.in[1] : -(g * c.out) / c.in[1]; },
+     [](const RuleCtx& c, int i, const Tensor& t) { return i == 0 ? t / c.in[1] : -(t * c.out) / c.in[1]; }},
+    // a^b:  d = b a^(b-1) da + log(a) y db   (the db term is 0 where a = 0)
+    {OpId::pow, "pow", 2, binary_shape<BinaryOp::pow>, binary_fwd<BinaryOp::pow>,
+     [](const RuleCtx& c, int i, const Tensor& g) {
+       return i == 0 ? g * c.in[1] * pow(c.in[0], c.in[1] - 1.0)
+                     : g * where(eq(c.in[0], zeros_like(c.in[0])), zeros_like(c.out), log(c.in[0]) * c.out);
+     },
+     [](const RuleCtx& c, int i, const Tensor& t) {
+       return i == 0 ? t * c.in[1] * pow(c.in[0], c.in[1] - 1.0)
+                     : t * where(eq(c.in[0], zeros_like(c.in[0])), zeros_like(c.out), log(c.in[0]) * c.out);
+     }},
+    // max(a, b):  d = w da + (1 - w) db, w = [a > b] + [a = b]/2
+    {OpId::maximum, "maximum", 2, binary_shape<BinaryOp::maximum>, binary_fwd<BinaryOp::maximum>,
+     [](const RuleCtx& c, int i, const Tensor& g) {
+       const Tensor w = winner_weight(c.in[0], c.in[1], true);
+       return i == 0 ? g * w : g * (1.0 - w);
+     },
+     [](const RuleCtx& c, int i, const Tensor& t) {
+       const Tensor w = winner_weight(c.in[0], c.in[1], true);
+       return i == 0 ? t * w : t * (1.0 - w);
+     }},
+    // min(a, b):  d = w da + (1 - w) db, w = [a < b] + [a = b]/2
+    {OpId::minimum, "minimum", 2, binary_shape<BinaryOp::minimum>, binary_fwd<BinaryOp::minimum>,
+     [](const RuleCtx& c, int i, const Tensor& g) {
+       const Tensor w = winner_weight(c.in[0], c.in[1], false);
+       return i == 0 ? g * w : g * (1.0 - w);
+     },
+     [](const RuleCtx& c, int i, const Tensor& t) {
+       const Tensor w = winner_weight(c.in[0], c.in[1], false);
+       return i == 0 ? t * w : t * (1.0 - w);
+     }},
+    // a <op> b (attrs.kind = BinaryOp): boolean, not differentiable
+    {OpId::compare, "compare", 2,
+     [](std::span<const Tensor> in, const Attrs& a) { return binary_rule(in, a, "compare", true); },
+     [](std::span<const Tensor> in, const Attrs& a, const Meta& m) {
+       return binary_run(static_cast<BinaryOp>(a.kind), in, m);
+     },
+     nullptr, nullptr},
+    // where(c, a, b):  d = [c] da + [not c] db
+    {OpId::where, "where", 3,
+     [](std::span<const Tensor> in, const Attrs&) {
+       check_same_device("where", in);
+       if (in[0].dtype() != DType::b8)
+         fail<DTypeError>("where: condition must be bool, got ", describe(in[0]));
+       check_same_dtype("where", in.subspan(1));
+       const Shape s = broadcast_shapes(broadcast_shapes(in[0].shape(), in[1].shape(), "where"),
+                                        in[2].shape(), "where");
+       return Meta{s, in[1].dtype(), in[1].device()};
+     },
+     [](std::span<const Tensor> in, const Attrs&, const Meta& m) {
+       Tensor out = fresh(m);
+       if (out.numel())
+         backend_of(out).where(kview_broadcast(in[0], m.shape), kview_broadcast(in[1], m.shape),
+                               kview_broadcast(in[2], m.shape), kview(out));
+       return out;
+     },
+     [](const RuleCtx& c, int i, const Tensor& g) {
+       return i == 1 ? where(c.in[0], g, 0.0) : where(c.in[0], zeros_like(g), g);
+     },
+     [](const RuleCtx& c, int i, const Tensor& t) {
+       return i == 1 ? where(c.in[0], t, 0.0) : where(c.in[0], zeros_like(t), t);
+     },
+     /*nondiff_inputs=*/1u},
+};
+
+Tensor cmp(BinaryOp k, const Tensor& a, const Tensor& b) {
+  return apply(OpId::compare, {a, b}, Attrs{.kind = static_cast<uint8_t>(k)});
+}
+// A scalar operand takes the tensor's dtype and device.
+Tensor like(const Tensor& x, double v) { return scalar(v, x.dtype(), x.device()); }
+
+}  // namespace
+
+std::span<const OpDef> elementwise_ops() { return kOps; }
+
+Tensor neg(const Tensor& x) { return apply(OpId::neg, {x}); }
+Tensor exp(const Tensor& x) { return apply(OpId::exp, {x}); }
+Tensor log(const Tensor& x) { return apply(OpId::log, {x}); }
+Tensor log1p(const Tensor& x) { return apply(OpId::log1p, {x}); }
+Tensor expm1(const Tensor& x) { return apply(OpId::expm1, {x}); }
+Tensor sqrt(const Tensor& x) { return apply(OpId::sqrt, {x}); }
+Tensor rsqrt(const Tensor& x) { return apply(OpId::rsqrt, {x}); }
+Tensor abs(const Tensor& x) { return apply(OpId::abs, {x}); }
+Tensor sign(const Tensor& x) { return apply(OpId::sign, {x}); }
+Tensor sin(const Tensor& x) { return apply(OpId::sin, {x}); }
+Tensor cos(const Tensor& x) { return apply(OpId::cos, {x}); }
+Tensor tanh(const Tensor& x) { return apply(OpId::tanh, {x}); }
+Tensor sigmoid(const Tensor& x) { return apply(OpId::sigmoid, {x}); }
+Tensor erf(const Tensor& x) { return apply(OpId::erf, {x}); }
+Tensor pow(const Tensor& x, double p) { return apply(OpId::pow_scalar, {x}, Attrs{.scalar = p}); }
+
+Tensor add(const Tensor& a, const Tensor& b) { return apply(OpId::add, {a, b}); }
+Tensor sub(const Tensor& a, const Tensor& b) { return apply(OpId::sub, {a, b}); }
+Tensor mul(const Tensor& a, const Tensor& b) { return apply(OpId::mul, {a, b}); }
+Tensor div(const Tensor& a, const Tensor& b) { return apply(OpId::div, {a, b}); }
+Tensor pow(const Tensor& a, const Tensor& b) { return apply(OpId::pow, {a, b}); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return apply(OpId::maximum, {a, b}); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return apply(OpId::minimum, {a, b}); }
+Tensor eq(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::eq, a, b); }
+Tensor ne(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::ne, a, b); }
+Tensor lt(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::lt, a, b); }
+Tensor le(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::le, a, b); }
+Tensor gt(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::gt, a, b); }
+Tensor ge(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::ge, a, b); }
+Tensor where(const Tensor& c, const Tensor& a, const Tensor& b) { return apply(OpId::where, {c, a, b}); }
+Tensor where(const Tensor& c, const Tensor& a, double b) { return where(c, a, like(a, b)); }
+
+Tensor operator-(const Tensor& x) { return neg(x); }
+Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+Tensor operator+(const Tensor& a, double b) { return add(a, like(a, b)); }
+Tensor operator-(const Tensor& a, double b) { return sub(a, like(a, b)); }
+Tensor operator*(const Tensor& a, double b) { return mul(a, like(a, b)); }
+Tensor operator/(const Tensor& a, double b) { return div(a, like(a, b)); }
+Tensor operator+(double a, const Tensor& b) { return add(like(b, a), b); }
+Tensor operator-(double a, const Tensor& b) { return sub(like(b, a), b); }
+Tensor operator*(double a, const Tensor& b) { return mul(like(b, a), b); }
+Tensor operator/(double a, const Tensor& b) { return div(like(b, a), b); }
+Tensor operator<(const Tensor& a, const Tensor& b) { return lt(a, b); }
+Tensor operator>(const Tensor& a, const Tensor& b) { return gt(a, b); }
+Tensor operator<=(const Tensor& a, const Tensor& b) { return le(a, b); }
+Tensor operator>=(const Tensor& a, const Tensor& b) { return ge(a, b); }
+Tensor operator<(const Tensor& a, double b) { return lt(a, like(a, b)); }
+Tensor operator>(const Tensor& a, double b) { return gt(a, like(a, b)); }
+Tensor operator<=(const Tensor& a, double b) { return le(a, like(a, b)); }
+Tensor operator>=(const Tensor& a, double b) { return ge(a, like(a, b)); }
+
+// ---- composites (derivatives of every order from their parts) ----
+Tensor square(const Tensor& x) { return x * x; }
+// relu(x) = x [x > 0]
+Tensor relu(const Tensor& x) { return where(x > 0.0, x, 0.0); }
+// silu(x) = x sigma(x)
+Tensor silu(const Tensor& x) { return x * sigmoid(x); }
+// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), stable for any x
+Tensor softplus(const Tensor& x) { return maximum(x, zeros_like(x)) + log1p(exp(-abs(x))); }
+Tensor log_sigmoid(const Tensor& x) { return -softplus(-x); }
+// elu(x) = x for x > 0, alpha (e^x - 1) otherwise (the inner where keeps e^x finite and
+// its gradient exactly masked)
+Tensor elu(const Tensor& x, double alpha) {
+  const Tensor pos = x > 0.0;
+  return where(pos, x, expm1(where(pos, zeros_like(x), x)) * alpha);
+}
+// gelu(x) = x Phi(x), exactly with erf or with the tanh approximation
+Tensor gelu(const Tensor& x, bool tanh_approximation) {
+  if (tanh_approximation) {
+    const double k = std::sqrt(2.0 / M_PI);
+    return 0.5 * x * (1.0 + tanh(k * (x + 0.044715 * x * x * x)));
+  }
+  return 0.5 * x * (1.0 + erf(x * (1.0 / std::sqrt(2.0))));
+}
+// clamp: gradient 1 on [lo, hi] (boundaries included), 0 outside
+Tensor clamp(const Tensor& x, double lo, double hi) {
+  if (lo > hi) fail<ValueError>("clamp: lo ", lo, " is greater than hi ", hi);
+  return where(x < lo, full_like(x, lo), where(x > hi, full_like(x, hi), x));
+}
+
+}  // namespace sg

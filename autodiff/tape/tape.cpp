@@ -1,0 +1,365 @@
+// The engine: apply() runs a primitive and records it; the reverse loop computes VJPs; dual
+// levels propagate JVPs. Everything common to all op rows lives here and only here:
+// cotangent reduction to broadcast input shapes, zero (missing) cotangents and tangents,
+// skipping inputs that need no gradient, anomaly checks.
+#include "autodiff/tape/tape.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <vector>
+
+#include "autodiff/ops/ops.hpp"
+#include "autodiff/tape/autograd.hpp"
+#include "autodiff/tape/forward.hpp"
+
+namespace sg {
+
+// ---- thread-local state --------------------------------------------------------------------
+namespace detail {
+bool& grad_enabled_flag() {
+  thread_local bool on = true;
+  return on;
+}
+bool& anomaly_flag() {
+  thread_local bool on = false;
+  return on;
+}
+void on_external_zero(TensorImpl* t) { t->tape->on_external_zero(t); }
+void on_external_one(TensorImpl* t) { t->tape->on_external_one(t); }
+}  // namespace detail
+
+Tape& current_tape() {
+  thread_local Tape tape;
+  return tape;
+}
+bool grad_enabled() { return detail::grad_enabled_flag(); }
+NoGradGuard::NoGradGuard() : prev_(detail::grad_enabled_flag()) { detail::grad_enabled_flag() = false; }
+NoGradGuard::~NoGradGuard() { detail::grad_enabled_flag() = prev_; }
+EnableGradGuard::EnableGradGuard() : prev_(detail::grad_enabled_flag()) { detail::grad_enabled_flag() = true; }
+EnableGradGuard::~EnableGradGuard() { detail::grad_enabled_flag() = prev_; }
+AnomalyGuard::AnomalyGuard(bool on) : prev_(detail::anomaly_flag()) { detail::anomaly_flag() = on; }
+AnomalyGuard::~AnomalyGuard() { detail::anomaly_flag() = prev_; }
+Scope::Scope() : start_(current_tape().size()) {}
+Scope::~Scope() { current_tape().truncate(start_); }
+std::size_t debug::tape_size() { return current_tape().size(); }
+
+// ---- tape ------------------------------------------------------------------------------------
+Tape::~Tape() { truncate(0); }
+
+void Tape::record(OpId op, std::span<const Tensor> in, const Attrs& attrs, const Tensor& out) {
+  Node& n = nodes_.emplace_back();
+  n.op = op;
+  n.serial = next_serial_++;
+  for (const Tensor& t : in) n.inputs.push_back(t.ref());
+  n.out = out.ref();
+  n.attrs = attrs;
+  n.ext_live = 1;  // `out` is the single handle apply() holds
+  TensorImpl* o = out.impl();
+  o->tape = this;
+  o->node = static_cast<uint32_t>(nodes_.size() - 1);
+  o->serial = n.serial;
+  o->ext_refs = 1;
+}
+
+void Tape::on_external_one(TensorImpl* t) {
+  if (is_live(t)) ++nodes_[t->node].ext_live;
+}
+void Tape::on_external_zero(TensorImpl* t) {
+  if (!is_live(t)) return;
+  if (--nodes_[t->node].ext_live == 0 && t->node + 1 == nodes_.size()) pop_unreferenced();
+}
+void Tape::pop_unreferenced() {
+  if (popping_) return;  // the outer loop below keeps going
+  popping_ = true;
+  while (!nodes_.empty() && nodes_.back().ext_live == 0) {
+    Node dead = std::move(nodes_.back());
+    nodes_.pop_back();
+  }  // `dead` releases its references here, possibly re-entering on_external_zero
+  popping_ = false;
+}
+void Tape::truncate(std::size_t n) {
+  while (nodes_.size() > n) {
+    Node dead = std::move(nodes_.back());
+    nodes_.pop_back();
+    dead.out->tape = nullptr;  // an escaped tensor becomes a constant
+  }
+  if (!popping_) pop_unreferenced();
+}
+
+bool is_tracked(const TensorImpl* t) {
+  if (t->requires_grad) return true;
+  if (!t->tape) return false;
+  Tape& tape = current_tape();
+  if (t->tape != &tape)
+    fail<GradError>("a tensor recorded on another thread's tape was used here; tapes are "
+                    "thread-local (detach() it, or differentiate on the thread that made it)");
+  return tape.is_live(t);
+}
+
+// ---- forward-mode levels -------------------------------------------------------------------
+namespace {
+struct LevelState {
+  uint64_t id;
+  std::vector<TensorRef> touched;
+};
+struct FwdState {
+  std::vector<LevelState> levels;
+  int visible = 0;  // levels [0, visible) propagate; rules of level L run with visible = L
+  uint64_t next_id = 1;
+};
+FwdState& fwd() {
+  thread_local FwdState s;
+  return s;
+}
+const Tensor* tangent_at(const TensorImpl* t, uint64_t level) {
+  for (const LevelTangent& lt : t->tangents)
+    if (lt.level == level) return &lt.tangent;
+  return nullptr;
+}
+struct VisibleGuard {
+  int prev;
+  explicit VisibleGuard(int v) : prev(fwd().visible) { fwd().visible = v; }
+  ~VisibleGuard() { fwd().visible = prev; }
+};
+
+void check_finite(const OpDef& d, const Tensor& t, std::span<const Tensor> in, const char* phase) {
+  if (!t.defined() || !is_floating(t.dtype())) return;
+  for (double v : t.to_vector()) {
+    if (!std::isfinite(v)) {
+      std::string shapes;
+      for (const Tensor& x : in) shapes += (shapes.empty() ? "" : ", ") + describe(x);
+      fail<AnomalyError>("anomaly: ", phase, " of ", d.name, " produced ", std::isnan(v) ? "NaN" : "Inf",
+                         " (inputs: ", shapes, ")");
+    }
+  }
+}
+
+void propagate_tangents(const OpDef& d, std::span<const Tensor> in, const Attrs& attrs, const Tensor& out) {
+  FwdState& s = fwd();
+  const int nvis = s.visible;
+  for (int L = 0; L < nvis; ++L) {
+    const uint64_t id = s.levels[L].id;
+    bool any = false;
+    for (std::size_t j = 0; j < in.size(); ++j) any |= tangent_at(in[j].impl(), id) != nullptr;
+    if (!any || !d.jvp) continue;
+    Tensor acc;
+    {
+      VisibleGuard mask(L);
+      RuleCtx ctx{in, out, attrs};
+      for (std::size_t j = 0; j < in.size(); ++j) {
+        if (d.nondiff_inputs >> j & 1u) continue;
+        const Tensor* t = tangent_at(in[j].impl(), id);
+        if (!t) continue;
+        Tensor c = d.jvp(ctx, static_cast<int>(j), *t);
+        if (!c.defined()) continue;
+        acc = acc.defined() ? acc + c : c;
+      }
+      if (!acc.defined()) continue;
+      if (!(acc.shape() == out.shape())) acc = expand(acc, out.shape());
+      if (detail::anomaly_flag()) check_finite(d, acc, in, "jvp");
+    }
+    out.impl()->tangents.push_back({id, acc});
+    s.levels[L].touched.push_back(out.ref());
+  }
+}
+}  // namespace
+
+DualLevel::DualLevel() {
+  FwdState& s = fwd();
+  if (s.visible != static_cast<int>(s.levels.size()))
+    fail<GradError>("DualLevel: a level cannot be opened inside a JVP rule");
+  id_ = s.next_id++;
+  s.levels.push_back({id_, {}});
+  s.visible = static_cast<int>(s.levels.size());
+}
+DualLevel::~DualLevel() {
+  FwdState& s = fwd();
+  LevelState lvl = std::move(s.levels.back());
+  s.levels.pop_back();
+  s.visible = static_cast<int>(s.levels.size());
+  for (TensorRef& r : lvl.touched) {
+    auto& ts = r->tangents;
+    SmallVec<LevelTangent, 1> keep;
+    for (LevelTangent& lt : ts)
+      if (lt.level != id_) keep.push_back(std::move(lt));
+    ts = std::move(keep);
+  }
+}
+Tensor DualLevel::make_dual(const Tensor& primal, const Tensor& tangent) const {
+  if (!(primal.shape() == tangent.shape()) || primal.dtype() != tangent.dtype())
+    fail<ShapeError>("make_dual: primal ", describe(primal), " and tangent ", describe(tangent),
+                     " must have the same shape and dtype");
+  Tensor d = apply(OpId::reshape, {primal}, Attrs{.a = primal.shape()});  // a recorded alias
+  d.impl()->tangents.push_back({id_, tangent});
+  fwd().levels.back().touched.push_back(d.ref());
+  return d;
+}
+bool DualLevel::has_tangent(const Tensor& t) const { return tangent_at(t.impl(), id_) != nullptr; }
+Tensor DualLevel::tangent(const Tensor& t) const {
+  const Tensor* tt = tangent_at(t.impl(), id_);
+  return tt ? *tt : zeros_like(t);
+}
+
+// ---- apply -----------------------------------------------------------------------------------
+Tensor apply(OpId id, std::span<const Tensor> in, const Attrs& attrs) {
+  const OpDef& d = op_def(id);
+  if (d.arity >= 0 && static_cast<int>(in.size()) != d.arity)
+    fail<ValueError>(d.name, ": expected ", d.arity, " inputs, got ", in.size());
+  for (std::size_t i = 0; i < in.size(); ++i)
+    if (!in[i].defined()) fail<ValueError>(d.name, ": input ", i, " is an undefined tensor");
+  const Meta meta = d.shape(in, attrs);
+  Tensor out = d.forward(in, attrs, meta);
+  if (detail::anomaly_flag()) check_finite(d, out, in, "forward");
+  if (d.vjp && detail::grad_enabled_flag()) {
+    bool any = false;
+    for (std::size_t i = 0; i < in.size() && !any; ++i)
+      any = !(d.nondiff_inputs >> i & 1u) && is_tracked(in[i].impl());
+    if (any) current_tape().record(id, in, attrs, out);
+  }
+  if (fwd().visible > 0) propagate_tangents(d, in, attrs, out);
+  return out;
+}
+
+// ---- reverse mode ----------------------------------------------------------------------------
+namespace {
+struct LeafGrads {
+  std::vector<std::pair<TensorImpl*, Tensor>> items;
+  Tensor* find(TensorImpl* t) {
+    for (auto& [k, v] : items)
+      if (k == t) return &v;
+    return nullptr;
+  }
+  void add(TensorImpl* t, Tensor g) {
+    if (Tensor* v = find(t)) {
+      *v = *v + g;
+    } else {
+      items.emplace_back(t, std::move(g));
+    }
+  }
+};
+
+struct BackwardResult {
+  std::vector<Tensor> cot;  // by node index (kept only for requested non-leaf inputs)
+  LeafGrads leaves;
+};
+
+BackwardResult run_backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& cotangents,
+                            const std::vector<Tensor>& keep_for, bool create_graph, bool allow_unused) {
+  Tape& tape = current_tape();
+  if (!cotangents.empty() && cotangents.size() != outputs.size())
+    fail<GradError>("grad: ", outputs.size(), " outputs but ", cotangents.size(), " cotangents");
+  BackwardResult r;
+  std::size_t hi = 0;
+  for (std::size_t k = 0; k < outputs.size(); ++k) {
+    const Tensor& y = outputs[k];
+    if (!y.defined()) fail<GradError>("grad: output ", k, " is undefined");
+    if (cotangents.empty() || !cotangents[k].defined()) {
+      if (y.numel() != 1)
+        fail<GradError>("grad: output ", k, " (", describe(y),
+                        ") is not a scalar; pass a cotangent of its shape");
+    } else if (!(cotangents[k].shape() == y.shape()) || cotangents[k].dtype() != y.dtype()) {
+      fail<GradError>("grad: cotangent ", describe(cotangents[k]), " does not match output ", k, " (",
+                      describe(y), ")");
+    }
+    if (tape.is_live(y.impl())) hi = std::max<std::size_t>(hi, y.impl()->node + 1);
+  }
+  std::optional<NoGradGuard> no_grad;
+  std::optional<EnableGradGuard> with_grad;
+  if (create_graph) {
+    with_grad.emplace();
+  } else {
+    no_grad.emplace();
+  }
+  r.cot.resize(hi);
+  std::vector<char> keep(hi, 0);
+  for (const Tensor& x : keep_for)
+    if (x.defined() && tape.is_live(x.impl()) && x.impl()->node < hi) keep[x.impl()->node] = 1;
+
+  auto accumulate = [&](TensorImpl* t, Tensor g) {
+    if (tape.is_live(t)) {
+      Tensor& c = r.cot[t->node];
+      c = c.defined() ? c + g : std::move(g);
+    } else if (t->requires_grad) {
+      r.leaves.add(t, std::move(g));
+    }
+  };
+  bool any_tracked = false;
+  for (std::size_t k = 0; k < outputs.size(); ++k) {
+    const Tensor& y = outputs[k];
+    if (!is_tracked(y.impl())) continue;
+    any_tracked = true;
+    Tensor seed = cotangents.empty() || !cotangents[k].defined() ? ones_like(y) : cotangents[k];
+    accumulate(y.impl(), seed);
+  }
+  if (!any_tracked && !allow_unused)
+    fail<GradError>("grad: no output depends on a tensor that requires grad");
+
+  SmallVec<Tensor, 3> ins;
+  for (std::size_t i = hi; i-- > 0;) {
+    if (!r.cot[i].defined()) continue;
+    Tensor ct = keep[i] ? r.cot[i] : std::move(r.cot[i]);
+    Node& n = tape.node(static_cast<uint32_t>(i));
+    const OpDef& d = op_def(n.op);
+    ins.clear();
+    for (const TensorRef& x : n.inputs) ins.push_back(Tensor(x));
+    const Tensor out(n.out);
+    const std::span<const Tensor> in_span(&ins[0], ins.size());
+    RuleCtx ctx{in_span, out, n.attrs};
+    for (std::size_t j = 0; j < ins.size(); ++j) {
+      if (d.nondiff_inputs >> j & 1u) continue;
+      if (!is_tracked(ins[j].impl())) continue;
+      Tensor g = d.vjp(ctx, static_cast<int>(j), ct);
+      if (!g.defined()) continue;
+      if (!(g.shape() == ins[j].shape())) g = sum_to(g, ins[j].shape());
+      if (detail::anomaly_flag()) check_finite(d, g, in_span, "backward");
+      accumulate(ins[j].impl(), std::move(g));
+    }
+  }
+  return r;
+}
+}  // namespace
+
+std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
+                         const std::vector<Tensor>& cotangents, GradOptions opts) {
+  Tape& tape = current_tape();
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    if (!inputs[k].defined()) fail<GradError>("grad: input ", k, " is undefined");
+    if (!is_tracked(inputs[k].impl()) && !opts.allow_unused)
+      fail<GradError>("grad: input ", k, " (", describe(inputs[k]),
+                      ") does not require grad; call requires_grad_() on it before computing the output");
+  }
+  BackwardResult r = run_backward(outputs, cotangents, inputs, opts.create_graph, opts.allow_unused);
+  std::vector<Tensor> result;
+  for (std::size_t k = 0; k < inputs.size(); ++k) {
+    TensorImpl* t = inputs[k].impl();
+    Tensor g;
+    if (tape.is_live(t) && t->node < r.cot.size()) {
+      g = r.cot[t->node];
+    } else if (Tensor* lg = r.leaves.find(t)) {
+      g = *lg;
+    }
+    if (!g.defined()) {
+      if (!opts.allow_unused)
+        fail<GradError>("grad: input ", k, " (", describe(inputs[k]),
+                        ") is not on the path from the outputs; pass allow_unused for zeros");
+      g = zeros_like(inputs[k]);
+    }
+    result.push_back(std::move(g));
+  }
+  return result;
+}
+
+std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs, GradOptions opts) {
+  return grad(std::vector<Tensor>{output}, inputs, {}, opts);
+}
+
+void backward(const Tensor& output, const Tensor& cotangent, bool create_graph) {
+  BackwardResult r = run_backward({output}, {cotangent}, {}, create_graph, false);
+  for (auto& [leaf, g] : r.leaves.items) {
+    Tensor h(leaf);
+    h.set_grad(h.grad().defined() ? h.grad() + g : g);
+  }
+}
+
+}  // namespace sg
