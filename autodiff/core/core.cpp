@@ -42,7 +42,10 @@ void Shape::resize(int rank, int64_t fill) {
 }
 std::string Shape::str() const {
   std::string s = "[";
-  for (int i = 0; i < rank_; ++i) s += (i ? "," : "") + std::to_string(d_[i]);
+  for (int i = 0; i < rank_; ++i) {
+    if (i) s += ',';
+    s += std::to_string(d_[i]);
+  }
   return s + "]";
 }
 

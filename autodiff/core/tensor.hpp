@@ -84,6 +84,8 @@ class Tensor {
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 std::string to_string(const Tensor& t);
+// Describes a tensor for messages: "float32[2,3]" (device appended when not cpu).
+std::string describe(const Tensor& t);
 
 // A forward-mode tangent attached to a tensor at one level of nested jvp.
 struct LevelTangent {

@@ -70,8 +70,6 @@ KView kview(const Tensor& t);
 KView kview_broadcast(const Tensor& t, const Shape& to);
 Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset);
 Backend& backend_of(const Tensor& t);
-// Describes the tensor for an error message: "float32[2,3] on cpu".
-std::string describe(const Tensor& t);
 // Checks that all inputs share a device and (when `same_dtype`) a dtype; names `op`.
 void check_same_device(const char* op, std::span<const Tensor> in);
 void check_same_dtype(const char* op, std::span<const Tensor> in);

@@ -363,3 +363,15 @@ void backward(const Tensor& output, const Tensor& cotangent, bool create_graph) 
 }
 
 }  // namespace sg
+
+namespace sg::detail {
+void copy_tangents(const Tensor& from, const Tensor& to) {
+  FwdState& s = fwd();
+  for (int L = 0; L < s.visible; ++L) {
+    if (const Tensor* t = tangent_at(from.impl(), s.levels[L].id)) {
+      to.impl()->tangents.push_back({s.levels[L].id, *t});
+      s.levels[L].touched.push_back(to.ref());
+    }
+  }
+}
+}  // namespace sg::detail
