@@ -15,11 +15,13 @@ Tensor detail::track(const Tensor& x) {
 }
 
 std::pair<Tensor, Tensor> value_and_grad(const Fn& f, const Tensor& x) {
+  const bool keep_graph = grad_enabled();  // record the result only if someone may differentiate it
+  EnableGradGuard on;
   const Tensor xt = detail::track(x);
   Tensor y = f(xt);
   if (y.numel() != 1) fail<GradError>("grad: f returned ", describe(y), "; a scalar is required (use vjp)");
   if (!y.requires_grad()) return {y, zeros_like(x)};
-  Tensor g = sg::grad(y, {xt}, {.create_graph = grad_enabled(), .allow_unused = true})[0];
+  Tensor g = sg::grad(y, {xt}, {.create_graph = keep_graph, .allow_unused = true})[0];
   return {y, g};
 }
 Tensor grad(const Fn& f, const Tensor& x) { return value_and_grad(f, x).second; }
@@ -28,10 +30,12 @@ Fn grad_fn(Fn f) {
 }
 
 std::pair<Tensor, Tensor> vjp(const Fn& f, const Tensor& x, const Tensor& cotangent) {
+  const bool keep_graph = grad_enabled();
+  EnableGradGuard on;
   const Tensor xt = detail::track(x);
   Tensor y = f(xt);
   if (!y.requires_grad()) return {y, zeros_like(x)};
-  Tensor g = sg::grad({y}, {xt}, {cotangent}, {.create_graph = grad_enabled(), .allow_unused = true})[0];
+  Tensor g = sg::grad({y}, {xt}, {cotangent}, {.create_graph = keep_graph, .allow_unused = true})[0];
   return {y, g};
 }
 
@@ -45,10 +49,11 @@ std::pair<Tensor, Tensor> jvp(const Fn& f, const Tensor& x, const Tensor& tangen
 
 Tensor hvp(const Fn& f, const Tensor& x, const Tensor& v, HvpMode mode) {
   if (mode == HvpMode::forward_over_reverse) return jvp(grad_fn(f), x, v).second;
-  const Tensor xt = detail::track(x);
+  const bool keep_graph = grad_enabled();
   EnableGradGuard on;
+  const Tensor xt = detail::track(x);
   const Tensor g = sg::grad(f(xt), {xt}, {.create_graph = true})[0];
-  return sg::grad(sum(g * v), {xt}, {.create_graph = grad_enabled(), .allow_unused = true})[0];
+  return sg::grad(sum(g * v), {xt}, {.create_graph = keep_graph, .allow_unused = true})[0];
 }
 
 Tensor jacobian(const Fn& f, const Tensor& x, JacobianMode mode) {
@@ -65,11 +70,13 @@ Tensor jacobian(const Fn& f, const Tensor& x, JacobianMode mode) {
     for (int64_t d : x.shape()) s.push_back(d);
     return reshape(cols, s);
   }
+  const bool keep_graph = grad_enabled();
+  EnableGradGuard on;
   const Tensor xt = detail::track(x);
   const Tensor y = f(xt);
   for (int64_t i = 0; i < y.numel(); ++i) {
     const Tensor e = reshape(one_hot(from_indices({i}, {1}), y.numel(), y.dtype()), y.shape());
-    Tensor g = sg::grad({y}, {xt}, {e}, {.create_graph = grad_enabled(), .allow_unused = true})[0];
+    Tensor g = sg::grad({y}, {xt}, {e}, {.create_graph = keep_graph, .allow_unused = true})[0];
     parts.push_back(g);  // row i, shape x.shape
   }
   const Tensor rows = stack(parts, 0);
@@ -86,6 +93,7 @@ Tensor divergence(const Fn& f, const Tensor& x, const Divergence& m) {
   Shape per_sample;  // the axes summed per sample
   for (int d = 1; d < x.rank(); ++d) per_sample.push_back(d);
   const bool keep_graph = grad_enabled();
+  EnableGradGuard on;
   if (m.kind == Divergence::Kind::exact && m.chunk > 0) {
     // c coordinates per pass: the batch replicated c times, one backward for all of them.
     Tensor total;

@@ -29,7 +29,7 @@ struct Moments {
 };
 
 Moments run(const Estimator& est, int samples, Generator& gen) {
-  NoGradGuard off;
+  // Grad mode is left as it is: estimators may differentiate (divergences, score matching).
   Moments m;
   for (int s = 0; s < samples; ++s) m.add(est(gen).to_vector());
   return m;

@@ -1,0 +1,152 @@
+// The tape: leaf accumulation, guards, detach, scopes, thread-local tapes, and memory (no
+// node, tensor or storage survives a training-style loop, even with create_graph).
+#include <catch2/catch.hpp>
+#include <thread>
+
+#include "autodiff/sg.hpp"
+
+using namespace sg;
+
+TEST_CASE("backward accumulates into leaves", "[tape]") {
+  Tensor w = from_vector({1, 2, 3}, {3}, DType::f64).requires_grad_();
+  backward(sum(w * w));
+  CHECK(w.grad().to_vector() == std::vector<double>{2, 4, 6});
+  backward(sum(w));
+  CHECK(w.grad().to_vector() == std::vector<double>{3, 5, 7});
+  w.zero_grad();
+  CHECK_FALSE(w.grad().defined());
+  backward(w * 2.0, from_vector({1, 0, -1}, {3}, DType::f64));
+  CHECK(w.grad().to_vector() == std::vector<double>{2, 0, -2});
+}
+
+TEST_CASE("no-grad, enable-grad and detach", "[tape]") {
+  Tensor w = ones({2}, DType::f64).requires_grad_();
+  {
+    NoGradGuard off;
+    CHECK_FALSE((w * 2.0).requires_grad());
+    {
+      EnableGradGuard on;
+      CHECK((w * 2.0).requires_grad());
+    }
+  }
+  CHECK_FALSE((w * 2.0).detach().requires_grad());
+  Tensor y = exp(w);
+  CHECK_THROWS_AS(y.requires_grad_(), GradError);  // only leaves
+  CHECK_FALSE(y.is_leaf());
+  CHECK(w.is_leaf());
+}
+
+TEST_CASE("gradients flow through shared subexpressions and repeated inputs", "[tape]") {
+  Tensor x = from_vector({0.5, -1.5}, {2}, DType::f64).requires_grad_();
+  Tensor a = sin(x);
+  Tensor y = sum(a * a + a * x + x * x);
+  Tensor g = grad(y, {x})[0];
+  const auto xv = x.to_vector();
+  for (int i = 0; i < 2; ++i) {
+    const double s = std::sin(xv[i]), c = std::cos(xv[i]);
+    CHECK(g.to_vector()[i] == Approx(2 * s * c + c * xv[i] + s + 2 * xv[i]).epsilon(1e-14));
+  }
+}
+
+TEST_CASE("third derivative by repeated create_graph", "[tape]") {
+  Tensor x = scalar(0.7, DType::f64).requires_grad_();
+  Tensor y = x * x * x * x;  // y''' = 24 x
+  Tensor g1 = grad(y, {x}, {.create_graph = true})[0];
+  Tensor g2 = grad(g1, {x}, {.create_graph = true})[0];
+  Tensor g3 = grad(g2, {x})[0];
+  CHECK(g1.item() == Approx(4 * 0.343).epsilon(1e-14));
+  CHECK(g2.item() == Approx(12 * 0.49).epsilon(1e-14));
+  CHECK(g3.item() == Approx(24 * 0.7).epsilon(1e-14));
+}
+
+TEST_CASE("gradient with respect to an intermediate tensor", "[tape]") {
+  Tensor x = from_vector({1, 2}, {2}, DType::f64).requires_grad_();
+  Tensor h = x * 3.0;
+  Tensor y = sum(h * h);
+  auto gs = grad(y, {h, x});
+  CHECK(gs[0].to_vector() == std::vector<double>{6, 12});
+  CHECK(gs[1].to_vector() == std::vector<double>{18, 36});
+}
+
+TEST_CASE("a loop of forward + backward with create_graph leaves nothing behind", "[tape][memory]") {
+  Generator gen(0);
+  const Tensor w = randn({8, 8}, gen, DType::f64).requires_grad_();
+  const Tensor x = randn({4, 8}, gen, DType::f64);
+  const std::size_t nodes0 = debug::tape_size();
+  const int64_t tensors0 = debug::live_tensors(), storages0 = debug::live_storages();
+  for (int it = 0; it < 10000; ++it) {
+    const Tensor y = sum(square(tanh(matmul(x, w))));
+    const Tensor g = grad(y, {w}, {.create_graph = true})[0];
+    const Tensor gg = grad(sum(g * g), {w})[0];  // second order through the recorded backward
+    if (it == 0) CHECK(debug::tape_size() > nodes0);
+    REQUIRE(gg.shape() == w.shape());
+  }
+  CHECK(debug::tape_size() == nodes0);
+  CHECK(debug::live_tensors() == tensors0);
+  CHECK(debug::live_storages() == storages0);
+}
+
+TEST_CASE("tape nodes are released as soon as results are dropped", "[tape][memory]") {
+  Tensor x = ones({3}, DType::f64).requires_grad_();
+  const std::size_t n0 = debug::tape_size();
+  Tensor keep = exp(x);
+  {
+    Tensor a = sin(keep), b = a * a;
+    CHECK(debug::tape_size() == n0 + 3);
+  }
+  CHECK(debug::tape_size() == n0 + 1);  // a and b popped, keep stays
+  keep.reset();
+  CHECK(debug::tape_size() == n0);
+}
+
+TEST_CASE("a scope releases its nodes and detaches what escapes", "[tape][memory]") {
+  Tensor x = ones({3}, DType::f64).requires_grad_();
+  const std::size_t n0 = debug::tape_size();
+  Tensor escaped;
+  {
+    Scope s;
+    escaped = sum(exp(x));
+    CHECK(escaped.requires_grad());
+  }
+  CHECK(debug::tape_size() == n0);
+  CHECK_FALSE(escaped.requires_grad());
+  CHECK(escaped.item() == Approx(3 * std::exp(1.0)));
+  // Gradients computed inside a scope survive as values.
+  Tensor g;
+  {
+    Scope s;
+    g = grad(sum(x * x), {x})[0];
+  }
+  CHECK(g.to_vector() == std::vector<double>{2, 2, 2});
+}
+
+TEST_CASE("threads differentiate independently", "[tape][threads]") {
+  const Tensor w = from_vector({0.3, -0.2}, {2}, DType::f64).requires_grad_();
+  std::vector<double> out(4);
+  std::vector<std::thread> ts;
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      for (int it = 0; it < 200; ++it) {
+        const Tensor y = sum(exp(w * static_cast<double>(t + 1)));
+        out[t] = grad(y, {w})[0].to_vector()[0];
+      }
+    });
+  for (auto& th : ts) th.join();
+  for (int t = 0; t < 4; ++t) CHECK(out[t] == Approx((t + 1) * std::exp(0.3 * (t + 1))).epsilon(1e-14));
+  // A tensor recorded on another (live) thread's tape is refused, not silently a constant.
+  const Tensor y = w * 2.0;
+  bool threw = false;
+  std::thread([&] {
+    try {
+      exp(y);
+    } catch (const GradError&) {
+      threw = true;
+    }
+  }).join();
+  CHECK(threw);
+  // When a thread ends, what it recorded becomes constant.
+  Tensor z;
+  std::thread([&] { z = w * 2.0; }).join();
+  CHECK_FALSE(z.requires_grad());
+  CHECK(z.to_vector() == std::vector<double>{0.6, -0.4});
+}
