@@ -4,6 +4,7 @@
 
 #include "autodiff/backend/backend.hpp"
 #include "autodiff/core/error.hpp"
+#include "autodiff/core/pool.hpp"
 #include "autodiff/core/rng.hpp"
 #include "autodiff/core/shape.hpp"
 #include "autodiff/core/tensor.hpp"
@@ -133,6 +134,8 @@ TensorImpl::TensorImpl(StoragePtr s, const Shape& shp, const Shape& str, int64_t
 }
 TensorImpl::~TensorImpl() { detail::g_live_tensors.fetch_sub(1, std::memory_order_relaxed); }
 void intrusive_release(TensorImpl* t) { delete t; }
+void* TensorImpl::operator new(std::size_t n) { return pool::allocate(n); }
+void TensorImpl::operator delete(void* p, std::size_t n) { pool::deallocate(p, n); }
 
 // ---- generator ----
 Generator Generator::split() {

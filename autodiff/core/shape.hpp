@@ -13,6 +13,15 @@ inline constexpr int kMaxDims = 8;
 class Shape {
  public:
   Shape() = default;
+  // Copies only the live extents (shapes are copied on every op).
+  Shape(const Shape& o) : rank_(o.rank_) {
+    for (int i = 0; i < rank_; ++i) d_[i] = o.d_[i];
+  }
+  Shape& operator=(const Shape& o) {
+    rank_ = o.rank_;
+    for (int i = 0; i < rank_; ++i) d_[i] = o.d_[i];
+    return *this;
+  }
   Shape(std::initializer_list<int64_t> dims);
   explicit Shape(std::span<const int64_t> dims);
   static Shape filled(int rank, int64_t value);
@@ -47,7 +56,7 @@ class Shape {
   std::string str() const;  // "[2,3]"
 
  private:
-  int64_t d_[kMaxDims] = {};
+  int64_t d_[kMaxDims];  // only [0, rank_) is ever read
   int rank_ = 0;
 };
 

@@ -98,6 +98,8 @@ struct TensorImpl {
   ~TensorImpl();
   TensorImpl(const TensorImpl&) = delete;
   TensorImpl& operator=(const TensorImpl&) = delete;
+  static void* operator new(std::size_t n);  // from the small-block pool
+  static void operator delete(void* p, std::size_t n);
 
   std::atomic<int32_t> refs{0};
   // Handles held outside the tape, counted only while linked to a tape (such tensors belong

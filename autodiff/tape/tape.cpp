@@ -125,7 +125,13 @@ struct VisibleGuard {
 
 void check_finite(const OpDef& d, const Tensor& t, std::span<const Tensor> in, const char* phase) {
   if (!t.defined() || !is_floating(t.dtype())) return;
-  for (double v : t.to_vector()) {
+  std::vector<double> values;
+  {
+    AnomalyGuard off(false);  // reading the values runs ops too
+    NoGradGuard no_record;
+    values = t.to_vector();
+  }
+  for (double v : values) {
     if (!std::isfinite(v)) {
       std::string shapes;
       for (const Tensor& x : in) shapes += (shapes.empty() ? "" : ", ") + describe(x);
@@ -146,6 +152,8 @@ void propagate_tangents(const OpDef& d, std::span<const Tensor> in, const Attrs&
     Tensor acc;
     {
       VisibleGuard mask(L);
+      const bool anomaly = detail::anomaly_flag();
+      AnomalyGuard rule_ops(false);  // the rule's result is checked below, under this op's name
       RuleCtx ctx{in, out, attrs};
       for (std::size_t j = 0; j < in.size(); ++j) {
         if (d.nondiff_inputs >> j & 1u) continue;
@@ -157,7 +165,7 @@ void propagate_tangents(const OpDef& d, std::span<const Tensor> in, const Attrs&
       }
       if (!acc.defined()) continue;
       if (!(acc.shape() == out.shape())) acc = expand(acc, out.shape());
-      if (detail::anomaly_flag()) check_finite(d, acc, in, "jvp");
+      if (anomaly) check_finite(d, acc, in, "jvp");
     }
     out.impl()->tangents.push_back({id, acc});
     s.levels[L].touched.push_back(out.ref());
@@ -296,6 +304,8 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs, const std::vecto
     fail<GradError>("grad: no output depends on a tensor that requires grad");
 
   SmallVec<Tensor, 3> ins;
+  const bool anomaly = detail::anomaly_flag();
+  AnomalyGuard rule_ops(false);  // each rule's result is checked below, under its op's name
   for (std::size_t i = hi; i-- > 0;) {
     if (!r.cot[i].defined()) continue;
     Tensor ct = keep[i] ? r.cot[i] : std::move(r.cot[i]);
@@ -312,7 +322,7 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs, const std::vecto
       Tensor g = d.vjp(ctx, static_cast<int>(j), ct);
       if (!g.defined()) continue;
       if (!(g.shape() == ins[j].shape())) g = sum_to(g, ins[j].shape());
-      if (detail::anomaly_flag()) check_finite(d, g, in_span, "backward");
+      if (anomaly) check_finite(d, g, in_span, "backward");
       accumulate(ins[j].impl(), std::move(g));
     }
   }

@@ -7,7 +7,9 @@
 // it keep their values and become constants. Backward is one reverse loop over the list.
 #pragma once
 #include <cstdint>
-#include <deque>
+#include <memory>
+#include <new>
+#include <vector>
 
 #include "autodiff/ops/op_def.hpp"
 
@@ -20,6 +22,39 @@ struct Node {
   SmallVec<TensorRef, 2> inputs;
   TensorRef out;
   Attrs attrs;
+};
+
+// Nodes in fixed-size chunks: stable addresses while the tape grows during a backward pass,
+// and no allocation per node (std::deque would allocate one chunk per node of this size).
+class NodeStore {
+ public:
+  static constexpr std::size_t kChunk = 256;
+  NodeStore() = default;
+  NodeStore(const NodeStore&) = delete;
+  NodeStore& operator=(const NodeStore&) = delete;
+  ~NodeStore() {
+    while (size_) pop_back();
+    for (Node* c : chunks_) std::allocator<Node>().deallocate(c, kChunk);
+  }
+  std::size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  Node& operator[](std::size_t i) { return chunks_[i / kChunk][i % kChunk]; }
+  const Node& operator[](std::size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
+  Node& back() { return (*this)[size_ - 1]; }
+  Node& emplace_back() {
+    if (size_ == chunks_.size() * kChunk) chunks_.push_back(std::allocator<Node>().allocate(kChunk));
+    Node* n = new (&chunks_[size_ / kChunk][size_ % kChunk]) Node();
+    ++size_;
+    return *n;
+  }
+  void pop_back() {
+    --size_;
+    (*this)[size_].~Node();
+  }
+
+ private:
+  std::vector<Node*> chunks_;
+  std::size_t size_ = 0;
 };
 
 class Tape {
@@ -44,7 +79,7 @@ class Tape {
 
  private:
   void pop_unreferenced();
-  std::deque<Node> nodes_;
+  NodeStore nodes_;
   uint64_t next_serial_ = 1;
   bool popping_ = false;
 };

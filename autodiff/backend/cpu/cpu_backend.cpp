@@ -14,6 +14,7 @@
 #include "autodiff/backend/cpu/packet_math.hpp"
 #include "autodiff/backend/philox.hpp"
 #include "autodiff/core/error.hpp"
+#include "autodiff/core/pool.hpp"
 
 namespace sg {
 namespace {
@@ -134,6 +135,21 @@ template <class Body> void parallel_range(int64_t n, Body&& body) {
   }
 }
 
+// 1 if v walks its shape contiguously, 0 if every stride is zero (a broadcast scalar), -1 else.
+int flat_kind(const KView& v) {
+  bool zero = true, contig = true;
+  int64_t expect = 1;
+  for (int d = v.shape.rank() - 1; d >= 0; --d) {
+    if (v.shape[d] == 1) continue;
+    zero &= v.strides[d] == 0;
+    contig &= v.strides[d] == expect;
+    expect *= v.shape[d];
+  }
+  return zero ? 0 : contig ? 1 : -1;
+}
+// The output of an elementwise kernel walks contiguously (one element counts as contiguous).
+bool flat_out(const KView& v) { return flat_kind(v) == 1 || v.shape.numel() <= 1; }
+
 // ---- elementwise kernels -------------------------------------------------------------------
 template <class T, class F> void unary_row(const F& f, const T* x, int64_t sx, T* y, int64_t n) {
   if (sx == 1) {
@@ -237,15 +253,17 @@ void gemm_one(const T* a, int64_t as0, int64_t as1, const T* b, int64_t bs0, int
 class CpuBackend final : public Backend {
  public:
   Storage* allocate(std::size_t nbytes) override {
+    // Header and data in one block; small blocks come from the per-thread pool.
     const std::size_t header = (sizeof(Storage) + kAlign - 1) / kAlign * kAlign;
-    void* mem = ::operator new(header + std::max<std::size_t>(nbytes, 1), std::align_val_t(kAlign));
+    void* mem = pool::allocate(header + nbytes);
     auto* s = new (mem) Storage();
     s->device = Device::cpu();
     s->nbytes = nbytes;
     s->data = static_cast<char*>(mem) + header;
     s->release = [](Storage* st) {
+      const std::size_t bytes = (sizeof(Storage) + kAlign - 1) / kAlign * kAlign + st->nbytes;
       st->~Storage();
-      ::operator delete(static_cast<void*>(st), std::align_val_t(kAlign));
+      pool::deallocate(static_cast<void*>(st), bytes);
     };
     return s;
   }
@@ -286,10 +304,19 @@ class CpuBackend final : public Backend {
   }
 
   void unary(UnaryOp op, double scalar, const KView& x, const KView& out) override {
-    auto L = make_loop<2>(out.shape, {&x, &out});
+    const int fx = flat_kind(x);
+    const bool flat = (fx == 1 || x.shape.numel() <= 1) && flat_out(out);
+    Loop<2> L;
+    if (!flat) L = make_loop<2>(out.shape, {&x, &out});
     visit_unary(op, scalar, [&](auto f) {
       auto run = [&](auto z) {
         using T = decltype(z);
+        const T* xp = static_cast<const T*>(x.data);
+        T* yp = static_cast<T*>(out.data);
+        if (flat) {
+          parallel_range(out.shape.numel(), [&](int64_t a, int64_t b) { unary_row<T>(f, xp + a, 1, yp + a, b - a); });
+          return;
+        }
         L.run([&](char** p, const int64_t* st, int64_t n) {
           unary_row<T>(f, reinterpret_cast<const T*>(p[0]), st[0], reinterpret_cast<T*>(p[1]), n);
         });
@@ -307,13 +334,26 @@ class CpuBackend final : public Backend {
   }
 
   void binary(BinaryOp op, const KView& a, const KView& b, const KView& out) override {
-    auto L = make_loop<3>(out.shape, {&a, &b, &out});
+    const int fa = flat_kind(a), fb = flat_kind(b);
+    const bool flat = fa >= 0 && fb >= 0 && flat_out(out);
+    Loop<3> L;
+    if (!flat) L = make_loop<3>(out.shape, {&a, &b, &out});
+    const int64_t total = out.shape.numel();
     visit_binary(op, [&](auto f) {
       using F = decltype(f);
       constexpr bool cmp = std::is_same_v<std::invoke_result_t<F, double, double>, bool>;
       auto run = [&](auto z) {
         using T = decltype(z);
+        const T* ap = static_cast<const T*>(a.data);
+        const T* bp = static_cast<const T*>(b.data);
         if constexpr (cmp) {
+          if (flat) {
+            bool* y = static_cast<bool*>(out.data);
+            parallel_range(total, [&](int64_t i0, int64_t i1) {
+              binary_row<T, bool>(f, ap + i0 * fa, fa, bp + i0 * fb, fb, y + i0, i1 - i0);
+            });
+            return;
+          }
           L.run([&](char** p, const int64_t* st, int64_t n) {
             binary_row<T, bool>(f, reinterpret_cast<const T*>(p[0]), st[0],
                                 reinterpret_cast<const T*>(p[1]), st[1], reinterpret_cast<bool*>(p[2]), n);
@@ -321,6 +361,13 @@ class CpuBackend final : public Backend {
         } else if constexpr (std::is_same_v<T, bool> || (!std::is_floating_point_v<T> && !takes_integers<F>)) {
           fail<DTypeError>("cpu binary: unsupported dtype ", dtype_name(a.dtype));
         } else {
+          if (flat) {
+            T* y = static_cast<T*>(out.data);
+            parallel_range(total, [&](int64_t i0, int64_t i1) {
+              binary_row<T, T>(f, ap + i0 * fa, fa, bp + i0 * fb, fb, y + i0, i1 - i0);
+            });
+            return;
+          }
           L.run([&](char** p, const int64_t* st, int64_t n) {
             binary_row<T, T>(f, reinterpret_cast<const T*>(p[0]), st[0],
                              reinterpret_cast<const T*>(p[1]), st[1], reinterpret_cast<T*>(p[2]), n);

@@ -12,6 +12,19 @@ namespace ei = Eigen::internal;
 template <class T> using Packet = typename ei::packet_traits<T>::type;
 template <class T> inline constexpr int kLanes = ei::unpacket_traits<Packet<T>>::size;
 
+// Eigen's vectorised exp clamps its argument and so never underflows (exp(-1000) comes out
+// as the smallest normal number instead of 0). Packets with a lane below the clamp take the
+// scalar path, which is exact there.
+template <class T> Packet<T> exp_packet(const Packet<T>& x) {
+  const T lowest = sizeof(T) == 4 ? T(-87.0) : T(-708.0);
+  const Packet<T> low = ei::pcmp_lt(x, ei::pset1<Packet<T>>(lowest));
+  if (!ei::predux_any(low)) return ei::pexp(x);
+  alignas(64) T lanes[kLanes<T>];
+  ei::pstore(lanes, x);
+  for (T& v : lanes) v = fn::Exp{}(v);
+  return ei::pload<Packet<T>>(lanes);
+}
+
 // PacketForm<F, T>::ok says whether F has a SIMD form for T; run(f, p) applies it.
 template <class F, class T> struct PacketForm { static constexpr bool ok = false; };
 
@@ -22,7 +35,7 @@ template <class F, class T> struct PacketForm { static constexpr bool ok = false
     static Packet<T> run(const fn::Functor&, const Packet<T>& x) { return expr; }     \
   };
 SG_PACKET1(Neg, Tr::HasNegate, ei::pnegate(x))
-SG_PACKET1(Exp, Tr::HasExp, ei::pexp(x))
+SG_PACKET1(Exp, Tr::HasExp, exp_packet<T>(x))
 SG_PACKET1(Log, Tr::HasLog, ei::plog(x))
 SG_PACKET1(Log1p, Tr::HasLog1p, ei::plog1p(x))
 SG_PACKET1(Expm1, Tr::HasExpm1, ei::pexpm1(x))
@@ -33,7 +46,7 @@ SG_PACKET1(Cos, Tr::HasCos, ei::pcos(x))
 SG_PACKET1(Tanh, Tr::HasTanh, ei::ptanh(x))
 SG_PACKET1(Sigmoid, Tr::HasExp && Tr::HasDiv,
            ei::pdiv(ei::pset1<Packet<T>>(T(1)),
-                    ei::padd(ei::pset1<Packet<T>>(T(1)), ei::pexp(ei::pnegate(x)))))
+                    ei::padd(ei::pset1<Packet<T>>(T(1)), exp_packet<T>(ei::pnegate(x)))))
 SG_PACKET1(Rsqrt, Tr::HasSqrt && Tr::HasDiv, ei::pdiv(ei::pset1<Packet<T>>(T(1)), ei::psqrt(x)))
 #undef SG_PACKET1
 
