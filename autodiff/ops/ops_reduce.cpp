@@ -92,7 +92,10 @@ int64_t count(const Tensor& x, const Shape& axes) {
 
 std::span<const OpDef> reduce_ops() { return kOps; }
 
-Tensor sum(const Tensor& x, const Shape& axes, bool keepdim) { return reduce(OpId::sum, "sum", x, axes, keepdim); }
+// Summing bools counts them (as int64), as in NumPy.
+Tensor sum(const Tensor& x, const Shape& axes, bool keepdim) {
+  return reduce(OpId::sum, "sum", x.dtype() == DType::b8 ? cast(x, DType::i64) : x, axes, keepdim);
+}
 Tensor max(const Tensor& x, const Shape& axes, bool keepdim) { return reduce(OpId::max, "max", x, axes, keepdim); }
 Tensor min(const Tensor& x, const Shape& axes, bool keepdim) { return reduce(OpId::min, "min", x, axes, keepdim); }
 

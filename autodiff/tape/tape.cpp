@@ -303,7 +303,7 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs, const std::vecto
   if (!any_tracked && !allow_unused)
     fail<GradError>("grad: no output depends on a tensor that requires grad");
 
-  SmallVec<Tensor, 3> ins;
+  std::vector<Tensor> ins;  // contiguous: rules see the inputs as a span
   const bool anomaly = detail::anomaly_flag();
   AnomalyGuard rule_ops(false);  // each rule's result is checked below, under its op's name
   for (std::size_t i = hi; i-- > 0;) {
@@ -314,7 +314,7 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs, const std::vecto
     ins.clear();
     for (const TensorRef& x : n.inputs) ins.push_back(Tensor(x));
     const Tensor out(n.out);
-    const std::span<const Tensor> in_span(&ins[0], ins.size());
+    const std::span<const Tensor> in_span(ins);
     RuleCtx ctx{in_span, out, n.attrs};
     for (std::size_t j = 0; j < ins.size(); ++j) {
       if (d.nondiff_inputs >> j & 1u) continue;
