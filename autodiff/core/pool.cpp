@@ -10,11 +10,17 @@ namespace {
 constexpr std::size_t kClasses = kMaxPooled / kAlign;
 constexpr std::size_t kKeepPerClass = 4096;  // beyond this, blocks go back to the allocator
 
+// Set when this thread's lists are gone (thread exit, or static destruction on the main
+// thread, which runs after thread-locals): later requests bypass the pool. A plain bool has
+// no destructor, so it stays readable then.
+thread_local bool t_lists_destroyed = false;
+
 struct FreeLists {
   std::vector<void*> lists[kClasses];
   ~FreeLists() {
     for (auto& l : lists)
       for (void* p : l) ::operator delete(p, std::align_val_t(kAlign));
+    t_lists_destroyed = true;
   }
 };
 FreeLists& lists() {
@@ -26,7 +32,7 @@ std::size_t class_of(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign -
 }  // namespace
 
 void* allocate(std::size_t bytes) {
-  if (bytes == 0 || bytes > kMaxPooled) return ::operator new(bytes ? bytes : 1, std::align_val_t(kAlign));
+  if (bytes == 0 || bytes > kMaxPooled || t_lists_destroyed) return ::operator new(bytes ? bytes : 1, std::align_val_t(kAlign));
   auto& l = lists().lists[class_of(bytes)];
   if (!l.empty()) {
     void* p = l.back();
@@ -37,7 +43,7 @@ void* allocate(std::size_t bytes) {
 }
 
 void deallocate(void* p, std::size_t bytes) {
-  if (bytes == 0 || bytes > kMaxPooled) {
+  if (bytes == 0 || bytes > kMaxPooled || t_lists_destroyed) {
     ::operator delete(p, std::align_val_t(kAlign));
     return;
   }

@@ -19,7 +19,8 @@
 namespace sg {
 namespace {
 
-constexpr int64_t kParallelMin = 1 << 15;  // elements below which ops stay on one thread
+constexpr int64_t kParallelMin = 1 << 15;      // elements below which ops stay on one thread
+constexpr int64_t kGemmParallelMin = 1 << 22;  // m n k below which a GEMM stays on one thread
 constexpr std::size_t kAlign = 64;
 
 // ---- N-d strided iteration ---------------------------------------------------------------
@@ -252,6 +253,10 @@ void gemm_one(const T* a, int64_t as0, int64_t as1, const T* b, int64_t bs0, int
 
 class CpuBackend final : public Backend {
  public:
+  // Eigen would open an OpenMP region inside every product above ~50k multiply-adds; small
+  // products are faster on one thread, so threading is decided here (see matmul).
+  CpuBackend() { Eigen::setNbThreads(1); }
+
   Storage* allocate(std::size_t nbytes) override {
     // Header and data in one block; small blocks come from the per-thread pool.
     const std::size_t header = (sizeof(Storage) + kAlign - 1) / kAlign * kAlign;
@@ -456,9 +461,20 @@ class CpuBackend final : public Backend {
         gemm_one<T>(ap + offset(a, bi), a.strides[R - 2], a.strides[R - 1], bp + offset(b, bi),
                     b.strides[R - 2], b.strides[R - 1], cp + bi * m * n, m, n, k);
       };
-      if (nb > 1 && nb * m * n * k >= kParallelMin * 8) {
+      const bool big = nb * m * n * k >= kGemmParallelMin;
+      if (big && nb > 1) {
 #pragma omp parallel for schedule(static)
         for (int64_t bi = 0; bi < nb; ++bi) one(bi);
+      } else if (big && m > 1 && k > 0) {
+        // One large product: the rows of C split across threads, Eigen single-threaded inside.
+#pragma omp parallel
+        {
+          const int nt = omp_get_num_threads(), ti = omp_get_thread_num();
+          const int64_t r0 = m * ti / nt, r1 = m * (ti + 1) / nt;
+          if (r0 < r1)
+            gemm_one<T>(ap + r0 * a.strides[R - 2], a.strides[R - 2], a.strides[R - 1], bp, b.strides[R - 2],
+                        b.strides[R - 1], cp + r0 * n, r1 - r0, n, k);
+        }
       } else {
         for (int64_t bi = 0; bi < nb; ++bi) one(bi);
       }
