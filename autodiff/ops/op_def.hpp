@@ -3,13 +3,28 @@
 // The engine (tape/apply.cpp) handles what is common to all rows: recording, reducing a
 // cotangent to its input's broadcast shape, summing JVP contributions, skipping zeros.
 #pragma once
+#include <memory>
 #include <span>
+#include <string>
+#include <vector>
 
 #include "autodiff/backend/backend.hpp"
 #include "autodiff/core/tensor.hpp"
 #include "autodiff/ops/op_list.hpp"
 
 namespace sg {
+
+// The derivative rule of a `custom` op, supplied by the caller (see custom_op in ops.hpp).
+struct CustomRule {
+  virtual ~CustomRule() = default;
+  virtual std::string name() const = 0;
+  // Cotangents of every input given the output's cotangent (undefined entries are zero).
+  virtual std::vector<Tensor> vjp(std::span<const Tensor> inputs, const Tensor& out, const Tensor& cot) const = 0;
+
+  // The engine asks input by input; one call of vjp() serves all inputs of one cotangent.
+  mutable const TensorImpl* cached_for = nullptr;
+  mutable std::vector<Tensor> cached;
+};
 
 // Static arguments of an op (which fields mean what is documented in each op's block).
 struct Attrs {
@@ -20,6 +35,8 @@ struct Attrs {
   DType dtype = DType::f32;
   uint8_t kind = 0;  // BinaryOp of `compare`
   Device device;
+  std::shared_ptr<const CustomRule> custom;  // `custom`: the rule
+  Tensor value;                              // `custom`: the precomputed output
 };
 
 // What the shape rule decides before any kernel runs.

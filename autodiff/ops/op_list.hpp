@@ -17,6 +17,8 @@ enum class OpId : uint8_t {
   // movement and indexing (ops_shape.cpp, ops_index.cpp)
   reshape, permute, expand, slice, pad, concat, index_select, gather, scatter_add, cast, copy,
   to_device,
+  // a value with a caller-supplied VJP (ops_custom.cpp): adjoint ODE solves, fused kernels
+  custom,
   count
 };
 inline constexpr int kOpCount = static_cast<int>(OpId::count);

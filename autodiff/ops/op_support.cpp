@@ -12,7 +12,7 @@ namespace {
 struct Table {
   std::array<const OpDef*, kOpCount> rows{};
   Table() {
-    for (auto family : {elementwise_ops(), reduce_ops(), linalg_ops(), shape_ops(), index_ops()})
+    for (auto family : {elementwise_ops(), reduce_ops(), linalg_ops(), shape_ops(), index_ops(), custom_ops()})
       for (const OpDef& d : family) {
         const int i = static_cast<int>(d.id);
         if (rows[i]) throw std::logic_error(cat("op table: two rows for ", d.name));

@@ -12,6 +12,7 @@ std::span<const OpDef> reduce_ops();
 std::span<const OpDef> linalg_ops();
 std::span<const OpDef> shape_ops();
 std::span<const OpDef> index_ops();
+std::span<const OpDef> custom_ops();
 
 // A VJP/JVP for ops with a diagonal Jacobian: both are `g * D(c)` with D the derivative.
 template <Tensor (*D)(const RuleCtx&)> Tensor diag_rule(const RuleCtx& c, int, const Tensor& g) {

@@ -5,6 +5,7 @@
 //   auto y = sg::softplus(sg::matmul(x, w) + b);
 //   auto l = sg::mean(sg::square(y - target));
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "autodiff/core/tensor.hpp"
@@ -142,5 +143,10 @@ Tensor one_hot(const Tensor& index, int64_t classes, DType dtype = DType::f32);
 Tensor cast(const Tensor& x, DType dtype);
 Tensor contiguous(const Tensor& x);
 Tensor to_device(const Tensor& x, Device device);
+
+// ---- custom derivative rules ----
+struct CustomRule;  // op_def.hpp
+// `value` recorded as a function of `inputs` whose VJP is `rule` (computed once per cotangent).
+Tensor custom_op(const std::vector<Tensor>& inputs, const Tensor& value, std::shared_ptr<const CustomRule> rule);
 
 }  // namespace sg

@@ -77,6 +77,15 @@ std::vector<OpCase> build() {
   c.push_back({OpId::copy, "copy", {{3, 4}}, [](V x) { return square(x[0].mT().clone()); }});
   c.push_back({OpId::to_device, "to_device", {{3, 4}},
                [](V x) { return square(apply(OpId::to_device, {x[0]}, Attrs{.device = Device::cpu()})); }});
+  c.push_back({OpId::custom, "custom (x^2 with its rule)", {{3, 4}}, [](V x) {
+                 struct Square : CustomRule {
+                   std::string name() const override { return "square"; }
+                   std::vector<Tensor> vjp(std::span<const Tensor> in, const Tensor&, const Tensor& g) const override {
+                     return {g * in[0] * 2.0};
+                   }
+                 };
+                 return custom_op({x[0]}, (x[0] * x[0]).detach(), std::make_shared<Square>());
+               }, -2, 2, 2, true, /*has_jvp=*/false});
   // Composites: every derivative order comes from their parts.
   const OpId comp = OpId::count;
   c.push_back({comp, "square", {{3, 4}}, [](V x) { return square(x[0]); }, -2, 2, 3});

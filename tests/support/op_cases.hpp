@@ -18,6 +18,7 @@ struct OpCase {
   double lo = -2, hi = 2;  // inputs drawn uniformly from [lo, hi]
   int order = 2;           // highest derivative order checked
   bool differentiable = true;
+  bool has_jvp = true;  // custom ops have no forward-mode rule
 };
 
 const std::vector<OpCase>& op_cases();
