@@ -1,0 +1,501 @@
+// Runge-Kutta solves from Butcher tableaux, PI step control, and the three ways of
+// differentiating a solve (see ode.hpp).
+#include "sde/ode.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+
+#include "autodiff/ops/op_def.hpp"
+#include "autodiff/ops/ops.hpp"
+#include "autodiff/tape/autograd.hpp"
+#include "autodiff/transforms/transforms.hpp"
+
+namespace sg::ode {
+
+// ---- tableaux -------------------------------------------------------------------------------
+const Tableau& euler() {
+  static const Tableau t{"euler", 1, 0, {0}, {0}, {1}, {}, false};
+  return t;
+}
+const Tableau& midpoint() {
+  static const Tableau t{"midpoint", 2, 0, {0, 0.5}, {0, 0, 0.5, 0}, {0, 1}, {}, false};
+  return t;
+}
+const Tableau& heun() {
+  static const Tableau t{"heun", 2, 1, {0, 1}, {0, 0, 1, 0}, {0.5, 0.5}, {1, 0}, false};
+  return t;
+}
+const Tableau& rk4() {
+  static const Tableau t{"rk4", 4, 0, {0, 0.5, 0.5, 1},
+                         {0, 0, 0, 0, 0.5, 0, 0, 0, 0, 0.5, 0, 0, 0, 0, 1, 0},
+                         {1.0 / 6, 1.0 / 3, 1.0 / 3, 1.0 / 6}, {}, false};
+  return t;
+}
+const Tableau& bosh3() {
+  static const Tableau t{"bosh3", 3, 2, {0, 0.5, 0.75, 1},
+                         {0, 0, 0, 0, 0.5, 0, 0, 0, 0, 0.75, 0, 0, 2.0 / 9, 1.0 / 3, 4.0 / 9, 0},
+                         {2.0 / 9, 1.0 / 3, 4.0 / 9, 0}, {7.0 / 24, 0.25, 1.0 / 3, 0.125}, true};
+  return t;
+}
+const Tableau& dopri5() {
+  static const Tableau t{
+      "dopri5", 5, 4, {0, 0.2, 0.3, 0.8, 8.0 / 9, 1, 1},
+      {0, 0, 0, 0, 0, 0, 0,
+       0.2, 0, 0, 0, 0, 0, 0,
+       3.0 / 40, 9.0 / 40, 0, 0, 0, 0, 0,
+       44.0 / 45, -56.0 / 15, 32.0 / 9, 0, 0, 0, 0,
+       19372.0 / 6561, -25360.0 / 2187, 64448.0 / 6561, -212.0 / 729, 0, 0, 0,
+       9017.0 / 3168, -355.0 / 33, 46732.0 / 5247, 49.0 / 176, -5103.0 / 18656, 0, 0,
+       35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84, 0},
+      {35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84, 0},
+      {5179.0 / 57600, 0, 7571.0 / 16695, 393.0 / 640, -92097.0 / 339200, 187.0 / 2100, 1.0 / 40},
+      true};
+  return t;
+}
+const Tableau& tsit5() {
+  // Tsitouras (2011), "Runge-Kutta pairs of order 5(4) satisfying only the first column
+  // simplifying assumption"; b_hat = b - btilde.
+  static const Tableau t = [] {
+    const double c[7] = {0, 0.161, 0.327, 0.9, 0.9800255409045097, 1, 1};
+    const double a21 = 0.161;
+    const double a31 = -0.008480655492356989, a32 = 0.335480655492357;
+    const double a41 = 2.897153057105493, a42 = -6.359448489975075, a43 = 4.3622954328695815;
+    const double a51 = 5.325864828439257, a52 = -11.748883564062828, a53 = 7.4955393428898365,
+                 a54 = -0.09249506636175525;
+    const double a61 = 5.86145544294642, a62 = -12.92096931784711, a63 = 8.159367898576159,
+                 a64 = -0.071584973281401, a65 = -0.028269050394068383;
+    const double b[7] = {0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742, -3.290069515436081,
+                         2.324710524099774, 0};
+    const double bt[7] = {0.001780011052226, 0.000816434459657, -0.007880878010262, 0.144711007173263,
+                          -0.582357165452555, 0.458082105929187, -1.0 / 66};
+    Tableau r{"tsit5", 5, 4, std::vector<double>(c, c + 7), std::vector<double>(49, 0.0),
+              std::vector<double>(b, b + 7), std::vector<double>(7), true};
+    const double rows[6][6] = {{a21}, {a31, a32}, {a41, a42, a43}, {a51, a52, a53, a54},
+                               {a61, a62, a63, a64, a65}, {b[0], b[1], b[2], b[3], b[4], b[5]}};
+    for (int i = 1; i < 7; ++i)
+      for (int j = 0; j < i; ++j) r.a[i * 7 + j] = rows[i - 1][j];
+    for (int i = 0; i < 7; ++i) r.b_hat[i] = b[i] - bt[i];
+    return r;
+  }();
+  return t;
+}
+const Tableau& tableau(const std::string& name) {
+  for (const Tableau* t : {&euler(), &midpoint(), &heun(), &rk4(), &bosh3(), &dopri5(), &tsit5()})
+    if (t->name == name) return *t;
+  fail<ValueError>("unknown ODE method '", name, "' (euler, midpoint, heun, rk4, bosh3, dopri5, tsit5)");
+}
+
+const char* status_name(Status s) {
+  switch (s) {
+    case Status::success: return "success";
+    case Status::step_underflow: return "step size underflow";
+    case Status::too_many_steps: return "too many steps";
+    case Status::non_finite: return "non-finite state";
+  }
+  return "?";
+}
+
+namespace {
+
+// y + h sum_j w_j k_j, skipping zero weights
+State combine(const State& y, double h, const std::vector<const State*>& ks, const double* w, int n) {
+  State out;
+  for (std::size_t c = 0; c < y.size(); ++c) {
+    Tensor acc;
+    for (int j = 0; j < n; ++j) {
+      if (w[j] == 0) continue;
+      const Tensor term = (*ks[static_cast<std::size_t>(j)])[c] * (h * w[j]);
+      acc = acc.defined() ? acc + term : term;
+    }
+    out.push_back(acc.defined() ? y[c] + acc : y[c]);
+  }
+  return out;
+}
+
+struct StepResult {
+  State y;
+  State err;    // h sum (b - b_hat) k (empty without an embedded pair)
+  State k_last;  // f at the new point when the tableau is FSAL
+};
+
+// One Runge-Kutta step from (t, y) of size h; k0 = f(t, y) when known (FSAL).
+StepResult rk_step(const Dynamics& f, const Tableau& tb, double t, double h, const State& y, const State* k0,
+                   int64_t& nfe) {
+  const int s = tb.stages();
+  std::vector<State> k(static_cast<std::size_t>(s));
+  std::vector<const State*> kp;
+  for (int i = 0; i < s; ++i) {
+    if (i == 0 && k0) {
+      k[0] = *k0;
+    } else if (tb.fsal && i == s - 1) {
+      break;  // the last stage is f at the new point, evaluated below
+    } else {
+      const State yi = i == 0 ? y : combine(y, h, kp, &tb.a[static_cast<std::size_t>(i * s)], i);
+      k[static_cast<std::size_t>(i)] = f(t + tb.c[static_cast<std::size_t>(i)] * h, yi);
+      ++nfe;
+    }
+    kp.push_back(&k[static_cast<std::size_t>(i)]);
+  }
+  StepResult r;
+  r.y = combine(y, h, kp, tb.b.data(), static_cast<int>(kp.size()));
+  if (tb.fsal) {
+    k[static_cast<std::size_t>(s - 1)] = f(t + h, r.y);
+    ++nfe;
+    kp.push_back(&k[static_cast<std::size_t>(s - 1)]);
+    r.k_last = k[static_cast<std::size_t>(s - 1)];
+  }
+  if (!tb.b_hat.empty()) {
+    std::vector<double> d(static_cast<std::size_t>(s));
+    for (int i = 0; i < s; ++i) d[static_cast<std::size_t>(i)] = tb.b[static_cast<std::size_t>(i)] - tb.b_hat[static_cast<std::size_t>(i)];
+    State zero;
+    for (const Tensor& c : y) zero.push_back(zeros_like(c));
+    r.err = combine(zero, h, kp, d.data(), static_cast<int>(kp.size()));
+  }
+  return r;
+}
+
+// RMS over all (non-excluded) elements of e / (atol + rtol max(|y0|, |y1|)).
+double error_norm(const State& err, const State& y0, const State& y1, const Options& o) {
+  NoGradGuard off;
+  double total = 0;
+  int64_t n = 0;
+  for (std::size_t c = 0; c < err.size(); ++c) {
+    if (c < o.exclude_from_norm.size() && o.exclude_from_norm[c]) continue;
+    const Tensor sc = maximum(abs(y0[c].detach()), abs(y1[c].detach())) * o.rtol + o.atol;
+    total += sum(square(err[c].detach() / sc)).item();
+    n += err[c].numel();
+  }
+  return n ? std::sqrt(total / double(n)) : 0.0;
+}
+double state_norm(const State& v, const State& scale_of, const Options& o) {
+  NoGradGuard off;
+  double total = 0;
+  int64_t n = 0;
+  for (std::size_t c = 0; c < v.size(); ++c) {
+    if (c < o.exclude_from_norm.size() && o.exclude_from_norm[c]) continue;
+    total += sum(square(v[c].detach() / (abs(scale_of[c].detach()) * o.rtol + o.atol))).item();
+    n += v[c].numel();
+  }
+  return n ? std::sqrt(total / double(n)) : 0.0;
+}
+bool finite(const State& y) {
+  NoGradGuard off;
+  for (const Tensor& c : y) {
+    const double s = sum(abs(c.detach())).item();
+    if (!std::isfinite(s)) return false;
+  }
+  return true;
+}
+
+// Hairer, Norsett & Wanner's starting step.
+double initial_step(const Dynamics& f, const State& y0, const State& f0, double t0, double dir, int order,
+                    const Options& o, int64_t& nfe) {
+  const double d0 = state_norm(y0, y0, o), d1 = state_norm(f0, y0, o);
+  const double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
+  State y1;
+  {
+    NoGradGuard off;
+    for (std::size_t c = 0; c < y0.size(); ++c) y1.push_back(y0[c].detach() + f0[c].detach() * (dir * h0));
+  }
+  State f1;
+  {
+    NoGradGuard off;
+    f1 = f(t0 + dir * h0, y1);
+  }
+  ++nfe;
+  State df;
+  for (std::size_t c = 0; c < f0.size(); ++c) df.push_back(f1[c].detach() - f0[c].detach());
+  const double d2 = state_norm(df, y0, o) / h0;
+  const double dm = std::max(d1, d2);
+  const double h1 = dm <= 1e-15 ? std::max(1e-6, h0 * 1e-3) : std::pow(0.01 / dm, 1.0 / (order + 1));
+  return std::min(100 * h0, h1);
+}
+
+}  // namespace
+
+Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Options& o) {
+  const Tableau& tb = o.method ? *o.method : dopri5();
+  Result r;
+  r.y = y0;
+  r.t = t0;
+  const double dir = t1 >= t0 ? 1.0 : -1.0;
+  const double span = std::abs(t1 - t0);
+  std::vector<double> outs = o.output_times;
+  for (double to : outs)
+    if ((to - t0) * dir < -1e-15 || (t1 - to) * dir < -1e-15)
+      fail<ValueError>("odeint: output time ", to, " lies outside [", t0, ", ", t1, "]");
+  std::size_t next_out = 0;
+  auto emit = [&](double t) {
+    while (next_out < outs.size() && std::abs(outs[next_out] - t) <= 1e-12 * std::max(1.0, std::abs(t))) {
+      r.ys.push_back(r.y);
+      ++next_out;
+    }
+  };
+  emit(t0);
+  if (span == 0) return r;
+  const bool adaptive = o.fixed_step <= 0;
+  if (adaptive && tb.b_hat.empty())
+    fail<ValueError>("odeint: method ", tb.name, " has no error estimate; give fixed_step for it");
+  State k0;
+  bool have_k0 = false;
+  double h;
+  if (adaptive) {
+    k0 = f(t0, y0);
+    ++r.nfe;
+    have_k0 = true;
+    h = o.h0 > 0 ? o.h0 : initial_step(f, y0, k0, t0, dir, tb.order, o, r.nfe);
+  } else {
+    h = o.fixed_step;
+  }
+  const double expo = 1.0 / (std::min(tb.order, std::max(tb.embedded_order, 1)) + 1);
+  double err_prev = 1.0;
+  double t = t0;
+  while ((t1 - t) * dir > 1e-14 * std::max(1.0, std::abs(t1))) {
+    if (r.steps + r.rejected >= o.max_steps) {
+      r.status = Status::too_many_steps;
+      break;
+    }
+    // Land exactly on the next output time and on t1.
+    double target = t1;
+    if (next_out < outs.size()) target = outs[next_out];
+    double hs = std::min(h, std::abs(target - t));
+    const bool lands = hs >= std::abs(target - t) * (1 - 1e-12);
+    if (adaptive && hs < o.min_step && !lands) {
+      r.status = Status::step_underflow;
+      break;
+    }
+    StepResult s = rk_step(f, tb, t, dir * hs, r.y, have_k0 && tb.fsal ? &k0 : nullptr, r.nfe);
+    if (!adaptive) {
+      if (!finite(s.y)) {
+        r.status = Status::non_finite;
+        break;
+      }
+      if (o.on_accept) o.on_accept(t, dir * hs, r.y);
+      r.y = std::move(s.y);
+      t = lands ? target : t + dir * hs;
+      ++r.steps;
+      emit(t);
+      continue;
+    }
+    double err = error_norm(s.err, r.y, s.y, o);
+    if (!std::isfinite(err) || !finite(s.y)) {
+      ++r.rejected;
+      h = hs * o.fac_min;
+      if (h < o.min_step) {
+        r.status = Status::non_finite;
+        break;
+      }
+      continue;
+    }
+    if (err <= 1.0) {
+      if (o.on_accept) o.on_accept(t, dir * hs, r.y);
+      r.y = std::move(s.y);
+      t = lands ? target : t + dir * hs;
+      ++r.steps;
+      if (tb.fsal) {
+        k0 = std::move(s.k_last);
+      } else {
+        have_k0 = false;
+      }
+      emit(t);
+      // PI controller (Gustafsson): h *= safety err^-(0.7 q) err_prev^(0.4 q), q = 1/(order+1)
+      const double e = std::max(err, 1e-10);
+      const double fac = o.safety * std::pow(e, -0.7 * expo) * std::pow(err_prev, 0.4 * expo);
+      h = hs * std::clamp(fac, o.fac_min, o.fac_max);
+      err_prev = e;
+    } else {
+      ++r.rejected;
+      h = hs * std::max(o.fac_min, o.safety * std::pow(err, -expo));
+    }
+  }
+  r.t = t;
+  return r;
+}
+
+// ---- continuous adjoint --------------------------------------------------------------------
+AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>& params, const State& y1, double t0,
+                                   double t1, const State& dl_dy1, const AdjointOptions& o) {
+  const std::size_t n = y1.size(), p = params.size();
+  // Augmented state [y (n), a (n), g_theta (p)], integrated from t1 back to t0.
+  auto vjp_at = [&](double t, const State& y, const State& a, State* fy) {
+    EnableGradGuard on;
+    Scope scope;  // this evaluation's graph is released on return
+    std::vector<Tensor> inputs;
+    for (const Tensor& c : y) inputs.push_back(c.detach().requires_grad_());
+    const State out = f(t, inputs);
+    std::vector<Tensor> wrt = inputs;
+    for (const Tensor& q : params) wrt.push_back(q);
+    std::vector<Tensor> g = sg::grad(out, wrt, a, {.allow_unused = true});
+    if (fy)
+      for (const Tensor& c : out) fy->push_back(c.detach());
+    return g;  // [a^T df/dy (n), a^T df/dtheta (p)]
+  };
+  const Dynamics aug = [&](double t, const State& s) {
+    const State y(s.begin(), s.begin() + static_cast<long>(n)), a(s.begin() + static_cast<long>(n), s.begin() + static_cast<long>(2 * n));
+    State fy;
+    const std::vector<Tensor> g = vjp_at(t, y, a, &fy);
+    State ds = fy;                                              // dy/dt = f
+    for (std::size_t i = 0; i < n; ++i) ds.push_back(-g[i]);     // da/dt = -a^T df/dy
+    for (std::size_t j = 0; j < p; ++j) ds.push_back(-g[n + j]);  // dg/dt = -a^T df/dtheta
+    return ds;
+  };
+  AdjointGradients out;
+  {
+    // dL/dt1 = a(t1)^T f(t1, y1)
+    NoGradGuard off;
+    const State f1 = [&] {
+      EnableGradGuard on;
+      Scope scope;
+      State r;
+      for (const Tensor& c : f(t1, y1)) r.push_back(c.detach());
+      return r;
+    }();
+    for (std::size_t i = 0; i < n; ++i) out.dt1 += sum(dl_dy1[i] * f1[i]).item();
+  }
+  State s0;
+  for (const Tensor& c : y1) s0.push_back(c.detach());
+  for (const Tensor& c : dl_dy1) s0.push_back(c.detach());
+  for (const Tensor& q : params) s0.push_back(zeros_like(q));
+  Options bo = o.backward;
+  if (o.seminorm) {
+    bo.exclude_from_norm.assign(2 * n + p, false);
+    for (std::size_t j = 0; j < p; ++j) bo.exclude_from_norm[2 * n + j] = true;
+  }
+  NoGradGuard off;
+  out.backward = odeint(aug, s0, t1, t0, bo);
+  const State& s = out.backward.y;
+  for (std::size_t i = 0; i < n; ++i) out.dy0.push_back(s[n + i]);
+  for (std::size_t j = 0; j < p; ++j) out.dparams.push_back(s[2 * n + j]);
+  // dL/dt0 = -a(t0)^T f(t0, y(t0))
+  State f0;
+  {
+    EnableGradGuard on;
+    Scope scope;
+    for (const Tensor& c : f(t0, State(s.begin(), s.begin() + static_cast<long>(n)))) f0.push_back(c.detach());
+  }
+  for (std::size_t i = 0; i < n; ++i) out.dt0 -= sum(out.dy0[i] * f0[i]).item();
+  return out;
+}
+
+namespace {
+
+// Packs a state into one flat tensor and back (custom ops have one output).
+Tensor pack(const State& y) {
+  std::vector<Tensor> flat;
+  for (const Tensor& c : y) flat.push_back(reshape(c, {-1}));
+  return concat(flat, 0);
+}
+State unpack(const Tensor& flat, const State& like) {
+  State out;
+  int64_t off = 0;
+  for (const Tensor& c : like) {
+    out.push_back(reshape(slice(flat, 0, off, off + c.numel()), c.shape()));
+    off += c.numel();
+  }
+  return out;
+}
+Result record(Result r, const State& y0, const std::vector<Tensor>& params, std::shared_ptr<const CustomRule> rule) {
+  std::vector<Tensor> inputs = y0;
+  inputs.insert(inputs.end(), params.begin(), params.end());
+  const Tensor packed = custom_op(inputs, pack(r.y), std::move(rule));
+  r.y = unpack(packed, r.y);
+  return r;
+}
+
+struct AdjointRule : CustomRule {
+  Dynamics f;
+  std::vector<Tensor> params;
+  State y1;
+  double t0, t1;
+  AdjointOptions o;
+  mutable int64_t nfe_backward = 0;
+  std::string name() const override { return "odeint_adjoint"; }
+  std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor&, const Tensor& cot) const override {
+    const AdjointGradients g = adjoint_gradients(f, params, y1, t0, t1, unpack(cot, y1), o);
+    nfe_backward += g.backward.nfe;
+    std::vector<Tensor> out = g.dy0;
+    out.insert(out.end(), g.dparams.begin(), g.dparams.end());
+    return out;
+  }
+};
+
+struct CheckpointRule : CustomRule {
+  Dynamics f;
+  std::vector<Tensor> params;
+  const Tableau* tb;
+  std::vector<double> ts, hs;  // accepted steps: start time and signed size
+  std::vector<State> ys;       // state at the start of each accepted step
+  State y1;
+  std::string name() const override { return "odeint_checkpointed"; }
+  std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor&, const Tensor& cot) const override {
+    State a = unpack(cot, y1);
+    std::vector<Tensor> gp;
+    for (const Tensor& q : params) gp.push_back(zeros_like(q));
+    for (std::size_t k = ts.size(); k-- > 0;) {
+      EnableGradGuard on;
+      Scope scope;
+      State leaf;
+      for (const Tensor& c : ys[k]) leaf.push_back(c.detach().requires_grad_());
+      int64_t nfe = 0;
+      const State next = rk_step(f, *tb, ts[k], hs[k], leaf, nullptr, nfe).y;
+      std::vector<Tensor> wrt = leaf;
+      wrt.insert(wrt.end(), params.begin(), params.end());
+      const std::vector<Tensor> g = sg::grad(next, wrt, a, {.allow_unused = true});
+      for (std::size_t i = 0; i < a.size(); ++i) a[i] = g[i].detach();
+      for (std::size_t j = 0; j < gp.size(); ++j) gp[j] = (gp[j] + g[a.size() + j]).detach();
+    }
+    std::vector<Tensor> out = a;
+    out.insert(out.end(), gp.begin(), gp.end());
+    return out;
+  }
+};
+
+}  // namespace
+
+Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tensor>& params, double t0, double t1,
+                      const AdjointOptions& o) {
+  if (!o.forward.output_times.empty()) fail<ValueError>("odeint_adjoint: output_times are not supported; solve per interval");
+  Result r;
+  {
+    NoGradGuard off;
+    State y0d;
+    for (const Tensor& c : y0) y0d.push_back(c.detach());
+    r = odeint(f, y0d, t0, t1, o.forward);
+  }
+  auto rule = std::make_shared<AdjointRule>();
+  rule->f = f;
+  rule->params = params;
+  rule->y1 = r.y;
+  rule->t0 = t0;
+  rule->t1 = t1;
+  rule->o = o;
+  return record(std::move(r), y0, params, rule);
+}
+
+Result odeint_checkpointed(const Dynamics& f, const State& y0, const std::vector<Tensor>& params, double t0,
+                           double t1, const Options& o) {
+  if (!o.output_times.empty()) fail<ValueError>("odeint_checkpointed: output_times are not supported; solve per interval");
+  auto rule = std::make_shared<CheckpointRule>();
+  rule->f = f;
+  rule->params = params;
+  rule->tb = o.method ? o.method : &dopri5();
+  Options oo = o;
+  oo.on_accept = [&](double t, double h, const State& y) {
+    rule->ts.push_back(t);
+    rule->hs.push_back(h);
+    rule->ys.push_back(y);
+  };
+  Result r;
+  {
+    NoGradGuard off;
+    State y0d;
+    for (const Tensor& c : y0) y0d.push_back(c.detach());
+    r = odeint(f, y0d, t0, t1, oo);
+  }
+  rule->y1 = r.y;
+  return record(std::move(r), y0, params, rule);
+}
+
+}  // namespace sg::ode

@@ -1,0 +1,103 @@
+// ODE solvers as data: explicit Runge-Kutta methods are Butcher tableaux, step control is a
+// PI controller, and gradients through a solve come three ways:
+//   - backpropagation through the solver's steps (run odeint with grad mode on): exact for the
+//     computed solution, memory grows with the number of steps;
+//   - the continuous adjoint (odeint_adjoint, "backsolve"): solves the adjoint ODE backwards
+//     together with the state; memory independent of the number of steps, gradients
+//     APPROXIMATE (they differ from the gradient of the computed solution by the solver's
+//     error, O(h^p)), with its own tolerances and the seminorm option;
+//   - checkpointed discretise-then-optimise (odeint_checkpointed): keeps only the states at
+//     accepted steps and replays each step under the tape on the way back: EXACT gradient of
+//     the computed solution (step sizes held fixed), memory of one step's graph plus the states.
+// Time is float64 whatever the state's dtype; a state is a list of tensors.
+//
+//   auto r = sg::ode::odeint(f, {z0}, 0.0, 1.0, {.method = &sg::ode::dopri5(), .rtol = 1e-5, .atol = 1e-5});
+//   if (!r.ok()) std::cerr << sg::ode::status_name(r.status);
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autodiff/core/tensor.hpp"
+
+namespace sg::ode {
+
+using State = std::vector<Tensor>;
+using Dynamics = std::function<State(double t, const State& y)>;
+
+struct Tableau {
+  std::string name;
+  int order;           // of the propagated solution
+  int embedded_order;  // of the error estimate's companion (0: none, fixed steps only)
+  std::vector<double> c, a, b, b_hat;  // a: stages x stages, row-major, strictly lower
+  bool fsal;           // first stage of a step = last stage of the previous one
+  int stages() const { return static_cast<int>(b.size()); }
+};
+const Tableau& euler();
+const Tableau& midpoint();
+const Tableau& heun();      // Heun's method, order 2, with Euler as its embedded pair
+const Tableau& rk4();
+const Tableau& bosh3();     // Bogacki-Shampine 3(2)
+const Tableau& dopri5();    // Dormand-Prince 5(4)
+const Tableau& tsit5();     // Tsitouras 5(4)
+const Tableau& tableau(const std::string& name);  // by name; ValueError listing them
+
+enum class Status { success, step_underflow, too_many_steps, non_finite };
+const char* status_name(Status s);
+
+struct Options {
+  const Tableau* method = nullptr;  // nullptr: dopri5
+  double rtol = 1e-6;
+  double atol = 1e-8;
+  double fixed_step = 0;  // > 0: steps of this size (the last shortened), no error control
+  double h0 = 0;          // first step for adaptive solves (0: chosen automatically)
+  double min_step = 1e-12;
+  int64_t max_steps = 100000;
+  std::vector<double> output_times;  // monotone in the direction of integration
+  double safety = 0.9, fac_min = 0.2, fac_max = 10.0;
+  std::vector<bool> exclude_from_norm;  // per state component (seminorm); empty: none
+  // Called for every accepted step with its start time, signed size and starting state.
+  std::function<void(double t, double h, const State& y)> on_accept;
+};
+
+struct Result {
+  State y;                // at t1, or where the solve stopped
+  std::vector<State> ys;  // at output_times
+  double t = 0;           // where the solve stopped
+  Status status = Status::success;
+  int64_t nfe = 0, steps = 0, rejected = 0;
+  int64_t nfe_backward = 0;  // filled by the gradient strategies when they run
+  bool ok() const { return status == Status::success; }
+};
+
+// Integrates dy/dt = f(t, y) from t0 to t1 (either direction). With grad mode on, the
+// solution is recorded on the tape (backpropagation through the solver).
+Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Options& o = {});
+
+struct AdjointOptions {
+  Options forward;
+  Options backward;     // tolerances of the adjoint solve
+  bool seminorm = true;  // leave the parameter-gradient channels out of the step-size error
+};
+struct AdjointGradients {
+  State dy0;
+  std::vector<Tensor> dparams;
+  double dt0 = 0, dt1 = 0;
+  Result backward;  // the adjoint solve's statistics
+};
+// dL/d(y0, params, t0, t1) given y1 = y(t1) and dL/dy1, by the continuous adjoint:
+//   da/dt = -a^T df/dy,  dL/dtheta = int_{t0}^{t1} a^T df/dtheta dt,
+//   dL/dt1 = a(t1)^T f(t1, y1),  dL/dt0 = -a(t0)^T f(t0, y0),
+// solved backwards with the state (backsolve). `params` are the tensors f depends on.
+AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>& params, const State& y1, double t0,
+                                   double t1, const State& dl_dy1, const AdjointOptions& o = {});
+// Solves without recording, then records y(t1) as a function of (y0, params) whose VJP is the
+// adjoint solve (memory independent of the number of steps; gradients approximate).
+Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tensor>& params, double t0, double t1,
+                      const AdjointOptions& o = {});
+// Solves without recording, keeping the accepted steps; records y(t1) with a VJP that replays
+// each step under the tape in reverse (exact gradient of the computed solution).
+Result odeint_checkpointed(const Dynamics& f, const State& y0, const std::vector<Tensor>& params, double t0,
+                           double t1, const Options& o = {});
+
+}  // namespace sg::ode
