@@ -1,7 +1,9 @@
 // The small-block pool (see pool.hpp).
 #include "autodiff/core/pool.hpp"
 
+#include <bit>
 #include <new>
+#include <unordered_map>
 #include <vector>
 
 namespace sg::pool {
@@ -15,10 +17,23 @@ constexpr std::size_t kKeepPerClass = 4096;  // beyond this, blocks go back to t
 // no destructor, so it stays readable then.
 thread_local bool t_lists_destroyed = false;
 
+// Large blocks are cached too (glibc would hand them back to the kernel and fault them in
+// again on the next step): sizes rounded up to an eighth of their octave, at most
+// kMaxCachedBig bytes kept per thread.
+constexpr std::size_t kMaxCachedBig = std::size_t(512) << 20;
+std::size_t big_size(std::size_t bytes) {
+  const std::size_t step = std::max<std::size_t>(kAlign, std::bit_ceil(bytes) / 8);
+  return (bytes + step - 1) / step * step;
+}
+
 struct FreeLists {
   std::vector<void*> lists[kClasses];
+  std::unordered_map<std::size_t, std::vector<void*>> big;
+  std::size_t big_bytes = 0;
   ~FreeLists() {
     for (auto& l : lists)
+      for (void* p : l) ::operator delete(p, std::align_val_t(kAlign));
+    for (auto& [size, l] : big)
       for (void* p : l) ::operator delete(p, std::align_val_t(kAlign));
     t_lists_destroyed = true;
   }
@@ -32,7 +47,19 @@ std::size_t class_of(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign -
 }  // namespace
 
 void* allocate(std::size_t bytes) {
-  if (bytes == 0 || bytes > kMaxPooled || t_lists_destroyed) return ::operator new(bytes ? bytes : 1, std::align_val_t(kAlign));
+  if (bytes == 0 || t_lists_destroyed) return ::operator new(bytes ? bytes : 1, std::align_val_t(kAlign));
+  if (bytes > kMaxPooled) {
+    const std::size_t size = big_size(bytes);
+    FreeLists& f = lists();
+    auto it = f.big.find(size);
+    if (it != f.big.end() && !it->second.empty()) {
+      void* p = it->second.back();
+      it->second.pop_back();
+      f.big_bytes -= size;
+      return p;
+    }
+    return ::operator new(size, std::align_val_t(kAlign));
+  }
   auto& l = lists().lists[class_of(bytes)];
   if (!l.empty()) {
     void* p = l.back();
@@ -43,8 +70,19 @@ void* allocate(std::size_t bytes) {
 }
 
 void deallocate(void* p, std::size_t bytes) {
-  if (bytes == 0 || bytes > kMaxPooled || t_lists_destroyed) {
+  if (bytes == 0 || t_lists_destroyed) {
     ::operator delete(p, std::align_val_t(kAlign));
+    return;
+  }
+  if (bytes > kMaxPooled) {
+    const std::size_t size = big_size(bytes);
+    FreeLists& f = lists();
+    if (f.big_bytes + size <= kMaxCachedBig) {
+      f.big[size].push_back(p);
+      f.big_bytes += size;
+    } else {
+      ::operator delete(p, std::align_val_t(kAlign));
+    }
     return;
   }
   auto& l = lists().lists[class_of(bytes)];

@@ -1,7 +1,8 @@
-// Small-block pool: per-thread free lists by 64-byte size class, for the many small objects
-// every op creates (tensor impls, one-element storages). Blocks freed on another thread join
-// that thread's lists; all blocks come from the global aligned allocator, so any thread may
-// reuse them. Larger requests go straight to the global allocator.
+// Block pool: per-thread free lists by 64-byte size class for the many small objects every op
+// creates (tensor impls, one-element storages), and by size bucket (an eighth of an octave)
+// for large buffers, up to 512 MiB cached per thread, so a training loop reuses its buffers
+// instead of faulting fresh pages in every step. Blocks freed on another thread join that
+// thread's lists; all come from the global aligned allocator, so any thread may reuse them.
 #pragma once
 #include <cstddef>
 
