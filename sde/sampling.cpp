@@ -1,0 +1,108 @@
+// Brownian paths, Euler-Maruyama and the score-based samplers (see sampling.hpp).
+#include "sde/sampling.hpp"
+
+#include <cmath>
+
+#include "autodiff/ops/ops.hpp"
+#include "autodiff/tape/autograd.hpp"
+
+namespace sg {
+
+BrownianPath::BrownianPath(uint64_t seed, Shape shape, double t0, double t1, int64_t n, DType dtype)
+    : seed_(seed), shape_(std::move(shape)), t0_(t0), t1_(t1), n_(n), dtype_(dtype) {
+  if (n <= 0) fail<ValueError>("BrownianPath: fine_steps must be positive, got ", n);
+}
+// sum_{k0 <= k < k1} sqrt(dt) N_k, each N_k from its own counter range
+Tensor BrownianPath::increment(int64_t k0, int64_t k1) const {
+  if (k0 < 0 || k1 > n_ || k0 >= k1) fail<ValueError>("BrownianPath: bad range [", k0, ", ", k1, ") of ", n_);
+  const double dt = (t1_ - t0_) / double(n_);
+  const uint64_t numel = static_cast<uint64_t>(shape_.numel());
+  Tensor total;
+  for (int64_t k = k0; k < k1; ++k) {
+    Generator g(seed_);
+    g.set_state(seed_, static_cast<uint64_t>(k) * numel);
+    const Tensor z = randn(shape_, g, dtype_);
+    total = total.defined() ? total + z : z;
+  }
+  return total * std::sqrt(std::abs(dt));
+}
+
+Tensor euler_maruyama(const SdeDrift& mu, const SdeDiffusion& sigma, const Tensor& x0, const BrownianPath& W,
+                      int64_t steps) {
+  if (steps <= 0 || W.fine_steps() % steps)
+    fail<ValueError>("euler_maruyama: ", steps, " steps must divide the path's ", W.fine_steps(), " fine steps");
+  const int64_t r = W.fine_steps() / steps;
+  const double h = (W.t1() - W.t0()) / double(steps);
+  Tensor x = x0;
+  for (int64_t k = 0; k < steps; ++k) {
+    const double t = W.t0() + h * double(k);
+    x = x + mu(x, t) * h + sigma(x, t) * W.increment(k * r, (k + 1) * r);
+  }
+  return x;
+}
+
+// f - (1 - lambda/2) g^2 s
+Tensor ReverseSde::drift(const Tensor& x, double t) const {
+  const Tensor tt = full({x.dim(0)}, t, x.dtype(), x.device());
+  const Tensor g = sde->diffusion(tt);
+  return sde->drift(x, tt) - batch_view(g * g, x) * score(x, tt) * (1 - lambda / 2);
+}
+Tensor ReverseSde::diffusion(double t) const {
+  return sde->diffusion(scalar(t, DType::f64)) * std::sqrt(std::max(0.0, 1 - lambda));
+}
+
+Tensor sample_reverse_em(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen, SamplerOptions o,
+                         DType dtype) {
+  NoGradGuard off;
+  const ReverseSde rev{&sde, s, o.lambda};
+  Tensor x = sde.prior_sample(shape, gen, dtype);
+  const double h = (sde.T() - o.t_eps) / double(o.steps);
+  for (int64_t k = 0; k < o.steps; ++k) {
+    const double t = sde.T() - h * double(k);
+    // x_{t-h} = x_t - drift h + sqrt(1 - lambda) g sqrt(h) z
+    x = x - rev.drift(x, t) * h + randn(shape, gen, dtype) * (rev.diffusion(t).item() * std::sqrt(h));
+  }
+  return x;
+}
+
+Tensor sample_pc(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen, SamplerOptions o,
+                 DType dtype) {
+  NoGradGuard off;
+  const ReverseSde rev{&sde, s, 0.0};
+  Tensor x = sde.prior_sample(shape, gen, dtype);
+  const double h = (sde.T() - o.t_eps) / double(o.steps);
+  const auto* vp = dynamic_cast<const VpSde*>(&sde);
+  Shape axes;
+  for (int d = 1; d < static_cast<int>(shape.rank()); ++d) axes.push_back(d);
+  for (int64_t k = 0; k < o.steps; ++k) {
+    const double t = sde.T() - h * double(k);
+    const Tensor tt = full({shape[0]}, t, dtype);
+    // Langevin corrector: x += eps s + sqrt(2 eps) z, eps = 2 alpha (snr |z| / |s|)^2
+    const double alpha = vp ? 1 - (vp->beta(scalar(t, DType::f64)) * (h)).item() : 1.0;  // 1 - beta_i / N
+    for (int64_t c = 0; c < o.corrector_steps; ++c) {
+      const Tensor grad = s(x, tt), z = randn(shape, gen, dtype);
+      // norms averaged over the batch, as in score_sde: one step size for all samples
+      const double gn = mean(sqrt(sum(grad * grad, axes))).item(), zn = mean(sqrt(sum(z * z, axes))).item();
+      const double eps = 2 * alpha * std::pow(o.snr * zn / std::max(gn, 1e-12), 2);
+      x = x + grad * eps + z * std::sqrt(2 * eps);
+    }
+    // reverse-diffusion predictor (Euler-Maruyama of the reverse SDE)
+    x = x - rev.drift(x, t) * h + randn(shape, gen, dtype) * (rev.diffusion(t).item() * std::sqrt(h));
+  }
+  return x;
+}
+
+Tensor sample_probability_flow(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen,
+                               SamplerOptions o, DType dtype, ode::Result* stats) {
+  NoGradGuard off;
+  const ReverseSde pf{&sde, s, 1.0};
+  const ode::Dynamics f = [&](double t, const ode::State& y) { return ode::State{pf.drift(y[0], t)}; };
+  ode::Options oo = o.ode;
+  if (oo.rtol == ode::Options{}.rtol && oo.atol == ode::Options{}.atol) oo.rtol = oo.atol = 1e-5;
+  ode::Result r = ode::odeint(f, {sde.prior_sample(shape, gen, dtype)}, sde.T(), o.t_eps, oo);
+  if (!r.ok()) fail<ValueError>("sample_probability_flow: the ODE solve stopped: ", ode::status_name(r.status));
+  if (stats) *stats = r;
+  return r.y[0];
+}
+
+}  // namespace sg
