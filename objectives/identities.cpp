@@ -14,6 +14,8 @@
 
 namespace sg::obj {
 
+std::vector<Identity> elbo_identities();  // identities_elbo.cpp
+
 IdentityResult deterministic(std::string name, std::string statement, double est, double ref, double tol) {
   return {std::move(name), std::move(statement), est, ref, 0.0, tol, false, std::abs(est - ref) <= tol};
 }
@@ -305,8 +307,10 @@ std::vector<IdentityResult> dsm_minimiser() {
 }
 
 std::vector<Identity> builtin_identities() {
-  return {{"hyvarinen", hyvarinen}, {"vincent", vincent}, {"hutchinson", hutchinson},
-          {"sliced", sliced},       {"fd-ssm", fd_ssm},   {"dsm-minimiser", dsm_minimiser}};
+  std::vector<Identity> ids = {{"hyvarinen", hyvarinen}, {"vincent", vincent}, {"hutchinson", hutchinson},
+                               {"sliced", sliced},       {"fd-ssm", fd_ssm},   {"dsm-minimiser", dsm_minimiser}};
+  for (Identity& id : elbo_identities()) ids.push_back(std::move(id));
+  return ids;
 }
 struct Catalogue {
   std::mutex m;
