@@ -47,7 +47,8 @@ LikelihoodResult cnf_log_likelihood(const VectorField& f, const Tensor& x, const
     if (!o.gen) fail<ValueError>("cnf_log_likelihood: a Hutchinson trace needs a generator");
     probe = o.gaussian_probe ? randn_like(x, *o.gen) : rademacher_like(x, *o.gen);
   }
-  const ode::Dynamics aug = [&](double t, const ode::State& s) {
+  // Captured by value: with adjoint or checkpointed gradients the dynamics outlive this call.
+  const ode::Dynamics aug = [f, probe](double t, const ode::State& s) {
     auto [y, tr] = field_and_trace(f, t, s[0], probe);
     return ode::State{y, tr};
   };
@@ -75,7 +76,7 @@ LikelihoodResult probability_flow_log_likelihood(const Sde& sde, const ScoreMode
   o.t0 = t_eps;
   o.t1 = sde.T();
   o.prior_std = sde.prior_std();
-  return cnf_log_likelihood([&](double t, const Tensor& z) { return pf.drift(z, t); }, x, o);
+  return cnf_log_likelihood([pf](double t, const Tensor& z) { return pf.drift(z, t); }, x, o);
 }
 
 }  // namespace sg

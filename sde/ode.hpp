@@ -93,6 +93,7 @@ AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>&
                                    double t1, const State& dl_dy1, const AdjointOptions& o = {});
 // Solves without recording, then records y(t1) as a function of (y0, params) whose VJP is the
 // adjoint solve (memory independent of the number of steps; gradients approximate).
+// f is kept for the backward pass: it must not refer to anything that dies before then.
 Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tensor>& params, double t0, double t1,
                       const AdjointOptions& o = {});
 // Solves without recording, keeping the accepted steps; records y(t1) with a VJP that replays

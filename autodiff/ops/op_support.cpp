@@ -4,6 +4,9 @@
 #include <cstring>
 
 #include "autodiff/ops/op_table.hpp"
+#ifdef SG_WITH_CUDA
+#include "autodiff/backend/cuda/cuda_backend.hpp"
+#endif
 #include "autodiff/tape/tape.hpp"
 
 namespace sg {
@@ -36,6 +39,9 @@ Backend* g_cuda_backend = nullptr;
 void register_cuda_backend(Backend* b) { g_cuda_backend = b; }
 Backend& backend_for(Device d) {
   if (d.type == DeviceType::cpu) return cpu_backend();
+#ifdef SG_WITH_CUDA
+  return cuda::backend(d.index);  // constructed (and registered) on first use
+#endif
   if (!g_cuda_backend)
     fail<DeviceError>("device ", device_name(d), " requested but scoregrad was built without CUDA");
   return *g_cuda_backend;

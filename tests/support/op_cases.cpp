@@ -49,7 +49,7 @@ std::vector<OpCase> build() {
   c.push_back({OpId::compare, "compare", {{3, 4}, {4}}, [](V x) { return cast(lt(x[0], x[1]), DType::f64); },
                -2, 2, 1, false});
   c.push_back({OpId::where, "where", {{3, 4}, {4}},
-               [](V x) { return where(fixed_mask({3, 4}), x[0] * x[0], sin(x[1])); }});
+               [](V x) { return where(fixed_mask({3, 4}).to(x[0].device()), x[0] * x[0], sin(x[1])); }});
   c.push_back({OpId::sum, "sum(axis 1, keepdim)", {{3, 4, 5}}, [](V x) { return square(sum(x[0], {1}, true)); }});
   c.push_back({OpId::sum, "sum(all)", {{3, 4}}, [](V x) { return sum(x[0] * x[0]); }});
   c.push_back({OpId::max, "max(axes 0,2)", {{3, 4, 5}}, [](V x) { return square(max(x[0], {0, 2})); }});
@@ -67,11 +67,11 @@ std::vector<OpCase> build() {
   c.push_back({OpId::pad, "pad", {{2, 3}}, [](V x) { return square(pad(x[0], {1, 0}, {2, 1}, 0.5)); }});
   c.push_back({OpId::concat, "concat", {{2, 3}, {4, 3}}, [](V x) { return square(concat({x[0], x[1]}, 0)); }});
   c.push_back({OpId::index_select, "index_select", {{4, 3}},
-               [](V x) { return square(index_select(x[0], 0, fixed_index({3, 0, 3, 1}, {4}))); }});
+               [](V x) { return square(index_select(x[0], 0, fixed_index({3, 0, 3, 1}, {4}).to(x[0].device()))); }});
   c.push_back({OpId::gather, "gather", {{3, 4}},
-               [](V x) { return square(gather(x[0], 1, fixed_index({0, 3, 3, 1, 2, 2}, {3, 2}))); }});
+               [](V x) { return square(gather(x[0], 1, fixed_index({0, 3, 3, 1, 2, 2}, {3, 2}).to(x[0].device()))); }});
   c.push_back({OpId::scatter_add, "scatter_add", {{3, 4}, {3, 2}}, [](V x) {
-                 return square(scatter_add(x[0], 1, fixed_index({0, 3, 3, 3, 1, 2}, {3, 2}), x[1]));
+                 return square(scatter_add(x[0], 1, fixed_index({0, 3, 3, 3, 1, 2}, {3, 2}).to(x[0].device()), x[1]));
                }});
   c.push_back({OpId::cast, "cast", {{3, 4}}, [](V x) { return square(cast(x[0], DType::f64)); }});
   c.push_back({OpId::copy, "copy", {{3, 4}}, [](V x) { return square(x[0].mT().clone()); }});
