@@ -14,4 +14,10 @@ sg_install_deps() {
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+  # The checkpoint tests read and write safetensors files with Python's package when Python is
+  # there (pinned; best effort: without them that test skips with a warning).
+  if command -v python3 >/dev/null && ! python3 -c "import safetensors, numpy" 2>/dev/null; then
+    python3 -m pip install -q "safetensors==0.4.5" "numpy==2.4.6" >/dev/null 2>&1 ||
+      echo "scoregrad: could not install safetensors/numpy for the interop test (it will skip)"
+  fi
 }
