@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "autodiff/backend/backend.hpp"
+#include "autodiff/backend/cpu/blis_gemm.hpp"
 #include "autodiff/backend/cpu/packet_math.hpp"
 #include "autodiff/backend/philox.hpp"
 #include "autodiff/core/error.hpp"
@@ -231,9 +232,16 @@ template <class T> using MapM = Eigen::Map<ColMat<T>, 0, Eigen::OuterStride<>>;
 // Row-major C[m,n] = A[m,k] B[k,n] written as column-major C^T = B^T A^T. A matrix with unit
 // column stride is row-major (seen column-major it is its transpose); with unit row stride it
 // is column-major. Anything else was made contiguous by the caller.
+// BLIS for products with every extent >= kBlisMin (measured faster there); Eigen below, where
+// BLIS's packing overhead dominates (e.g. the K = 2 first layer of a 2-D score network).
+constexpr int64_t kBlisMin = 32;
+
 template <class T>
 void gemm_one(const T* a, int64_t as0, int64_t as1, const T* b, int64_t bs0, int64_t bs1, T* c,
-              int64_t m, int64_t n, int64_t k) {
+              int64_t m, int64_t n, int64_t k, int threads = 1) {
+  if (std::min({m, n, k}) >= kBlisMin &&
+      cpu::blis_gemm(sizeof(T) == 8, m, n, k, a, as0, as1, b, bs0, bs1, c, n, 1, threads))
+    return;
   MapM<T> Ct(c, n, m, Eigen::OuterStride<>(n));
   const bool a_row = as1 == 1, b_row = bs1 == 1;
   // At = A^T as column-major [k, m]; Bt = B^T as column-major [n, k].
@@ -465,6 +473,10 @@ class CpuBackend final : public Backend {
       if (big && nb > 1) {
 #pragma omp parallel for schedule(static)
         for (int64_t bi = 0; bi < nb; ++bi) one(bi);
+      } else if (big && std::min({m, n, k}) >= kBlisMin &&
+                 cpu::blis_gemm(sizeof(T) == 8, m, n, k, ap, a.strides[R - 2], a.strides[R - 1], bp, b.strides[R - 2],
+                                b.strides[R - 1], cp, n, 1, omp_get_max_threads())) {
+        // One large product: BLIS threads it.
       } else if (big && m > 1 && k > 0) {
         // One large product: the rows of C split across threads, Eigen single-threaded inside.
 #pragma omp parallel
