@@ -112,13 +112,27 @@ namespace detail {
 std::atomic<int64_t> g_live_storages{0};
 std::atomic<int64_t> g_live_tensors{0};
 }  // namespace detail
+namespace detail {
+std::atomic<int64_t> g_live_bytes{0};
+std::atomic<int64_t> g_peak_bytes{0};
+void count_storage_bytes(int64_t delta) {
+  const int64_t now = g_live_bytes.fetch_add(delta, std::memory_order_relaxed) + delta;
+  int64_t peak = g_peak_bytes.load(std::memory_order_relaxed);
+  while (now > peak && !g_peak_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+}  // namespace detail
 namespace debug {
+int64_t live_storage_bytes() { return detail::g_live_bytes.load(); }
+int64_t peak_storage_bytes() { return detail::g_peak_bytes.load(); }
+void reset_peak_bytes() { detail::g_peak_bytes.store(detail::g_live_bytes.load()); }
 int64_t live_storages() { return detail::g_live_storages.load(); }
 int64_t live_tensors() { return detail::g_live_tensors.load(); }
 }  // namespace debug
 
 void intrusive_release(Storage* s) {
   detail::g_live_storages.fetch_sub(1, std::memory_order_relaxed);
+  detail::count_storage_bytes(-static_cast<int64_t>(s->nbytes));
   s->release(s);
 }
 

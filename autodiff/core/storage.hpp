@@ -53,10 +53,15 @@ namespace debug {
 // Live objects, for leak tests: every storage and tensor impl ever created minus those freed.
 int64_t live_storages();
 int64_t live_tensors();
+// Bytes held by live storages, and the most held since the last reset_peak_bytes().
+int64_t live_storage_bytes();
+int64_t peak_storage_bytes();
+void reset_peak_bytes();
 }  // namespace debug
 namespace detail {
 extern std::atomic<int64_t> g_live_storages;
 extern std::atomic<int64_t> g_live_tensors;
+void count_storage_bytes(int64_t delta);
 }  // namespace detail
 
 }  // namespace sg

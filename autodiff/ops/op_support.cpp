@@ -87,6 +87,7 @@ Tensor empty(const Shape& shape, DType dtype, Device device) {
     if (d < 0) fail<ShapeError>("empty: negative extent in shape ", shape.str());
   Storage* s = backend_for(device).allocate(static_cast<std::size_t>(shape.numel()) * itemsize(dtype));
   detail::g_live_storages.fetch_add(1, std::memory_order_relaxed);
+  detail::count_storage_bytes(static_cast<int64_t>(s->nbytes));
   return Tensor(new TensorImpl(StoragePtr(s), shape, contiguous_strides(shape), 0, dtype));
 }
 Tensor full(const Shape& shape, double value, DType dtype, Device device) {
