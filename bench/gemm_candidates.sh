@@ -4,19 +4,19 @@
 # Usage: bench/gemm_candidates.sh [output.md]   (extra args after the file go to every run, e.g. --sweeps 1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-build/gemm_candidates.md}; shift || true
+OUT=${1:-build-gemm/gemm_candidates.md}; shift || true
 LIB=/usr/lib/x86_64-linux-gnu
-mkdir -p build "$(dirname "$OUT")"
-g++ -O3 -march=native -fopenmp -std=c++20 bench/gemm_candidates.cpp -o build/gemm_candidates \
+mkdir -p build-gemm "$(dirname "$OUT")"
+g++ -O3 -march=native -fopenmp -std=c++20 bench/gemm_candidates.cpp -o build-gemm/gemm_candidates \
   -I/usr/include/eigen3 -I/usr/include/x86_64-linux-gnu/openblas-pthread -I/usr/include/x86_64-linux-gnu/blis-openmp \
   $LIB/openblas-pthread/libopenblas.so $LIB/blis-openmp/libblis.so -ldnnl \
   -Wl,-rpath,$LIB/openblas-pthread:$LIB/blis-openmp
 {
   # Main run: all candidates, environment as inherited.
-  ./build/gemm_candidates "$@"
+  ./build-gemm/gemm_candidates "$@"
   # Extra rows: OpenBLAS alone with its tuning variables removed, and with the CI setting forced.
-  echo; env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./build/gemm_candidates --only OpenBLAS \
+  echo; env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE ./build-gemm/gemm_candidates --only OpenBLAS --wait-budget 900 \
     --label "OpenBLAS only, env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE" "$@"
-  echo; env OPENBLAS_CORETYPE=Haswell ./build/gemm_candidates --only OpenBLAS \
+  echo; env OPENBLAS_CORETYPE=Haswell ./build-gemm/gemm_candidates --only OpenBLAS --wait-budget 900 \
     --label "OpenBLAS only, OPENBLAS_CORETYPE=Haswell (CI setting)" "$@"
 } | tee "$OUT"
