@@ -15,6 +15,13 @@ Tensor batch_times(const Tensor& t, int64_t B) {
   if (t.rank() != 1 || t.dim(0) != B) fail<ShapeError>("time: t ", describe(t), " is neither a scalar nor [", B, "]");
   return t;
 }
+// [dim + embed, hidden x layers, out]: an MLP over [x, emb(t)]
+std::vector<int64_t> conditioned_widths(int64_t dim, const MlpScoreOptions& o, int64_t out) {
+  std::vector<int64_t> w = {dim + o.embed_dim};
+  for (int64_t i = 0; i < o.layers; ++i) w.push_back(o.hidden);
+  w.push_back(out);
+  return w;
+}
 }  // namespace
 
 GaussianFourierFeatures::GaussianFourierFeatures(int64_t dim, double scale, Generator& gen, DType dtype)
@@ -53,14 +60,8 @@ Tensor FiLM::operator()(const Tensor& h, const Tensor& c) const {
 // ---- MLP score network ----
 MlpScoreNet::MlpScoreNet(int64_t dim, MlpScoreOptions o, Generator& gen)
     : embed(child("embed", std::make_unique<GaussianFourierFeatures>(o.embed_dim, o.fourier_scale, gen, o.dtype))),
-      mlp(child("mlp", std::make_unique<Mlp>(
-                           [&] {
-                             std::vector<int64_t> w = {dim + o.embed_dim};
-                             for (int64_t i = 0; i < o.layers; ++i) w.push_back(o.hidden);
-                             w.push_back(dim);
-                             return w;
-                           }(),
-                           o.act, gen, LayerOptions{.dtype = o.dtype}, /*zero_init_last=*/true))) {}
+      mlp(child("mlp", std::make_unique<Mlp>(conditioned_widths(dim, o, dim), o.act, gen, LayerOptions{.dtype = o.dtype},
+                                             /*zero_init_last=*/true))) {}
 Tensor MlpScoreNet::operator()(const Tensor& x, const Tensor& t) const {
   return mlp(concat({x, embed(batch_times(t, x.dim(0)))}, -1));
 }
@@ -140,14 +141,7 @@ Tensor UNet::operator()(const Tensor& x, const Tensor& t) const {
 // ---- energy network ----
 EnergyNet::EnergyNet(int64_t dim, MlpScoreOptions o, Generator& gen)
     : embed(child("embed", std::make_unique<GaussianFourierFeatures>(o.embed_dim, o.fourier_scale, gen, o.dtype))),
-      mlp(child("mlp", std::make_unique<Mlp>(
-                           [&] {
-                             std::vector<int64_t> w = {dim + o.embed_dim};
-                             for (int64_t i = 0; i < o.layers; ++i) w.push_back(o.hidden);
-                             w.push_back(1);
-                             return w;
-                           }(),
-                           o.act, gen, LayerOptions{.dtype = o.dtype}))) {}
+      mlp(child("mlp", std::make_unique<Mlp>(conditioned_widths(dim, o, 1), o.act, gen, LayerOptions{.dtype = o.dtype}))) {}
 Tensor EnergyNet::energy(const Tensor& x, const Tensor& t) const {
   return reshape(mlp(concat({x, embed(batch_times(t, x.dim(0)))}, -1)), {x.dim(0)});
 }

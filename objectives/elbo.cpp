@@ -11,11 +11,6 @@
 namespace sg::obj {
 namespace {
 
-Shape sample_axes(const Tensor& x) {
-  Shape a;
-  for (int d = 1; d < x.rank(); ++d) a.push_back(d);
-  return a;
-}
 // t and 1/q(t) for a batch.
 std::pair<Tensor, Tensor> draw_times(const Sde& sde, int64_t B, const ElboOptions& o, Generator& gen, DType dt) {
   const double span = sde.T() - o.t_eps;

@@ -12,11 +12,6 @@
 namespace sg::obj {
 namespace {
 
-Shape sample_axes(const Tensor& x) {
-  Shape a;
-  for (int d = 1; d < x.rank(); ++d) a.push_back(d);
-  return a;
-}
 int64_t dims_per_sample(const Tensor& x) { return x.numel() / std::max<int64_t>(x.dim(0), 1); }
 // x repeated P times along the batch axis: [P * B, ...].
 Tensor repeat_batch(const Tensor& x, int64_t P) {

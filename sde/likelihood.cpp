@@ -10,11 +10,6 @@
 namespace sg {
 namespace {
 
-Shape sample_axes(const Tensor& x) {
-  Shape a;
-  for (int d = 1; d < x.rank(); ++d) a.push_back(d);
-  return a;
-}
 
 // f(t, z) and tr(df/dz) per sample in one forward: exact (D VJPs) or v^T (df/dz) v.
 std::pair<Tensor, Tensor> field_and_trace(const VectorField& f, double t, const Tensor& z, const Tensor& probe) {

@@ -114,6 +114,8 @@ Tensor logsumexp(const Tensor& x, const Shape& axes = {}, bool keepdim = false);
 Tensor var(const Tensor& x, const Shape& axes = {}, int64_t correction = 1, bool keepdim = false);
 Tensor softmax(const Tensor& x, int64_t axis = -1);
 Tensor log_softmax(const Tensor& x, int64_t axis = -1);
+// The axes of one sample of a batch [B, ...]: 1 .. rank-1.
+Shape sample_axes(const Tensor& x);
 // Sums x down to `shape` (the inverse of broadcasting), the engine's cotangent reduction.
 Tensor sum_to(const Tensor& x, const Shape& shape);
 

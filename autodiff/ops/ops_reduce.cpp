@@ -124,6 +124,12 @@ Tensor logsumexp(const Tensor& x, const Shape& axes, bool keepdim) {
 Tensor log_softmax(const Tensor& x, int64_t axis) { return x - logsumexp(x, {axis}, true); }
 Tensor softmax(const Tensor& x, int64_t axis) { return exp(log_softmax(x, axis)); }
 
+Shape sample_axes(const Tensor& x) {
+  Shape a;
+  for (int d = 1; d < x.rank(); ++d) a.push_back(d);
+  return a;
+}
+
 // Sums a broadcast cotangent back down to `shape`.
 Tensor sum_to(const Tensor& x, const Shape& shape) {
   if (x.shape() == shape) return x;
