@@ -45,8 +45,8 @@ class ThreadsGuard {
 // ns per op: with kIsIterationInvariantRate | kInvert the value is time / (iterations * v);
 // v = ops * 1e-9 gives (time per iteration / ops) in ns.
 benchmark::Counter ns_per_op() {
-  return benchmark::Counter(kChainOps * 1e-9,
-                            benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  return benchmark::Counter(kChainOps * 1e-9, benchmark::Counter::kIsIterationInvariantRate |
+                                                  benchmark::Counter::kInvert);
 }
 
 // ---- 1. per-op overhead -------------------------------------------------------------------
@@ -172,7 +172,8 @@ void BM_MlpInputGrad(benchmark::State& state) {
   }
 }
 
-template <sg::HvpMode mode> void BM_MlpInputHvp(benchmark::State& state) {
+template <sg::HvpMode mode>
+void BM_MlpInputHvp(benchmark::State& state) {
   const Mlp net(0, /*trainable=*/false);
   const MlpData d;
   const sg::Fn f = mlp_loss_of_x(net, d);
@@ -184,7 +185,8 @@ template <sg::HvpMode mode> void BM_MlpInputHvp(benchmark::State& state) {
 }
 
 // ---- 4. GEMM ---------------------------------------------------------------------------------
-template <sg::DType DT> void BM_Gemm(benchmark::State& state) {
+template <sg::DType DT>
+void BM_Gemm(benchmark::State& state) {
   const int64_t n = state.range(0);
   sg::Generator gen(2);
   const sg::Tensor a = sg::randn({n, n}, gen, DT), b = sg::randn({n, n}, gen, DT);
@@ -195,14 +197,17 @@ template <sg::DType DT> void BM_Gemm(benchmark::State& state) {
   }
   const double gflop = 2.0 * double(n) * double(n) * double(n) * 1e-9;
   const double peak = DT == sg::DType::f32 ? kPeakF32 : kPeakF64;
-  state.counters["GFLOPS"] = benchmark::Counter(gflop, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["frac_peak"] = benchmark::Counter(gflop / peak, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOPS"] =
+      benchmark::Counter(gflop, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["frac_peak"] =
+      benchmark::Counter(gflop / peak, benchmark::Counter::kIsIterationInvariantRate);
 }
 
 // ---- 5. divergence of the MLP field -------------------------------------------------------------
 // Kind: 0 = field only (forward, baseline), 1 = exact (D = 2 backward passes),
 //       2 = exact with chunk 2 (one backward on a 2x replicated batch), 3 = Hutchinson 1 probe.
-template <int kind> void BM_MlpDivergence(benchmark::State& state) {
+template <int kind>
+void BM_MlpDivergence(benchmark::State& state) {
   const Mlp net(0, /*trainable=*/false);
   const MlpData d;
   const sg::Fn field = [&net, &d](const sg::Tensor& x) {
@@ -215,10 +220,18 @@ template <int kind> void BM_MlpDivergence(benchmark::State& state) {
   for (auto _ : state) {
     sg::Tensor out;
     switch (kind) {
-      case 0: out = field(d.x); break;
-      case 1: out = sg::divergence(field, d.x, sg::Divergence::exact()); break;
-      case 2: out = sg::divergence(field, d.x, sg::Divergence::exact(2)); break;
-      default: out = sg::divergence(field, d.x, sg::Divergence::hutchinson(gen, 1)); break;
+      case 0:
+        out = field(d.x);
+        break;
+      case 1:
+        out = sg::divergence(field, d.x, sg::Divergence::exact());
+        break;
+      case 2:
+        out = sg::divergence(field, d.x, sg::Divergence::exact(2));
+        break;
+      default:
+        out = sg::divergence(field, d.x, sg::Divergence::hutchinson(gen, 1));
+        break;
     }
     benchmark::DoNotOptimize(out);
   }
@@ -227,29 +240,75 @@ template <int kind> void BM_MlpDivergence(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_OpChainFwdBwd)->Name("op_chain/fwd_bwd")->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_OpChainRecordOnly)->Name("op_chain/fwd_record_only")->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_OpChainNoGrad)->Name("op_chain/fwd_nograd")->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_OpChainRecordOnly)
+    ->Name("op_chain/fwd_record_only")
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_OpChainNoGrad)
+    ->Name("op_chain/fwd_nograd")
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
-BENCHMARK(BM_MlpFwdBwd)->Name("mlp/fwd_bwd")->ArgName("threads")->Arg(1)->Arg(2)
-    ->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_MlpFwdNoGrad)->Name("mlp/fwd_nograd")->ArgName("threads")->Arg(1)->Arg(2)
-    ->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MlpFwdBwd)
+    ->Name("mlp/fwd_bwd")
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MlpFwdNoGrad)
+    ->Name("mlp/fwd_nograd")
+    ->ArgName("threads")
+    ->Arg(1)
+    ->Arg(2)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 BENCHMARK(BM_MlpInputGrad)->Name("mlp_hvp_x/grad")->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_MlpInputHvp<sg::HvpMode::forward_over_reverse>)->Name("mlp_hvp_x/hvp_fwd_over_rev")
-    ->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_MlpInputHvp<sg::HvpMode::reverse_over_reverse>)->Name("mlp_hvp_x/hvp_rev_over_rev")
-    ->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MlpInputHvp<sg::HvpMode::forward_over_reverse>)
+    ->Name("mlp_hvp_x/hvp_fwd_over_rev")
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MlpInputHvp<sg::HvpMode::reverse_over_reverse>)
+    ->Name("mlp_hvp_x/hvp_rev_over_rev")
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
-BENCHMARK(BM_Gemm<sg::DType::f32>)->Name("gemm_f32")->ArgName("n")->Arg(256)->Arg(512)->Arg(1024)->Arg(2048)
-    ->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK(BM_Gemm<sg::DType::f64>)->Name("gemm_f64")->ArgName("n")->Arg(256)->Arg(512)->Arg(1024)->Arg(2048)
-    ->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Gemm<sg::DType::f32>)
+    ->Name("gemm_f32")
+    ->ArgName("n")
+    ->Arg(256)
+    ->Arg(512)
+    ->Arg(1024)
+    ->Arg(2048)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Gemm<sg::DType::f64>)
+    ->Name("gemm_f64")
+    ->ArgName("n")
+    ->Arg(256)
+    ->Arg(512)
+    ->Arg(1024)
+    ->Arg(2048)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
-BENCHMARK(BM_MlpDivergence<0>)->Name("mlp_divergence/field_only")->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_MlpDivergence<1>)->Name("mlp_divergence/exact")->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_MlpDivergence<2>)->Name("mlp_divergence/exact_chunk2")->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_MlpDivergence<3>)->Name("mlp_divergence/hutchinson_1")->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MlpDivergence<0>)
+    ->Name("mlp_divergence/field_only")
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MlpDivergence<1>)
+    ->Name("mlp_divergence/exact")
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MlpDivergence<2>)
+    ->Name("mlp_divergence/exact_chunk2")
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_MlpDivergence<3>)
+    ->Name("mlp_divergence/hutchinson_1")
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);

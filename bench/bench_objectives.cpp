@@ -12,7 +12,8 @@ namespace {
 
 using namespace sg;
 
-void run_step(benchmark::State& state, nn::ScoreModel& net, const Tensor& x, const std::string& objective) {
+void run_step(benchmark::State& state, nn::ScoreModel& net, const Tensor& x,
+              const std::string& objective) {
   VpSde vp;
   const obj::ObjectiveInfo& info = obj::find_objective(objective);
   const obj::TimeScoreFn s = [&](const Tensor& z, const Tensor& t) { return net(z, t); };
@@ -44,7 +45,8 @@ void BM_objective_unet(benchmark::State& state, std::string objective) {
 
 void BM_unet_fwd_bwd(benchmark::State& state) {
   Generator g(0);
-  nn::UNet net(1, {.channels = 32, .multipliers = {1, 2}, .groups = 8, .attention = state.range(0) != 0}, g);
+  nn::UNet net(
+      1, {.channels = 32, .multipliers = {1, 2}, .groups = 8, .attention = state.range(0) != 0}, g);
   const Tensor x = randn({64, 1, 8, 8}, g), t = rand({64}, g);
   const auto params = net.parameters();
   for (auto _ : state) {
@@ -72,7 +74,8 @@ const int registered = [] {
         ->Arg(64)
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
-    if (name != "ism")  // exact ISM on the U-Net: 64 create_graph backward passes per step, ~18 GB; left out
+    if (name != "ism")  // exact ISM on the U-Net: 64 create_graph backward passes per step, ~18 GB;
+                        // left out
       benchmark::RegisterBenchmark(("obj_unet/" + name).c_str(), BM_objective_unet, name)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
@@ -80,7 +83,12 @@ const int registered = [] {
   return 0;
 }();
 
-BENCHMARK(BM_unet_fwd_bwd)->ArgName("attention")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_unet_fwd_bwd)
+    ->ArgName("attention")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 BENCHMARK(BM_transformer_fwd_bwd)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

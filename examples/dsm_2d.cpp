@@ -20,7 +20,8 @@ constexpr double kRadius = 2.0;
 
 Tensor centers() {
   std::vector<double> c;
-  for (int k = 0; k < 8; ++k) c.push_back(kRadius * std::cos(k * M_PI / 4)), c.push_back(kRadius * std::sin(k * M_PI / 4));
+  for (int k = 0; k < 8; ++k)
+    c.push_back(kRadius * std::cos(k * M_PI / 4)), c.push_back(kRadius * std::sin(k * M_PI / 4));
   return from_vector(c, {8, 2});
 }
 Tensor sample_data(int64_t n, Generator& g) {
@@ -31,7 +32,7 @@ Tensor sample_data(int64_t n, Generator& g) {
 Tensor true_score(const Tensor& x) {
   const double s2 = kSpread * kSpread + kSigma * kSigma;
   const Tensor d = unsqueeze(x, 1) - unsqueeze(centers(), 0);  // [n, 8, 2]
-  const Tensor w = softmax(sum(d * d, {2}) * (-0.5 / s2), 1);   // [n, 8]
+  const Tensor w = softmax(sum(d * d, {2}) * (-0.5 / s2), 1);  // [n, 8]
   return -sum(unsqueeze(w, 2) * d, {1}) / s2;
 }
 
@@ -40,7 +41,8 @@ struct Mlp {
   Mlp(Generator& g, int64_t width) {
     const int64_t dims[] = {2, width, width, 2};
     for (int l = 0; l < 3; ++l) {
-      params.push_back((randn({dims[l], dims[l + 1]}, g) * std::sqrt(1.0 / dims[l])).requires_grad_());
+      params.push_back(
+          (randn({dims[l], dims[l + 1]}, g) * std::sqrt(1.0 / dims[l])).requires_grad_());
       params.push_back(zeros({dims[l + 1]}).requires_grad_());
     }
   }
@@ -85,7 +87,8 @@ int main(int argc, char** argv) {
   };
   const double err_zero = mean(sum(square(exact), {1})).item();
   const double err0 = score_error();
-  std::printf("DSM on 8 Gaussians, sigma = %.2f, MLP 2-128-128-2 (SiLU), Adam, batch 256\n", kSigma);
+  std::printf("DSM on 8 Gaussians, sigma = %.2f, MLP 2-128-128-2 (SiLU), Adam, batch 256\n",
+              kSigma);
   std::printf("%6s %12s\n", "step", "DSM loss");
   double first = 0, running = 0;
   for (int step = 1; step <= steps; ++step) {
@@ -98,10 +101,13 @@ int main(int argc, char** argv) {
     if (step == 1 || step % 250 == 0) std::printf("%6d %12.5f\n", step, running);
   }
   const double err = score_error();
-  std::printf("score error E||s - true score||^2 at held-out noisy points: %.4f (untrained %.4f, zero score %.4f)\n",
-              err, err0, err_zero);
+  std::printf(
+      "score error E||s - true score||^2 at held-out noisy points: %.4f (untrained %.4f, zero "
+      "score %.4f)\n",
+      err, err0, err_zero);
   const bool learnt = running < first && err < 0.25 * err_zero;
-  std::printf("%s\n", learnt ? "learnt: loss fell and the score error is under 25% of the zero-score error"
-                              : "NOT LEARNT");
+  std::printf("%s\n",
+              learnt ? "learnt: loss fell and the score error is under 25% of the zero-score error"
+                     : "NOT LEARNT");
   return learnt ? 0 : 1;
 }

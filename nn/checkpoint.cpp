@@ -24,8 +24,9 @@
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/tape/autograd.hpp"
 
-static_assert(std::endian::native == std::endian::little,
-              "safetensors stores little-endian data; scoregrad's reader/writer copies bytes as is");
+static_assert(
+    std::endian::native == std::endian::little,
+    "safetensors stores little-endian data; scoregrad's reader/writer copies bytes as is");
 
 namespace sg::nn {
 
@@ -40,10 +41,14 @@ thread_local std::optional<std::size_t> t_crash_after;
 
 const char* st_dtype(DType t) {
   switch (t) {
-    case DType::f32: return "F32";
-    case DType::f64: return "F64";
-    case DType::i64: return "I64";
-    case DType::b8: return "BOOL";
+    case DType::f32:
+      return "F32";
+    case DType::f64:
+      return "F64";
+    case DType::i64:
+      return "I64";
+    case DType::b8:
+      return "BOOL";
   }
   return "?";
 }
@@ -65,13 +70,16 @@ class TempFile {
   TempFile(const std::string& target, const std::string& who) : target_(target), who_(who) {
     static std::atomic<uint64_t> counter{0};
     const std::filesystem::path t(target);
-    const std::filesystem::path dir = t.parent_path().empty() ? std::filesystem::path(".") : t.parent_path();
+    const std::filesystem::path dir =
+        t.parent_path().empty() ? std::filesystem::path(".") : t.parent_path();
     dir_ = dir.string();
-    const std::string name =
-        cat(".", t.filename().string(), ".tmp-", ::getpid(), "-", counter.fetch_add(1));  // ".<name>.tmp-<pid>-<n>"
+    const std::string name = cat(".", t.filename().string(), ".tmp-", ::getpid(), "-",
+                                 counter.fetch_add(1));  // ".<name>.tmp-<pid>-<n>"
     path_ = (dir / name).string();
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd_ < 0) fail<IOError>(who_, " ", target_, ": cannot create temporary file ", path_, ": ", sys_error());
+    if (fd_ < 0)
+      fail<IOError>(who_, " ", target_, ": cannot create temporary file ", path_, ": ",
+                    sys_error());
     crash_after_ = t_crash_after;
     t_crash_after.reset();
   }
@@ -94,7 +102,8 @@ class TempFile {
   }
   // flush + fsync, rename over the target, fsync the directory.
   void commit() {
-    if (::fsync(fd_) != 0) fail<IOError>(who_, " ", target_, ": fsync of ", path_, " failed: ", sys_error());
+    if (::fsync(fd_) != 0)
+      fail<IOError>(who_, " ", target_, ": fsync of ", path_, " failed: ", sys_error());
     if (::close(fd_) != 0) {
       fd_ = -1;
       fail<IOError>(who_, " ", target_, ": closing ", path_, " failed: ", sys_error());
@@ -129,8 +138,8 @@ class TempFile {
   bool committed_ = false, crashed_ = false;
 };
 
-void write_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata,
-                       const std::string& who) {
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
+                       const Metadata& metadata, const std::string& who) {
   // Contiguous CPU copies, and the header describing them in name order.
   std::vector<Tensor> data;
   json header = json::object();
@@ -138,13 +147,16 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors, con
   {
     NoGradGuard off;
     for (const auto& [name, t] : tensors) {
-      if (name == "__metadata__") fail<ValueError>(who, " ", path, ": the tensor name \"__metadata__\" is reserved");
+      if (name == "__metadata__")
+        fail<ValueError>(who, " ", path, ": the tensor name \"__metadata__\" is reserved");
       if (!t.defined()) fail<ValueError>(who, " ", path, ": tensor '", name, "' is undefined");
       Tensor c = contiguous(to_device(t.detach(), Device::cpu())).detach();
       const uint64_t nbytes = static_cast<uint64_t>(c.numel()) * itemsize(c.dtype());
       json shape = json::array();
       for (int64_t d : c.shape()) shape.push_back(d);
-      header[name] = {{"dtype", st_dtype(c.dtype())}, {"shape", shape}, {"data_offsets", {offset, offset + nbytes}}};
+      header[name] = {{"dtype", st_dtype(c.dtype())},
+                      {"shape", shape},
+                      {"data_offsets", {offset, offset + nbytes}}};
       offset += nbytes;
       data.push_back(std::move(c));
     }
@@ -154,7 +166,8 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors, con
   try {
     text = header.dump();
   } catch (const json::exception& e) {
-    fail<ValueError>(who, " ", path, ": a tensor name or metadata string is not valid UTF-8 (", e.what(), ")");
+    fail<ValueError>(who, " ", path, ": a tensor name or metadata string is not valid UTF-8 (",
+                     e.what(), ")");
   }
   text.append((8 - text.size() % 8) % 8, ' ');  // pad so that the data starts 8-byte aligned
   const uint64_t n = text.size();
@@ -188,14 +201,19 @@ std::string read_file(const std::string& path, const std::string& who) {
   return bytes;
 }
 
-SafetensorsFile parse_safetensors(const std::string& path, const std::string& bytes, const std::string& who) {
+SafetensorsFile parse_safetensors(const std::string& path, const std::string& bytes,
+                                  const std::string& who) {
   auto bad = [&](const auto&... a) { fail<IOError>(who, " ", path, ": ", a...); };
   if (bytes.size() < 8)
-    bad("file is ", bytes.size(), " bytes, too short for the 8-byte header length (truncated or not safetensors)");
+    bad("file is ", bytes.size(),
+        " bytes, too short for the 8-byte header length (truncated or not safetensors)");
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
   const uint64_t rest = bytes.size() - 8;
-  if (n > rest) bad("header length ", n, " is larger than the ", rest, " bytes after it (truncated or not safetensors)");
+  if (n > rest)
+    bad("header length ", n, " is larger than the ", rest,
+        " bytes after it (truncated or not safetensors)");
   if (n > kMaxHeader) bad("header length ", n, " exceeds the limit of ", kMaxHeader, " bytes");
   const char* hb = bytes.data() + 8;
 
@@ -225,7 +243,8 @@ SafetensorsFile parse_safetensors(const std::string& path, const std::string& by
     if (name == "__metadata__") {
       if (!v.is_object()) bad("__metadata__ must be an object of strings, got ", v.type_name());
       for (auto& [k, s] : v.items()) {
-        if (!s.is_string()) bad("__metadata__ entry '", k, "' must be a string, got ", s.type_name());
+        if (!s.is_string())
+          bad("__metadata__ entry '", k, "' must be a string, got ", s.type_name());
         out.metadata[k] = s.get<std::string>();
       }
       continue;
@@ -233,18 +252,23 @@ SafetensorsFile parse_safetensors(const std::string& path, const std::string& by
     const std::string where = "tensor '" + name + "': ";
     if (!v.is_object()) bad(where, "entry must be an object, got ", v.type_name());
     for (auto& [k, x] : v.items())
-      if (k != "dtype" && k != "shape" && k != "data_offsets") bad(where, "unexpected field '", k, "'");
-    if (!v.contains("dtype") || !v["dtype"].is_string()) bad(where, "missing or non-string \"dtype\"");
+      if (k != "dtype" && k != "shape" && k != "data_offsets")
+        bad(where, "unexpected field '", k, "'");
+    if (!v.contains("dtype") || !v["dtype"].is_string())
+      bad(where, "missing or non-string \"dtype\"");
     const std::string dt = v["dtype"].get<std::string>();
     const auto dtype = parse_dtype(dt);
     if (!dtype) bad(where, "unsupported dtype '", dt, "' (scoregrad reads F32, F64, I64, BOOL)");
-    if (!v.contains("shape") || !v["shape"].is_array()) bad(where, "missing or non-array \"shape\"");
+    if (!v.contains("shape") || !v["shape"].is_array())
+      bad(where, "missing or non-array \"shape\"");
     const json& js = v["shape"];
-    if (js.size() > static_cast<std::size_t>(kMaxDims)) bad(where, "shape has ", js.size(), " dimensions (at most ", kMaxDims, ")");
+    if (js.size() > static_cast<std::size_t>(kMaxDims))
+      bad(where, "shape has ", js.size(), " dimensions (at most ", kMaxDims, ")");
     Shape shape;
     bool zero = false;
     for (const json& d : js) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+      if (!d.is_number_unsigned() ||
+          d.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
         bad(where, "shape ", js.dump(), " must hold non-negative integers");
       shape.push_back(d.get<int64_t>());
       zero |= d.get<int64_t>() == 0;
@@ -253,40 +277,50 @@ SafetensorsFile parse_safetensors(const std::string& path, const std::string& by
     if (!zero) {
       uint64_t numel = 1;
       for (int64_t d : shape)
-        if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel)) bad(where, "shape ", js.dump(), " is too large");
+        if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel))
+          bad(where, "shape ", js.dump(), " is too large");
       if (__builtin_mul_overflow(numel, static_cast<uint64_t>(itemsize(*dtype)), &nbytes) ||
           numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
         bad(where, "shape ", js.dump(), " is too large");
     }
-    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() || v["data_offsets"].size() != 2 ||
-        !v["data_offsets"][0].is_number_unsigned() || !v["data_offsets"][1].is_number_unsigned())
+    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() ||
+        v["data_offsets"].size() != 2 || !v["data_offsets"][0].is_number_unsigned() ||
+        !v["data_offsets"][1].is_number_unsigned())
       bad(where, "\"data_offsets\" must be [begin, end] with non-negative integers, got ",
           v.contains("data_offsets") ? v["data_offsets"].dump() : std::string("nothing"));
-    const uint64_t b = v["data_offsets"][0].get<uint64_t>(), e = v["data_offsets"][1].get<uint64_t>();
+    const uint64_t b = v["data_offsets"][0].get<uint64_t>(),
+                   e = v["data_offsets"][1].get<uint64_t>();
     if (b > e) bad(where, "data_offsets [", b, ", ", e, "] has begin after end");
     if (e > data_size)
-      bad(where, "data_offsets [", b, ", ", e, "] run past the ", data_size, "-byte data buffer (truncated file?)");
+      bad(where, "data_offsets [", b, ", ", e, "] run past the ", data_size,
+          "-byte data buffer (truncated file?)");
     if (e - b != nbytes)
-      bad(where, "data_offsets [", b, ", ", e, "] hold ", e - b, " bytes but ", dt, " ", shape.str(), " needs ", nbytes);
+      bad(where, "data_offsets [", b, ", ", e, "] hold ", e - b, " bytes but ", dt, " ",
+          shape.str(), " needs ", nbytes);
     entries.push_back({name, *dtype, shape, b, e});
   }
 
   // The tensors must tile the buffer exactly.
   std::vector<const Entry*> order;
   for (const Entry& e : entries) order.push_back(&e);
-  std::stable_sort(order.begin(), order.end(),
-                   [](const Entry* a, const Entry* b) { return a->begin != b->begin ? a->begin < b->begin : a->end < b->end; });
+  std::stable_sort(order.begin(), order.end(), [](const Entry* a, const Entry* b) {
+    return a->begin != b->begin ? a->begin < b->begin : a->end < b->end;
+  });
   uint64_t pos = 0;
   const Entry* prev = nullptr;
   for (const Entry* e : order) {
     if (e->begin < pos)
-      bad("tensor '", e->name, "' data_offsets [", e->begin, ", ", e->end, "] overlap tensor '", prev->name, "' [",
-          prev->begin, ", ", prev->end, "]");
-    if (e->begin > pos) bad("bytes [", pos, ", ", e->begin, ") of the data buffer belong to no tensor (before '", e->name, "')");
+      bad("tensor '", e->name, "' data_offsets [", e->begin, ", ", e->end, "] overlap tensor '",
+          prev->name, "' [", prev->begin, ", ", prev->end, "]");
+    if (e->begin > pos)
+      bad("bytes [", pos, ", ", e->begin, ") of the data buffer belong to no tensor (before '",
+          e->name, "')");
     pos = e->end;
     prev = e;
   }
-  if (pos != data_size) bad(data_size - pos, " trailing bytes after the last tensor's data (the buffer has ", data_size, " bytes, tensors cover ", pos, ")");
+  if (pos != data_size)
+    bad(data_size - pos, " trailing bytes after the last tensor's data (the buffer has ", data_size,
+        " bytes, tensors cover ", pos, ")");
 
   for (const Entry& e : entries) {
     Tensor t = empty(e.shape, e.dtype);
@@ -295,7 +329,9 @@ SafetensorsFile parse_safetensors(const std::string& path, const std::string& by
     if (e.dtype == DType::b8)
       for (std::size_t i = 0; i < nb; ++i) {
         const auto c = static_cast<unsigned char>(data[e.begin + i]);
-        if (c > 1) bad("tensor '", e.name, "': BOOL element ", i, " has byte value ", static_cast<int>(c), " (must be 0 or 1)");
+        if (c > 1)
+          bad("tensor '", e.name, "': BOOL element ", i, " has byte value ", static_cast<int>(c),
+              " (must be 0 or 1)");
       }
     out.tensors[e.name] = std::move(t);
   }
@@ -304,14 +340,16 @@ SafetensorsFile parse_safetensors(const std::string& path, const std::string& by
 
 // ---- checkpoint metadata helpers ---------------------------------------------------------------
 
-template <class T> T parse_int(const Metadata& md, const std::string& key, const std::string& path) {
+template <class T>
+T parse_int(const Metadata& md, const std::string& key, const std::string& path) {
   auto it = md.find(key);
   if (it == md.end()) fail<IOError>("load_checkpoint ", path, ": metadata has no '", key, "'");
   T v{};
   const std::string& s = it->second;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size() || s.empty())
-    fail<IOError>("load_checkpoint ", path, ": metadata '", key, "' = \"", s, "\" is not a valid integer");
+    fail<IOError>("load_checkpoint ", path, ": metadata '", key, "' = \"", s,
+                  "\" is not a valid integer");
   return v;
 }
 
@@ -319,7 +357,8 @@ template <class T> T parse_int(const Metadata& md, const std::string& key, const
 
 // ---- public API --------------------------------------------------------------------------------
 
-void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const Metadata& metadata) {
   write_safetensors(path, tensors, metadata, "save_safetensors");
 }
 
@@ -336,7 +375,8 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
     sections += s;
   };
   if (!ck.config.empty()) {
-    if (!json::accept(ck.config)) fail<ValueError>("save_checkpoint ", path, ": config is not valid JSON: ", ck.config);
+    if (!json::accept(ck.config))
+      fail<ValueError>("save_checkpoint ", path, ": config is not valid JSON: ", ck.config);
     md["config"] = ck.config;
   }
   if (ck.model) {
@@ -362,12 +402,14 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
 }
 
 void load_checkpoint(const std::string& path, Checkpoint& ck) {
-  const SafetensorsFile f = parse_safetensors(path, read_file(path, "load_checkpoint"), "load_checkpoint");
+  const SafetensorsFile f =
+      parse_safetensors(path, read_file(path, "load_checkpoint"), "load_checkpoint");
   const Metadata& md = f.metadata;
   auto fmt = md.find("format");
   if (fmt == md.end() || fmt->second != kFormat)
     fail<IOError>("load_checkpoint ", path, ": not a scoregrad checkpoint (metadata format is ",
-                  fmt == md.end() ? std::string("missing") : "\"" + fmt->second + "\"", ", expected \"", kFormat, "\")");
+                  fmt == md.end() ? std::string("missing") : "\"" + fmt->second + "\"",
+                  ", expected \"", kFormat, "\")");
   const int64_t step = parse_int<int64_t>(md, "step", path);
   std::set<std::string> sections;
   {
@@ -376,23 +418,29 @@ void load_checkpoint(const std::string& path, Checkpoint& ck) {
     std::string s = it->second;
     for (std::size_t start = 0; start < s.size();) {
       const auto comma = s.find(',', start);
-      sections.insert(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+      sections.insert(
+          s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
       if (comma == std::string::npos) break;
       start = comma + 1;
     }
   }
   NamedTensors model, optim, ema;
   for (const auto& [k, v] : f.tensors) {
-    if (k.rfind("model.", 0) == 0) model[k.substr(6)] = v;
-    else if (k.rfind("optim.", 0) == 0) optim[k] = v;
-    else if (k.rfind("ema.", 0) == 0) ema[k] = v;
-    else fail<IOError>("load_checkpoint ", path, ": unexpected tensor '", k, "' (not under model., optim. or ema.)");
+    if (k.rfind("model.", 0) == 0)
+      model[k.substr(6)] = v;
+    else if (k.rfind("optim.", 0) == 0)
+      optim[k] = v;
+    else if (k.rfind("ema.", 0) == 0)
+      ema[k] = v;
+    else
+      fail<IOError>("load_checkpoint ", path, ": unexpected tensor '", k,
+                    "' (not under model., optim. or ema.)");
   }
   const std::string have = md.at("sections").empty() ? "none" : md.at("sections");
   auto need = [&](const void* obj, const char* section) {
     if (obj && !sections.count(section))
-      fail<ValueError>("load_checkpoint ", path, ": asked to restore the ", section, " but the file holds no ", section,
-                       " state (sections: ", have, ")");
+      fail<ValueError>("load_checkpoint ", path, ": asked to restore the ", section,
+                       " but the file holds no ", section, " state (sections: ", have, ")");
   };
   need(ck.model, "model");
   need(ck.optimizer, "optimizer");
@@ -413,7 +461,8 @@ void load_checkpoint(const std::string& path, Checkpoint& ck) {
       auto family = [](const std::string& n) { return n == "AdamW" ? std::string("Adam") : n; };
       auto it = md.find("optimizer");
       if (it != md.end() && family(it->second) != family(ck.optimizer->name()))
-        fail<ValueError>("the file holds ", it->second, " state, the optimizer is ", ck.optimizer->name());
+        fail<ValueError>("the file holds ", it->second, " state, the optimizer is ",
+                         ck.optimizer->name());
       ck.optimizer->check_state(optim);
     }
     if (ck.ema) ck.ema->check_state(ema);

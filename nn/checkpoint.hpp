@@ -53,7 +53,8 @@ struct SafetensorsFile {
 // Writes `tensors` (any device, any strides: copied to contiguous CPU bytes) and `metadata`.
 // ValueError for an undefined tensor or the reserved name "__metadata__"; IOError (naming the
 // path and the system error) when the file cannot be written.
-void save_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata = {});
+void save_safetensors(const std::string& path, const NamedTensors& tensors,
+                      const Metadata& metadata = {});
 SafetensorsFile load_safetensors(const std::string& path);
 
 struct Checkpoint {

@@ -11,7 +11,9 @@ Fans linear_fans(int64_t in, int64_t out) { return {in, out}; }
 Fans conv_fans(int64_t ci, int64_t co, int64_t k) { return {ci * k, co * k}; }
 
 namespace {
-Tensor uniform(const Shape& s, double a, Generator& g, DType t) { return (rand(s, g, t) * 2.0 - 1.0) * a; }
+Tensor uniform(const Shape& s, double a, Generator& g, DType t) {
+  return (rand(s, g, t) * 2.0 - 1.0) * a;
+}
 }  // namespace
 
 Tensor xavier_uniform(const Shape& s, Fans f, Generator& g, double gain, DType t) {

@@ -14,9 +14,11 @@ Fans linear_fans(int64_t in, int64_t out);
 Fans conv_fans(int64_t in_channels, int64_t out_channels, int64_t kernel_area);
 
 // U(-a, a) with a = gain sqrt(6 / (fan_in + fan_out))
-Tensor xavier_uniform(const Shape& shape, Fans f, Generator& g, double gain = 1.0, DType t = DType::f32);
+Tensor xavier_uniform(const Shape& shape, Fans f, Generator& g, double gain = 1.0,
+                      DType t = DType::f32);
 // N(0, gain^2 2 / (fan_in + fan_out))
-Tensor xavier_normal(const Shape& shape, Fans f, Generator& g, double gain = 1.0, DType t = DType::f32);
+Tensor xavier_normal(const Shape& shape, Fans f, Generator& g, double gain = 1.0,
+                     DType t = DType::f32);
 // U(-b, b) with b = gain sqrt(3 / fan_in); gain sqrt(2) for ReLU
 Tensor kaiming_uniform(const Shape& shape, Fans f, Generator& g, double gain = 1.4142135623730951,
                        DType t = DType::f32);

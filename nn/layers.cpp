@@ -10,53 +10,68 @@ namespace sg::nn {
 
 Tensor activate(Activation a, const Tensor& x) {
   switch (a) {
-    case Activation::identity: return x;
-    case Activation::relu: return relu(x);
-    case Activation::silu: return silu(x);
-    case Activation::tanh: return tanh(x);
-    case Activation::softplus: return softplus(x);
-    case Activation::gelu: return gelu(x);
-    case Activation::elu: return elu(x);
-    case Activation::sigmoid: return sigmoid(x);
+    case Activation::identity:
+      return x;
+    case Activation::relu:
+      return relu(x);
+    case Activation::silu:
+      return silu(x);
+    case Activation::tanh:
+      return tanh(x);
+    case Activation::softplus:
+      return softplus(x);
+    case Activation::gelu:
+      return gelu(x);
+    case Activation::elu:
+      return elu(x);
+    case Activation::sigmoid:
+      return sigmoid(x);
   }
   return x;
 }
 Activation activation_from_name(const std::string& n) {
   const std::pair<const char*, Activation> names[] = {
-      {"identity", Activation::identity}, {"relu", Activation::relu},         {"silu", Activation::silu},
-      {"tanh", Activation::tanh},         {"softplus", Activation::softplus}, {"gelu", Activation::gelu},
+      {"identity", Activation::identity}, {"relu", Activation::relu},
+      {"silu", Activation::silu},         {"tanh", Activation::tanh},
+      {"softplus", Activation::softplus}, {"gelu", Activation::gelu},
       {"elu", Activation::elu},           {"sigmoid", Activation::sigmoid}};
   for (auto& [name, a] : names)
     if (n == name) return a;
-  fail<ValueError>("unknown activation '", n, "' (identity, relu, silu, tanh, softplus, gelu, elu, sigmoid)");
+  fail<ValueError>("unknown activation '", n,
+                   "' (identity, relu, silu, tanh, softplus, gelu, elu, sigmoid)");
 }
 
 // ---- Linear, MLP ----
 Linear::Linear(int64_t in, int64_t out, Generator& gen, LayerOptions o)
     : in_features(in),
       out_features(out),
-      weight(param("weight", o.zero_init ? zeros({in, out}, o.dtype)
-                                         : init::fan_in_uniform({in, out}, init::linear_fans(in, out), gen, o.dtype))) {
+      weight(param("weight", o.zero_init
+                                 ? zeros({in, out}, o.dtype)
+                                 : init::fan_in_uniform({in, out}, init::linear_fans(in, out), gen,
+                                                        o.dtype))) {
   if (o.bias)
     bias = &param("bias", o.zero_init ? zeros({out}, o.dtype)
-                                      : init::fan_in_uniform({out}, init::linear_fans(in, out), gen, o.dtype));
+                                      : init::fan_in_uniform({out}, init::linear_fans(in, out), gen,
+                                                             o.dtype));
 }
 // y = x W + b
 Tensor Linear::operator()(const Tensor& x) const {
   if (x.dim(-1) != in_features)
-    fail<ShapeError>("Linear(", in_features, " -> ", out_features, "): input ", describe(x), " has ", x.dim(-1),
-                     " features");
+    fail<ShapeError>("Linear(", in_features, " -> ", out_features, "): input ", describe(x),
+                     " has ", x.dim(-1), " features");
   const Tensor y = matmul(x, weight);
   return bias ? y + *bias : y;
 }
 
-Mlp::Mlp(const std::vector<int64_t>& widths, Activation a, Generator& gen, LayerOptions o, bool zero_init_last)
+Mlp::Mlp(const std::vector<int64_t>& widths, Activation a, Generator& gen, LayerOptions o,
+         bool zero_init_last)
     : act(a) {
   if (widths.size() < 2) fail<ValueError>("Mlp: need at least input and output widths");
   for (std::size_t i = 0; i + 1 < widths.size(); ++i) {
     LayerOptions lo = o;
     lo.zero_init = zero_init_last && i + 2 == widths.size();
-    layers.push_back(&child("layers." + std::to_string(i), std::make_unique<Linear>(widths[i], widths[i + 1], gen, lo)));
+    layers.push_back(&child("layers." + std::to_string(i),
+                            std::make_unique<Linear>(widths[i], widths[i + 1], gen, lo)));
   }
 }
 Tensor Mlp::operator()(const Tensor& x) const {
@@ -70,7 +85,9 @@ Tensor Mlp::operator()(const Tensor& x) const {
 
 // ---- normalisation ----
 LayerNorm::LayerNorm(int64_t dim, double e, DType dtype)
-    : eps(e), weight(param("weight", ones({dim}, dtype))), bias(param("bias", zeros({dim}, dtype))) {}
+    : eps(e),
+      weight(param("weight", ones({dim}, dtype))),
+      bias(param("bias", zeros({dim}, dtype))) {}
 // y = (x - mean) / sqrt(var + eps) w + b over the last axis (population variance)
 Tensor LayerNorm::operator()(const Tensor& x) const {
   const Tensor mu = mean(x, {-1}, true);
@@ -79,13 +96,18 @@ Tensor LayerNorm::operator()(const Tensor& x) const {
 }
 
 GroupNorm::GroupNorm(int64_t g, int64_t c, double e, DType dtype)
-    : groups(g), channels(c), eps(e), weight(param("weight", ones({c}, dtype))), bias(param("bias", zeros({c}, dtype))) {
+    : groups(g),
+      channels(c),
+      eps(e),
+      weight(param("weight", ones({c}, dtype))),
+      bias(param("bias", zeros({c}, dtype))) {
   if (c % g) fail<ValueError>("GroupNorm: ", c, " channels are not divisible into ", g, " groups");
 }
 // y = (x - mean_g) / sqrt(var_g + eps) w_c + b_c, statistics per sample and group
 Tensor GroupNorm::operator()(const Tensor& x) const {
   if (x.rank() < 2 || x.dim(1) != channels)
-    fail<ShapeError>("GroupNorm(", groups, ", ", channels, "): input ", describe(x), " is not [N, ", channels, ", ...]");
+    fail<ShapeError>("GroupNorm(", groups, ", ", channels, "): input ", describe(x), " is not [N, ",
+                     channels, ", ...]");
   const Tensor xg = reshape(x, {x.dim(0), groups, -1});
   const Tensor d = xg - mean(xg, {2}, true);
   const Tensor y = reshape(d * rsqrt(mean(d * d, {2}, true) + eps), x.shape());
@@ -106,8 +128,10 @@ Tensor Dropout::operator()(const Tensor& x) const {
 // ---- convolution ----
 Tensor unfold2d(const Tensor& x, int64_t k, int64_t stride, int64_t padding) {
   if (x.rank() != 4) fail<ShapeError>("unfold2d: input ", describe(x), " is not [N, C, H, W]");
-  const int64_t N = x.dim(0), C = x.dim(1), Hp = x.dim(2) + 2 * padding, Wp = x.dim(3) + 2 * padding;
-  if (Hp < k || Wp < k) fail<ShapeError>("unfold2d: kernel ", k, " larger than the padded input ", describe(x));
+  const int64_t N = x.dim(0), C = x.dim(1), Hp = x.dim(2) + 2 * padding,
+                Wp = x.dim(3) + 2 * padding;
+  if (Hp < k || Wp < k)
+    fail<ShapeError>("unfold2d: kernel ", k, " larger than the padded input ", describe(x));
   const int64_t Ho = (Hp - k) / stride + 1, Wo = (Wp - k) / stride + 1, L = Ho * Wo;
   const Tensor xp = padding ? pad(x, {0, 0, padding, padding}, {0, 0, padding, padding}) : x;
   // Flat spatial index of every (kernel offset, output position) pair, offsets major.
@@ -117,8 +141,9 @@ Tensor unfold2d(const Tensor& x, int64_t k, int64_t stride, int64_t padding) {
     for (int64_t j = 0; j < k; ++j)
       for (int64_t oh = 0; oh < Ho; ++oh)
         for (int64_t ow = 0; ow < Wo; ++ow) idx.push_back((oh * stride + i) * Wp + ow * stride + j);
-  const Tensor cols = index_select(reshape(xp, {N, C, Hp * Wp}), 2,
-                                   from_indices(idx, {static_cast<int64_t>(idx.size())}, x.device()));
+  const Tensor cols =
+      index_select(reshape(xp, {N, C, Hp * Wp}), 2,
+                   from_indices(idx, {static_cast<int64_t>(idx.size())}, x.device()));
   return reshape(cols, {N, C * k * k, L});
 }
 
@@ -129,31 +154,37 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, Generator& gen, ConvOptions o
       stride(o.stride),
       padding(o.padding),
       weight(param("weight", o.zero_init ? zeros({out, in, k, k}, o.dtype)
-                                         : init::fan_in_uniform({out, in, k, k}, init::conv_fans(in, out, k * k), gen,
-                                                                o.dtype))) {
+                                         : init::fan_in_uniform({out, in, k, k},
+                                                                init::conv_fans(in, out, k * k),
+                                                                gen, o.dtype))) {
   if (o.bias)
     bias = &param("bias", o.zero_init ? zeros({out}, o.dtype)
-                                      : init::fan_in_uniform({out}, init::conv_fans(in, out, k * k), gen, o.dtype));
+                                      : init::fan_in_uniform({out}, init::conv_fans(in, out, k * k),
+                                                             gen, o.dtype));
 }
 // y[n, o] = sum_{c,i,j} W[o, c, i, j] x[n, c, s h + i - p, s w + j - p] + b[o]
 Tensor Conv2d::operator()(const Tensor& x) const {
   if (x.rank() != 4 || x.dim(1) != in_channels)
-    fail<ShapeError>("Conv2d(", in_channels, " -> ", out_channels, "): input ", describe(x), " is not [N, ",
-                     in_channels, ", H, W]");
-  const int64_t Ho = (x.dim(2) + 2 * padding - kernel) / stride + 1, Wo = (x.dim(3) + 2 * padding - kernel) / stride + 1;
-  const Tensor cols = unfold2d(x, kernel, stride, padding);                        // [N, C k k, L]
-  Tensor y = matmul(reshape(weight, {out_channels, in_channels * kernel * kernel}), cols);  // [N, O, L]
+    fail<ShapeError>("Conv2d(", in_channels, " -> ", out_channels, "): input ", describe(x),
+                     " is not [N, ", in_channels, ", H, W]");
+  const int64_t Ho = (x.dim(2) + 2 * padding - kernel) / stride + 1,
+                Wo = (x.dim(3) + 2 * padding - kernel) / stride + 1;
+  const Tensor cols = unfold2d(x, kernel, stride, padding);  // [N, C k k, L]
+  Tensor y =
+      matmul(reshape(weight, {out_channels, in_channels * kernel * kernel}), cols);  // [N, O, L]
   y = reshape(y, {x.dim(0), out_channels, Ho, Wo});
   return bias ? y + reshape(*bias, {1, out_channels, 1, 1}) : y;
 }
 
 Tensor avg_pool2d(const Tensor& x, int64_t k) {
   if (x.rank() != 4 || x.dim(2) % k || x.dim(3) % k)
-    fail<ShapeError>("avg_pool2d: input ", describe(x), " is not [N, C, H, W] with H and W divisible by ", k);
+    fail<ShapeError>("avg_pool2d: input ", describe(x),
+                     " is not [N, C, H, W] with H and W divisible by ", k);
   return mean(reshape(x, {x.dim(0), x.dim(1), x.dim(2) / k, k, x.dim(3) / k, k}), {3, 5});
 }
 Tensor upsample_nearest2d(const Tensor& x, int64_t k) {
-  if (x.rank() != 4) fail<ShapeError>("upsample_nearest2d: input ", describe(x), " is not [N, C, H, W]");
+  if (x.rank() != 4)
+    fail<ShapeError>("upsample_nearest2d: input ", describe(x), " is not [N, C, H, W]");
   const int64_t N = x.dim(0), C = x.dim(1), H = x.dim(2), W = x.dim(3);
   return reshape(expand(reshape(x, {N, C, H, 1, W, 1}), {N, C, H, k, W, k}), {N, C, H * k, W * k});
 }
@@ -174,22 +205,26 @@ MultiHeadSelfAttention::MultiHeadSelfAttention(int64_t d, int64_t h, Generator& 
       k(child("k", std::make_unique<Linear>(d, d, gen, LayerOptions{.dtype = dtype}))),
       v(child("v", std::make_unique<Linear>(d, d, gen, LayerOptions{.dtype = dtype}))),
       out(child("out", std::make_unique<Linear>(d, d, gen, LayerOptions{.dtype = dtype}))) {
-  if (d % h) fail<ValueError>("MultiHeadSelfAttention: dim ", d, " is not divisible by ", h, " heads");
+  if (d % h)
+    fail<ValueError>("MultiHeadSelfAttention: dim ", d, " is not divisible by ", h, " heads");
 }
 // Attn(x) = concat_h softmax(Q_h K_h^T / sqrt(d_h)) V_h, then the output projection
 Tensor MultiHeadSelfAttention::operator()(const Tensor& x) const {
   if (x.rank() != 3 || x.dim(2) != dim)
-    fail<ShapeError>("MultiHeadSelfAttention(", dim, "): input ", describe(x), " is not [B, T, ", dim, "]");
+    fail<ShapeError>("MultiHeadSelfAttention(", dim, "): input ", describe(x), " is not [B, T, ",
+                     dim, "]");
   const int64_t B = x.dim(0), T = x.dim(1), dh = dim / heads;
-  auto split = [&](const Tensor& t) { return permute(reshape(t, {B, T, heads, dh}), {0, 2, 1, 3}); };  // [B,h,T,dh]
+  auto split = [&](const Tensor& t) {
+    return permute(reshape(t, {B, T, heads, dh}), {0, 2, 1, 3});
+  };  // [B,h,T,dh]
   const Tensor Q = split(q(x)), K = split(k(x)), V = split(v(x));
   const Tensor attn = softmax(matmul(Q, K.mT()) * (1.0 / std::sqrt(double(dh))), -1);  // [B,h,T,T]
   const Tensor y = reshape(permute(matmul(attn, V), {0, 2, 1, 3}), {B, T, dim});
   return out(y);
 }
 
-TransformerEncoderLayer::TransformerEncoderLayer(int64_t d, int64_t h, int64_t ff, Generator& gen, double p,
-                                                 Activation a, DType dtype)
+TransformerEncoderLayer::TransformerEncoderLayer(int64_t d, int64_t h, int64_t ff, Generator& gen,
+                                                 double p, Activation a, DType dtype)
     : attn(child("attn", std::make_unique<MultiHeadSelfAttention>(d, h, gen, dtype))),
       ff1(child("ff1", std::make_unique<Linear>(d, ff, gen, LayerOptions{.dtype = dtype}))),
       ff2(child("ff2", std::make_unique<Linear>(ff, d, gen, LayerOptions{.dtype = dtype}))),

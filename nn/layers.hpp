@@ -117,8 +117,9 @@ class MultiHeadSelfAttention : public Module {
 // x = LN(x + Attn(x)); x = LN(x + FF(x)), FF = Linear-act-Linear.
 class TransformerEncoderLayer : public Module {
  public:
-  TransformerEncoderLayer(int64_t dim, int64_t heads, int64_t ff_dim, Generator& gen, double dropout = 0.0,
-                          Activation act = Activation::gelu, DType dtype = DType::f32);
+  TransformerEncoderLayer(int64_t dim, int64_t heads, int64_t ff_dim, Generator& gen,
+                          double dropout = 0.0, Activation act = Activation::gelu,
+                          DType dtype = DType::f32);
   Tensor operator()(const Tensor& x) const;
   MultiHeadSelfAttention& attn;
   Linear &ff1, &ff2;

@@ -7,7 +7,8 @@
 namespace sg::nn {
 
 Tensor& Module::param(const std::string& name, Tensor init) {
-  if (!is_floating(init.dtype())) fail<DTypeError>("Module::param ", name, ": ", describe(init), " is not floating");
+  if (!is_floating(init.dtype()))
+    fail<DTypeError>("Module::param ", name, ": ", describe(init), " is not floating");
   params_.emplace_back(name, init.detach().requires_grad_());
   return params_.back().second;
 }
@@ -16,7 +17,8 @@ Tensor& Module::buffer(const std::string& name, Tensor init) {
   return buffers_.back().second;
 }
 
-void Module::collect(const std::string& prefix, bool params, std::vector<std::pair<std::string, Tensor*>>& out) {
+void Module::collect(const std::string& prefix, bool params,
+                     std::vector<std::pair<std::string, Tensor*>>& out) {
   for (auto& [n, t] : params ? params_ : buffers_) out.emplace_back(prefix + n, &t);
   for (auto& [n, c] : children_) c->collect(prefix + n + ".", params, out);
 }

@@ -44,7 +44,7 @@ class Module {
   void train(bool on = true);
   void eval() { train(false); }
   bool training() const { return training_; }
-  void to(DType dtype);   // floating parameters and buffers
+  void to(DType dtype);  // floating parameters and buffers
   void to(Device device);
   void zero_grad();
 
@@ -52,14 +52,16 @@ class Module {
   // Registration; the returned reference stays valid for the module's lifetime.
   Tensor& param(const std::string& name, Tensor init);
   Tensor& buffer(const std::string& name, Tensor init);
-  template <class M> M& child(const std::string& name, std::unique_ptr<M> m) {
+  template <class M>
+  M& child(const std::string& name, std::unique_ptr<M> m) {
     M& ref = *m;
     children_.emplace_back(name, std::move(m));
     return ref;
   }
 
  private:
-  void collect(const std::string& prefix, bool params, std::vector<std::pair<std::string, Tensor*>>& out);
+  void collect(const std::string& prefix, bool params,
+               std::vector<std::pair<std::string, Tensor*>>& out);
   std::deque<std::pair<std::string, Tensor>> params_, buffers_;
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
   bool training_ = true;
@@ -77,7 +79,8 @@ class ParameterSwap {
  private:
   std::vector<std::pair<Tensor*, Tensor>> saved_;
 };
-template <class F> auto functional_call(Module& m, const NamedTensors& params, F&& f) {
+template <class F>
+auto functional_call(Module& m, const NamedTensors& params, F&& f) {
   ParameterSwap swap(m, params);
   return f();
 }

@@ -12,7 +12,8 @@ namespace {
 // t as [B] for a batch of B (a scalar t is shared by the batch).
 Tensor batch_times(const Tensor& t, int64_t B) {
   if (t.rank() == 0) return expand(reshape(t, {1}), {B});
-  if (t.rank() != 1 || t.dim(0) != B) fail<ShapeError>("time: t ", describe(t), " is neither a scalar nor [", B, "]");
+  if (t.rank() != 1 || t.dim(0) != B)
+    fail<ShapeError>("time: t ", describe(t), " is neither a scalar nor [", B, "]");
   return t;
 }
 // [dim + embed, hidden x layers, out]: an MLP over [x, emb(t)]
@@ -24,7 +25,8 @@ std::vector<int64_t> conditioned_widths(int64_t dim, const MlpScoreOptions& o, i
 }
 }  // namespace
 
-GaussianFourierFeatures::GaussianFourierFeatures(int64_t dim, double scale, Generator& gen, DType dtype)
+GaussianFourierFeatures::GaussianFourierFeatures(int64_t dim, double scale, Generator& gen,
+                                                 DType dtype)
     : W(buffer("W", randn({dim / 2}, gen, dtype) * scale)) {
   if (dim % 2) fail<ValueError>("GaussianFourierFeatures: dim ", dim, " must be even");
 }
@@ -37,7 +39,8 @@ Tensor GaussianFourierFeatures::operator()(const Tensor& t) const {
 // [cos(t f_k), sin(t f_k)], f_k = max_period^(-k / half), k < half
 Tensor sinusoidal_embedding(const Tensor& t, int64_t dim, double max_period) {
   const int64_t half = dim / 2;
-  const Tensor f = exp(arange(0, double(half), 1, t.dtype(), t.device()) * (-std::log(max_period) / double(half)));
+  const Tensor f = exp(arange(0, double(half), 1, t.dtype(), t.device()) *
+                       (-std::log(max_period) / double(half)));
   const Tensor a = unsqueeze(t, -1) * unsqueeze(f, 0);
   Tensor e = concat({cos(a), sin(a)}, -1);
   if (dim % 2) e = pad(e, {0, 0}, {0, 1});
@@ -45,7 +48,9 @@ Tensor sinusoidal_embedding(const Tensor& t, int64_t dim, double max_period) {
 }
 
 FiLM::FiLM(int64_t cond_dim, int64_t f, Generator& gen, DType dtype)
-    : proj(child("proj", std::make_unique<Linear>(cond_dim, 2 * f, gen, LayerOptions{.zero_init = true, .dtype = dtype}))),
+    : proj(
+          child("proj", std::make_unique<Linear>(cond_dim, 2 * f, gen,
+                                                 LayerOptions{.zero_init = true, .dtype = dtype}))),
       features(f) {}
 // h (1 + scale(c)) + shift(c)
 Tensor FiLM::operator()(const Tensor& h, const Tensor& c) const {
@@ -53,29 +58,37 @@ Tensor FiLM::operator()(const Tensor& h, const Tensor& c) const {
   Shape s = Shape::filled(h.rank(), 1);
   s[0] = h.dim(0);
   s[1] = features;
-  const Tensor scale = reshape(slice(ss, 1, 0, features), s), shift = reshape(slice(ss, 1, features, 2 * features), s);
+  const Tensor scale = reshape(slice(ss, 1, 0, features), s),
+               shift = reshape(slice(ss, 1, features, 2 * features), s);
   return h * (scale + 1.0) + shift;
 }
 
 // ---- MLP score network ----
 MlpScoreNet::MlpScoreNet(int64_t dim, MlpScoreOptions o, Generator& gen)
-    : embed(child("embed", std::make_unique<GaussianFourierFeatures>(o.embed_dim, o.fourier_scale, gen, o.dtype))),
-      mlp(child("mlp", std::make_unique<Mlp>(conditioned_widths(dim, o, dim), o.act, gen, LayerOptions{.dtype = o.dtype},
+    : embed(child("embed", std::make_unique<GaussianFourierFeatures>(o.embed_dim, o.fourier_scale,
+                                                                     gen, o.dtype))),
+      mlp(child("mlp", std::make_unique<Mlp>(conditioned_widths(dim, o, dim), o.act, gen,
+                                             LayerOptions{.dtype = o.dtype},
                                              /*zero_init_last=*/true))) {}
 Tensor MlpScoreNet::operator()(const Tensor& x, const Tensor& t) const {
   return mlp(concat({x, embed(batch_times(t, x.dim(0)))}, -1));
 }
 
 // ---- U-Net ----
-ResBlock::ResBlock(int64_t in, int64_t out, int64_t temb_dim, int64_t groups, double p, Generator& gen, DType dtype)
+ResBlock::ResBlock(int64_t in, int64_t out, int64_t temb_dim, int64_t groups, double p,
+                   Generator& gen, DType dtype)
     : norm1(child("norm1", std::make_unique<GroupNorm>(std::gcd(groups, in), in, 1e-5, dtype))),
       norm2(child("norm2", std::make_unique<GroupNorm>(std::gcd(groups, out), out, 1e-5, dtype))),
-      conv1(child("conv1", std::make_unique<Conv2d>(in, out, 3, gen, ConvOptions{.padding = 1, .dtype = dtype}))),
-      conv2(child("conv2", std::make_unique<Conv2d>(out, out, 3, gen,
-                                                    ConvOptions{.padding = 1, .zero_init = true, .dtype = dtype}))),
-      temb_proj(child("temb_proj", std::make_unique<Linear>(temb_dim, out, gen, LayerOptions{.dtype = dtype}))),
+      conv1(child("conv1", std::make_unique<Conv2d>(in, out, 3, gen,
+                                                    ConvOptions{.padding = 1, .dtype = dtype}))),
+      conv2(child("conv2", std::make_unique<Conv2d>(
+                               out, out, 3, gen,
+                               ConvOptions{.padding = 1, .zero_init = true, .dtype = dtype}))),
+      temb_proj(child("temb_proj",
+                      std::make_unique<Linear>(temb_dim, out, gen, LayerOptions{.dtype = dtype}))),
       drop(child("drop", std::make_unique<Dropout>(p, gen))) {
-  if (in != out) skip = &child("skip", std::make_unique<Conv2d>(in, out, 1, gen, ConvOptions{.dtype = dtype}));
+  if (in != out)
+    skip = &child("skip", std::make_unique<Conv2d>(in, out, 1, gen, ConvOptions{.dtype = dtype}));
 }
 // h = conv1(silu(gn1(x))) + W silu(temb);  out = skip(x) + conv2(drop(silu(gn2(h))))
 Tensor ResBlock::operator()(const Tensor& x, const Tensor& temb) const {
@@ -90,25 +103,34 @@ UNet::UNet(int64_t in_c, UNetOptions o, Generator& gen) : o_(o) {
   if (L == 0) fail<ValueError>("UNet: multipliers must not be empty");
   fourier_ = &child("fourier", std::make_unique<GaussianFourierFeatures>(ch, 16.0, gen, o.dtype));
   temb1_ = &child("temb1", std::make_unique<Linear>(ch, temb, gen, LayerOptions{.dtype = o.dtype}));
-  temb2_ = &child("temb2", std::make_unique<Linear>(temb, temb, gen, LayerOptions{.dtype = o.dtype}));
-  in_conv_ = &child("in_conv", std::make_unique<Conv2d>(in_c, ch, 3, gen, ConvOptions{.padding = 1, .dtype = o.dtype}));
+  temb2_ =
+      &child("temb2", std::make_unique<Linear>(temb, temb, gen, LayerOptions{.dtype = o.dtype}));
+  in_conv_ = &child("in_conv", std::make_unique<Conv2d>(
+                                   in_c, ch, 3, gen, ConvOptions{.padding = 1, .dtype = o.dtype}));
   auto width = [&](int64_t l) { return ch * o.multipliers[static_cast<std::size_t>(l)]; };
   for (int64_t l = 0; l < L; ++l)
     down_.push_back(&child("down." + std::to_string(l),
-                           std::make_unique<ResBlock>(l == 0 ? ch : width(l - 1), width(l), temb, o.groups, o.dropout,
-                                                      gen, o.dtype)));
-  mid1_ = &child("mid1", std::make_unique<ResBlock>(width(L - 1), width(L - 1), temb, o.groups, o.dropout, gen, o.dtype));
+                           std::make_unique<ResBlock>(l == 0 ? ch : width(l - 1), width(l), temb,
+                                                      o.groups, o.dropout, gen, o.dtype)));
+  mid1_ = &child("mid1", std::make_unique<ResBlock>(width(L - 1), width(L - 1), temb, o.groups,
+                                                    o.dropout, gen, o.dtype));
   if (o.attention)
-    attn_ = &child("attn", std::make_unique<MultiHeadSelfAttention>(width(L - 1), width(L - 1) % 4 ? 1 : 4, gen, o.dtype));
-  mid2_ = &child("mid2", std::make_unique<ResBlock>(width(L - 1), width(L - 1), temb, o.groups, o.dropout, gen, o.dtype));
+    attn_ = &child("attn", std::make_unique<MultiHeadSelfAttention>(
+                               width(L - 1), width(L - 1) % 4 ? 1 : 4, gen, o.dtype));
+  mid2_ = &child("mid2", std::make_unique<ResBlock>(width(L - 1), width(L - 1), temb, o.groups,
+                                                    o.dropout, gen, o.dtype));
   up_.resize(static_cast<std::size_t>(L));
   for (int64_t l = L - 1; l >= 0; --l)
     up_[static_cast<std::size_t>(l)] =
-        &child("up." + std::to_string(l), std::make_unique<ResBlock>((l == L - 1 ? width(L - 1) : width(l + 1)) + width(l),
-                                                                     width(l), temb, o.groups, o.dropout, gen, o.dtype));
-  out_norm_ = &child("out_norm", std::make_unique<GroupNorm>(std::gcd(o.groups, width(0)), width(0), 1e-5, o.dtype));
-  out_conv_ = &child("out_conv", std::make_unique<Conv2d>(width(0), in_c, 3, gen,
-                                                          ConvOptions{.padding = 1, .zero_init = true, .dtype = o.dtype}));
+        &child("up." + std::to_string(l),
+               std::make_unique<ResBlock>((l == L - 1 ? width(L - 1) : width(l + 1)) + width(l),
+                                          width(l), temb, o.groups, o.dropout, gen, o.dtype));
+  out_norm_ = &child("out_norm", std::make_unique<GroupNorm>(std::gcd(o.groups, width(0)), width(0),
+                                                             1e-5, o.dtype));
+  out_conv_ = &child(
+      "out_conv",
+      std::make_unique<Conv2d>(width(0), in_c, 3, gen,
+                               ConvOptions{.padding = 1, .zero_init = true, .dtype = o.dtype}));
 }
 
 Tensor UNet::operator()(const Tensor& x, const Tensor& t) const {
@@ -132,7 +154,8 @@ Tensor UNet::operator()(const Tensor& x, const Tensor& t) const {
   }
   h = (*mid2_)(h, temb);
   for (int64_t l = L - 1; l >= 0; --l) {
-    h = (*up_[static_cast<std::size_t>(l)])(concat({h, skips[static_cast<std::size_t>(l)]}, 1), temb);
+    h = (*up_[static_cast<std::size_t>(l)])(concat({h, skips[static_cast<std::size_t>(l)]}, 1),
+                                            temb);
     if (l > 0) h = upsample_nearest2d(h, 2);
   }
   return (*out_conv_)(silu((*out_norm_)(h)));
@@ -140,8 +163,10 @@ Tensor UNet::operator()(const Tensor& x, const Tensor& t) const {
 
 // ---- energy network ----
 EnergyNet::EnergyNet(int64_t dim, MlpScoreOptions o, Generator& gen)
-    : embed(child("embed", std::make_unique<GaussianFourierFeatures>(o.embed_dim, o.fourier_scale, gen, o.dtype))),
-      mlp(child("mlp", std::make_unique<Mlp>(conditioned_widths(dim, o, 1), o.act, gen, LayerOptions{.dtype = o.dtype}))) {}
+    : embed(child("embed", std::make_unique<GaussianFourierFeatures>(o.embed_dim, o.fourier_scale,
+                                                                     gen, o.dtype))),
+      mlp(child("mlp", std::make_unique<Mlp>(conditioned_widths(dim, o, 1), o.act, gen,
+                                             LayerOptions{.dtype = o.dtype}))) {}
 Tensor EnergyNet::energy(const Tensor& x, const Tensor& t) const {
   return reshape(mlp(concat({x, embed(batch_times(t, x.dim(0)))}, -1)), {x.dim(0)});
 }
@@ -154,18 +179,23 @@ Tensor EnergyNet::score(const Tensor& x, const Tensor& t) const {
 ConcatSquashLinear::ConcatSquashLinear(int64_t in, int64_t out, Generator& gen, DType dtype)
     : layer(child("layer", std::make_unique<Linear>(in, out, gen, LayerOptions{.dtype = dtype}))),
       gate(child("gate", std::make_unique<Linear>(1, out, gen, LayerOptions{.dtype = dtype}))),
-      hyper_bias(child("hyper_bias", std::make_unique<Linear>(1, out, gen, LayerOptions{.bias = false, .dtype = dtype}))) {}
+      hyper_bias(child(
+          "hyper_bias",
+          std::make_unique<Linear>(1, out, gen, LayerOptions{.bias = false, .dtype = dtype}))) {}
 // y = layer(x) sigmoid(gate(t)) + hyper_bias(t)
 Tensor ConcatSquashLinear::operator()(const Tensor& t, const Tensor& x) const {
   const Tensor tt = t.rank() == 0 ? reshape(t, {1, 1}) : reshape(t, {-1, 1});
   return layer(x) * sigmoid(gate(tt)) + hyper_bias(tt);
 }
-CnfDynamics::CnfDynamics(int64_t dim, std::vector<int64_t> hidden, Activation a, Generator& gen, DType dtype) : act(a) {
+CnfDynamics::CnfDynamics(int64_t dim, std::vector<int64_t> hidden, Activation a, Generator& gen,
+                         DType dtype)
+    : act(a) {
   std::vector<int64_t> w = {dim};
   w.insert(w.end(), hidden.begin(), hidden.end());
   w.push_back(dim);
   for (std::size_t i = 0; i + 1 < w.size(); ++i)
-    layers.push_back(&child("layers." + std::to_string(i), std::make_unique<ConcatSquashLinear>(w[i], w[i + 1], gen, dtype)));
+    layers.push_back(&child("layers." + std::to_string(i),
+                            std::make_unique<ConcatSquashLinear>(w[i], w[i + 1], gen, dtype)));
 }
 Tensor CnfDynamics::operator()(const Tensor& t, const Tensor& z) const {
   Tensor h = z;

@@ -58,17 +58,18 @@ class MlpScoreNet : public ScoreModel {
 };
 
 struct UNetOptions {
-  int64_t channels = 32;                    // base width
+  int64_t channels = 32;                      // base width
   std::vector<int64_t> multipliers = {1, 2};  // one level per entry; each but the last halves H, W
-  int64_t groups = 8;                       // GroupNorm groups
-  bool attention = false;                   // self-attention at the lowest resolution
+  int64_t groups = 8;                         // GroupNorm groups
+  bool attention = false;                     // self-attention at the lowest resolution
   double dropout = 0.0;
   DType dtype = DType::f32;
 };
 // Residual block: GN-SiLU-Conv3 + Linear(temb) then GN-SiLU-Dropout-Conv3, with a 1x1 skip.
 class ResBlock : public Module {
  public:
-  ResBlock(int64_t in, int64_t out, int64_t temb_dim, int64_t groups, double dropout, Generator& gen, DType dtype);
+  ResBlock(int64_t in, int64_t out, int64_t temb_dim, int64_t groups, double dropout,
+           Generator& gen, DType dtype);
   Tensor operator()(const Tensor& x, const Tensor& temb) const;
   GroupNorm &norm1, &norm2;
   Conv2d &conv1, &conv2;
@@ -115,7 +116,8 @@ class ConcatSquashLinear : public Module {
 // CNF dynamics f(t, z): concat-squash layers with an activation between them.
 class CnfDynamics : public Module {
  public:
-  CnfDynamics(int64_t dim, std::vector<int64_t> hidden, Activation act, Generator& gen, DType dtype = DType::f32);
+  CnfDynamics(int64_t dim, std::vector<int64_t> hidden, Activation act, Generator& gen,
+              DType dtype = DType::f32);
   Tensor operator()(const Tensor& t, const Tensor& z) const;
   std::vector<ConcatSquashLinear*> layers;
   Activation act;

@@ -29,8 +29,12 @@ Tensor i64_scalar(int64_t v) {
 }
 int64_t i64_value(const Tensor& t) { return t.values<int64_t>().at(0); }
 
-bool is_i64_scalar(const Tensor& t) { return t.defined() && t.dtype() == DType::i64 && t.rank() == 0; }
-bool is_f64_scalar(const Tensor& t) { return t.defined() && t.dtype() == DType::f64 && t.rank() == 0; }
+bool is_i64_scalar(const Tensor& t) {
+  return t.defined() && t.dtype() == DType::i64 && t.rank() == 0;
+}
+bool is_f64_scalar(const Tensor& t) {
+  return t.defined() && t.dtype() == DType::f64 && t.rank() == 0;
+}
 
 std::string expected_like(const Tensor& p) { return describe(p); }
 
@@ -48,7 +52,8 @@ void check_slots(const ParamSlots& slots, const std::string& who) {
     if (!slot->defined()) fail<ValueError>(who, ": parameter '", name, "' is an undefined tensor");
     if (!is_floating(slot->dtype()))
       fail<DTypeError>(who, ": parameter '", name, "' is ", describe(*slot), ", not floating");
-    if (!seen.insert(name).second) fail<ValueError>(who, ": parameter name '", name, "' appears twice");
+    if (!seen.insert(name).second)
+      fail<ValueError>(who, ": parameter name '", name, "' appears twice");
   }
 }
 
@@ -64,13 +69,15 @@ Optimizer::Optimizer(std::string name, std::string kind, ParamSlots slots, doubl
 }
 
 void Optimizer::set_lr(double lr) {
-  if (!std::isfinite(lr) || lr < 0) fail<ValueError>(name_, ": learning rate ", lr, " must be finite and >= 0");
+  if (!std::isfinite(lr) || lr < 0)
+    fail<ValueError>(name_, ": learning rate ", lr, " must be finite and >= 0");
   lr_ = lr;
 }
 
 void Optimizer::step(const std::vector<Tensor>& grads) {
   if (grads.size() != slots_.size())
-    fail<ValueError>(name_, ".step: ", grads.size(), " gradients for ", slots_.size(), " parameters");
+    fail<ValueError>(name_, ".step: ", grads.size(), " gradients for ", slots_.size(),
+                     " parameters");
   bool any = false;
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     const Tensor& g = grads[i];
@@ -78,15 +85,19 @@ void Optimizer::step(const std::vector<Tensor>& grads) {
     any = true;
     const auto& [name, slot] = slots_[i];
     if (!(g.shape() == slot->shape()))
-      fail<ShapeError>(name_, ".step: gradient for '", name, "' is ", describe(g), ", parameter is ", describe(*slot));
+      fail<ShapeError>(name_, ".step: gradient for '", name, "' is ", describe(g),
+                       ", parameter is ", describe(*slot));
     if (g.dtype() != slot->dtype())
-      fail<DTypeError>(name_, ".step: gradient for '", name, "' is ", describe(g), ", parameter is ", describe(*slot));
+      fail<DTypeError>(name_, ".step: gradient for '", name, "' is ", describe(g),
+                       ", parameter is ", describe(*slot));
     if (!(g.device() == slot->device()))
-      fail<DeviceError>(name_, ".step: gradient for '", name, "' is on ", device_name(g.device()), ", parameter on ",
-                        device_name(slot->device()));
+      fail<DeviceError>(name_, ".step: gradient for '", name, "' is on ", device_name(g.device()),
+                        ", parameter on ", device_name(slot->device()));
   }
   if (!any && !slots_.empty())
-    fail<GradError>(name_, ".step: no parameter has a gradient (run backward(loss) or pass grad(loss, params))");
+    fail<GradError>(
+        name_,
+        ".step: no parameter has a gradient (run backward(loss) or pass grad(loss, params))");
   NoGradGuard off;
   ++steps_;
   for (std::size_t i = 0; i < slots_.size(); ++i) {
@@ -120,26 +131,31 @@ NamedTensors Optimizer::state() const {
 void Optimizer::check_state(const NamedTensors& state) const {
   std::string problems;
   auto it = state.find("optim.step");
-  if (it == state.end()) problems += "\n  missing: optim.step (int64[])";
+  if (it == state.end())
+    problems += "\n  missing: optim.step (int64[])";
   else if (!is_i64_scalar(it->second) || i64_value(it->second) < 0)
-    problems += "\n  mismatch: optim.step expects a non-negative int64[], got " + describe(it->second);
+    problems +=
+        "\n  mismatch: optim.step expects a non-negative int64[], got " + describe(it->second);
   it = state.find("optim.lr");
-  if (it == state.end()) problems += "\n  missing: optim.lr (float64[])";
+  if (it == state.end())
+    problems += "\n  missing: optim.lr (float64[])";
   else if (!is_f64_scalar(it->second) || !std::isfinite(it->second.item()) || it->second.item() < 0)
-    problems += "\n  mismatch: optim.lr expects a finite non-negative float64[], got " + describe(it->second);
+    problems += "\n  mismatch: optim.lr expects a finite non-negative float64[], got " +
+                describe(it->second);
 
   const std::string prefix = "optim." + kind_ + ".";
   const auto specs = buffer_specs();
   for (const auto& [key, t] : state) {
     if (key == "optim.step" || key == "optim.lr") continue;
     if (key.rfind(prefix, 0) != 0) {
-      problems += "\n  unexpected: " + key + " (" + (t.defined() ? describe(t) : "undefined") + "; " + name_ +
-                  " state names start with " + prefix + ")";
+      problems += "\n  unexpected: " + key + " (" + (t.defined() ? describe(t) : "undefined") +
+                  "; " + name_ + " state names start with " + prefix + ")";
       continue;
     }
     const std::string rest = key.substr(prefix.size());
     const auto dot = rest.find('.');
-    const std::string buf = rest.substr(0, dot), param = dot == std::string::npos ? "" : rest.substr(dot + 1);
+    const std::string buf = rest.substr(0, dot),
+                      param = dot == std::string::npos ? "" : rest.substr(dot + 1);
     const BufferSpec* spec = nullptr;
     for (const auto& s : specs)
       if (buf == s.name) spec = &s;
@@ -147,7 +163,9 @@ void Optimizer::check_state(const NamedTensors& state) const {
     for (const auto& [n, s] : slots_)
       if (n == param) slot = s;
     if (!spec || !slot) {
-      problems += "\n  unexpected: " + key + (spec ? " (no parameter named '" + param + "')" : " (unknown buffer '" + buf + "')");
+      problems +=
+          "\n  unexpected: " + key +
+          (spec ? " (no parameter named '" + param + "')" : " (unknown buffer '" + buf + "')");
       continue;
     }
     if (!t.defined()) {
@@ -156,7 +174,8 @@ void Optimizer::check_state(const NamedTensors& state) const {
       if (!is_i64_scalar(t) || i64_value(t) < 0)
         problems += "\n  mismatch: " + key + " expects a non-negative int64[], got " + describe(t);
     } else if (!(t.shape() == slot->shape()) || t.dtype() != slot->dtype()) {
-      problems += "\n  mismatch: " + key + " expects " + expected_like(*slot) + ", got " + describe(t);
+      problems +=
+          "\n  mismatch: " + key + " expects " + expected_like(*slot) + ", got " + describe(t);
     }
   }
   if (!problems.empty()) fail<ValueError>(name_, ".load_state:", problems);
@@ -169,7 +188,9 @@ void Optimizer::load_state(const NamedTensors& state) {
   for (std::size_t i = 0; i < slots_.size(); ++i)
     for (const auto& s : buffer_specs()) {
       auto it = state.find(prefix + s.name + "." + slots_[i].first);
-      if (it != state.end()) fresh[i][s.name] = own_copy(it->second, s.counter ? Device::cpu() : slots_[i].second->device());
+      if (it != state.end())
+        fresh[i][s.name] =
+            own_copy(it->second, s.counter ? Device::cpu() : slots_[i].second->device());
     }
   state_ = std::move(fresh);
   steps_ = i64_value(state.at("optim.step"));
@@ -178,14 +199,18 @@ void Optimizer::load_state(const NamedTensors& state) {
 
 // ---- SGD ---------------------------------------------------------------------------------------
 
-SGD::SGD(ParamSlots slots, SGDOptions opts) : Optimizer("SGD", "sgd", std::move(slots), opts.lr), opts_(opts) {
+SGD::SGD(ParamSlots slots, SGDOptions opts)
+    : Optimizer("SGD", "sgd", std::move(slots), opts.lr), opts_(opts) {
   auto bad = [](double v) { return !std::isfinite(v) || v < 0; };
-  if (bad(opts.momentum)) fail<ValueError>("SGD: momentum ", opts.momentum, " must be finite and >= 0");
-  if (bad(opts.dampening)) fail<ValueError>("SGD: dampening ", opts.dampening, " must be finite and >= 0");
-  if (bad(opts.weight_decay)) fail<ValueError>("SGD: weight_decay ", opts.weight_decay, " must be finite and >= 0");
+  if (bad(opts.momentum))
+    fail<ValueError>("SGD: momentum ", opts.momentum, " must be finite and >= 0");
+  if (bad(opts.dampening))
+    fail<ValueError>("SGD: dampening ", opts.dampening, " must be finite and >= 0");
+  if (bad(opts.weight_decay))
+    fail<ValueError>("SGD: weight_decay ", opts.weight_decay, " must be finite and >= 0");
   if (opts.nesterov && (opts.momentum <= 0 || opts.dampening != 0))
-    fail<ValueError>("SGD: nesterov needs momentum > 0 and dampening == 0 (got momentum ", opts.momentum,
-                     ", dampening ", opts.dampening, ")");
+    fail<ValueError>("SGD: nesterov needs momentum > 0 and dampening == 0 (got momentum ",
+                     opts.momentum, ", dampening ", opts.dampening, ")");
 }
 
 std::vector<Optimizer::BufferSpec> SGD::buffer_specs() const { return {{"momentum", false}}; }
@@ -195,9 +220,11 @@ Tensor SGD::update(std::size_t i, const Tensor& p, const Tensor& g0) {
   if (opts_.weight_decay != 0) g = g + p * opts_.weight_decay;  // g = g + wd*p
   if (opts_.momentum != 0) {
     Tensor& b = buffer(i, "momentum");
-    if (!b.defined()) b = g.clone().detach();                                          // b = g (first step)
-    else b = (b * opts_.momentum + g * (1 - opts_.dampening)).detach();  // b = mu*b + (1-damp)*g
-    g = opts_.nesterov ? g + b * opts_.momentum : b;                                   // d = g + mu*b or b
+    if (!b.defined())
+      b = g.clone().detach();  // b = g (first step)
+    else
+      b = (b * opts_.momentum + g * (1 - opts_.dampening)).detach();  // b = mu*b + (1-damp)*g
+    g = opts_.nesterov ? g + b * opts_.momentum : b;                  // d = g + mu*b or b
   }
   return p - g * lr();  // p = p - lr*d
 }
@@ -208,20 +235,27 @@ Adam::Adam(ParamSlots slots, AdamOptions opts) : Adam("Adam", std::move(slots), 
 
 Adam::Adam(std::string name, ParamSlots slots, AdamOptions opts, bool decoupled)
     : Optimizer(name, "adam", std::move(slots), opts.lr), opts_(opts), decoupled_(decoupled) {
-  if (!(opts.beta1 >= 0 && opts.beta1 < 1)) fail<ValueError>(name, ": beta1 ", opts.beta1, " must be in [0, 1)");
-  if (!(opts.beta2 >= 0 && opts.beta2 < 1)) fail<ValueError>(name, ": beta2 ", opts.beta2, " must be in [0, 1)");
-  if (!(opts.eps >= 0) || !std::isfinite(opts.eps)) fail<ValueError>(name, ": eps ", opts.eps, " must be finite and >= 0");
+  if (!(opts.beta1 >= 0 && opts.beta1 < 1))
+    fail<ValueError>(name, ": beta1 ", opts.beta1, " must be in [0, 1)");
+  if (!(opts.beta2 >= 0 && opts.beta2 < 1))
+    fail<ValueError>(name, ": beta2 ", opts.beta2, " must be in [0, 1)");
+  if (!(opts.eps >= 0) || !std::isfinite(opts.eps))
+    fail<ValueError>(name, ": eps ", opts.eps, " must be finite and >= 0");
   if (!(opts.weight_decay >= 0) || !std::isfinite(opts.weight_decay))
     fail<ValueError>(name, ": weight_decay ", opts.weight_decay, " must be finite and >= 0");
 }
 
-std::vector<Optimizer::BufferSpec> Adam::buffer_specs() const { return {{"m", false}, {"v", false}, {"step", true}}; }
+std::vector<Optimizer::BufferSpec> Adam::buffer_specs() const {
+  return {{"m", false}, {"v", false}, {"step", true}};
+}
 
 Tensor Adam::update(std::size_t i, const Tensor& p0, const Tensor& g0) {
   Tensor p = p0, g = g0;
   if (opts_.weight_decay != 0) {
-    if (decoupled_) p = p * (1 - lr() * opts_.weight_decay);  // AdamW: p = p*(1 - lr*wd)
-    else g = g + p * opts_.weight_decay;                       // Adam: g = g + wd*p
+    if (decoupled_)
+      p = p * (1 - lr() * opts_.weight_decay);  // AdamW: p = p*(1 - lr*wd)
+    else
+      g = g + p * opts_.weight_decay;  // Adam: g = g + wd*p
   }
   Tensor& m = buffer(i, "m");
   Tensor& v = buffer(i, "v");
@@ -230,21 +264,27 @@ Tensor Adam::update(std::size_t i, const Tensor& p0, const Tensor& g0) {
   if (!v.defined()) v = zeros_like(p);
   const int64_t t = (t_buf.defined() ? i64_value(t_buf) : 0) + 1;
   t_buf = i64_scalar(t);
-  m = (m * opts_.beta1 + g * (1 - opts_.beta1)).detach();         // m = b1*m + (1-b1)*g
+  m = (m * opts_.beta1 + g * (1 - opts_.beta1)).detach();          // m = b1*m + (1-b1)*g
   v = (v * opts_.beta2 + square(g) * (1 - opts_.beta2)).detach();  // v = b2*v + (1-b2)*g^2
   const double c1 = 1 - std::pow(opts_.beta1, static_cast<double>(t));
   const double c2 = 1 - std::pow(opts_.beta2, static_cast<double>(t));
-  return p - m / (sqrt(v) / std::sqrt(c2) + opts_.eps) * (lr() / c1);  // p - lr/c1 * m/(sqrt(v)/sqrt(c2)+eps)
+  return p - m / (sqrt(v) / std::sqrt(c2) + opts_.eps) *
+                 (lr() / c1);  // p - lr/c1 * m/(sqrt(v)/sqrt(c2)+eps)
 }
 
 AdamW::AdamW(ParamSlots slots, AdamWOptions o)
     : Adam("AdamW", std::move(slots),
-           AdamOptions{.lr = o.lr, .beta1 = o.beta1, .beta2 = o.beta2, .eps = o.eps, .weight_decay = o.weight_decay},
+           AdamOptions{.lr = o.lr,
+                       .beta1 = o.beta1,
+                       .beta2 = o.beta2,
+                       .eps = o.eps,
+                       .weight_decay = o.weight_decay},
            true) {}
 
 // ---- clipping ----------------------------------------------------------------------------------
 
-double clip_grad_norm(std::vector<Tensor>& grads, double max_norm, double eps, bool error_if_nonfinite) {
+double clip_grad_norm(std::vector<Tensor>& grads, double max_norm, double eps,
+                      bool error_if_nonfinite) {
   if (!(max_norm > 0) || !std::isfinite(max_norm))
     fail<ValueError>("clip_grad_norm: max_norm ", max_norm, " must be finite and > 0");
   if (!(eps >= 0)) fail<ValueError>("clip_grad_norm: eps ", eps, " must be >= 0");
@@ -252,14 +292,16 @@ double clip_grad_norm(std::vector<Tensor>& grads, double max_norm, double eps, b
   double sq = 0;  // sum of squares in float64
   for (const Tensor& g : grads)
     if (g.defined()) {
-      if (!is_floating(g.dtype())) fail<DTypeError>("clip_grad_norm: gradient ", describe(g), " is not floating");
+      if (!is_floating(g.dtype()))
+        fail<DTypeError>("clip_grad_norm: gradient ", describe(g), " is not floating");
       sq += sum(square(cast(g.detach(), DType::f64))).item();
     }
   const double norm = std::sqrt(sq);  // norm = sqrt(sum_i sum(g_i^2))
   if (!std::isfinite(norm)) {
     if (error_if_nonfinite)
-      fail<ValueError>("clip_grad_norm: the total gradient norm is ", norm,
-                       " (a gradient has NaN or Inf); pass error_if_nonfinite = false to skip instead");
+      fail<ValueError>(
+          "clip_grad_norm: the total gradient norm is ", norm,
+          " (a gradient has NaN or Inf); pass error_if_nonfinite = false to skip instead");
     return norm;
   }
   if (norm > max_norm) {
@@ -270,7 +312,8 @@ double clip_grad_norm(std::vector<Tensor>& grads, double max_norm, double eps, b
   return norm;
 }
 
-double clip_grad_norm(const ParamSlots& slots, double max_norm, double eps, bool error_if_nonfinite) {
+double clip_grad_norm(const ParamSlots& slots, double max_norm, double eps,
+                      bool error_if_nonfinite) {
   std::vector<Tensor> grads;
   for (const auto& [name, slot] : slots) {
     if (!slot) fail<ValueError>("clip_grad_norm: parameter slot '", name, "' is null");
@@ -286,16 +329,21 @@ double clip_grad_norm(const ParamSlots& slots, double max_norm, double eps, bool
 
 double WarmupCosine::lr(int64_t step) const {
   if (!(base_lr >= 0) || !(min_lr >= 0) || !std::isfinite(base_lr) || min_lr > base_lr)
-    fail<ValueError>("WarmupCosine: need 0 <= min_lr <= base_lr (got min_lr ", min_lr, ", base_lr ", base_lr, ")");
+    fail<ValueError>("WarmupCosine: need 0 <= min_lr <= base_lr (got min_lr ", min_lr, ", base_lr ",
+                     base_lr, ")");
   if (warmup_steps < 0 || total_steps < warmup_steps)
-    fail<ValueError>("WarmupCosine: need 0 <= warmup_steps <= total_steps (got warmup_steps ", warmup_steps,
-                     ", total_steps ", total_steps, ")");
+    fail<ValueError>("WarmupCosine: need 0 <= warmup_steps <= total_steps (got warmup_steps ",
+                     warmup_steps, ", total_steps ", total_steps, ")");
   if (step < 0) fail<ValueError>("WarmupCosine.lr: step ", step, " is negative");
   if (step < warmup_steps)
-    return base_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);  // base*(s+1)/warmup
+    return base_lr * static_cast<double>(step + 1) /
+           static_cast<double>(warmup_steps);  // base*(s+1)/warmup
   if (step >= total_steps) return min_lr;
-  const double progress = static_cast<double>(step - warmup_steps) / static_cast<double>(total_steps - warmup_steps);
-  return min_lr + (base_lr - min_lr) * 0.5 * (1 + std::cos(std::numbers::pi * progress));  // min + (base-min)(1+cos(pi*p))/2
+  const double progress =
+      static_cast<double>(step - warmup_steps) / static_cast<double>(total_steps - warmup_steps);
+  return min_lr +
+         (base_lr - min_lr) * 0.5 *
+             (1 + std::cos(std::numbers::pi * progress));  // min + (base-min)(1+cos(pi*p))/2
 }
 
 // ---- EMA ---------------------------------------------------------------------------------------
@@ -312,12 +360,14 @@ void Ema::update() {
   for (const auto& [name, slot] : slots_) {
     const Tensor& s = shadow_.at(name);
     if (!(slot->shape() == s.shape()) || slot->dtype() != s.dtype())
-      fail<ShapeError>("Ema.update: parameter '", name, "' is now ", describe(*slot), ", its average is ", describe(s));
+      fail<ShapeError>("Ema.update: parameter '", name, "' is now ", describe(*slot),
+                       ", its average is ", describe(s));
   }
   NoGradGuard off;
   for (const auto& [name, slot] : slots_) {
     Tensor& s = shadow_.at(name);
-    s = (s * decay_ + slot->detach() * (1 - decay_)).detach();  // shadow = decay*shadow + (1-decay)*param
+    s = (s * decay_ + slot->detach() * (1 - decay_))
+            .detach();  // shadow = decay*shadow + (1-decay)*param
   }
   ++num_updates_;
 }
@@ -328,12 +378,15 @@ void Ema::check_module(Module& module, const char* op) const {
   for (const auto& [name, slot] : module.named_parameters()) {
     seen.insert(name);
     auto it = shadow_.find(name);
-    if (it == shadow_.end()) problems += "\n  not averaged: " + name + " (" + describe(*slot) + ")";
+    if (it == shadow_.end())
+      problems += "\n  not averaged: " + name + " (" + describe(*slot) + ")";
     else if (!(it->second.shape() == slot->shape()) || it->second.dtype() != slot->dtype())
-      problems += "\n  mismatch: " + name + " is " + describe(*slot) + ", its average is " + describe(it->second);
+      problems += "\n  mismatch: " + name + " is " + describe(*slot) + ", its average is " +
+                  describe(it->second);
   }
   for (const auto& [name, s] : shadow_)
-    if (!seen.count(name)) problems += "\n  missing from the module: " + name + " (" + describe(s) + ")";
+    if (!seen.count(name))
+      problems += "\n  missing from the module: " + name + " (" + describe(s) + ")";
   if (!problems.empty()) fail<ValueError>("Ema.", op, ":", problems);
 }
 
@@ -362,13 +415,17 @@ NamedTensors Ema::state() const {
 void Ema::check_state(const NamedTensors& state) const {
   std::string problems;
   auto it = state.find("ema.num_updates");
-  if (it == state.end()) problems += "\n  missing: ema.num_updates (int64[])";
+  if (it == state.end())
+    problems += "\n  missing: ema.num_updates (int64[])";
   else if (!is_i64_scalar(it->second) || i64_value(it->second) < 0)
-    problems += "\n  mismatch: ema.num_updates expects a non-negative int64[], got " + describe(it->second);
+    problems +=
+        "\n  mismatch: ema.num_updates expects a non-negative int64[], got " + describe(it->second);
   for (const auto& [name, s] : shadow_) {
     auto jt = state.find("ema.shadow." + name);
-    if (jt == state.end()) problems += "\n  missing: ema.shadow." + name + " (" + describe(s) + ")";
-    else if (!jt->second.defined() || !(jt->second.shape() == s.shape()) || jt->second.dtype() != s.dtype())
+    if (jt == state.end())
+      problems += "\n  missing: ema.shadow." + name + " (" + describe(s) + ")";
+    else if (!jt->second.defined() || !(jt->second.shape() == s.shape()) ||
+             jt->second.dtype() != s.dtype())
       problems += "\n  mismatch: ema.shadow." + name + " expects " + describe(s) + ", got " +
                   (jt->second.defined() ? describe(jt->second) : "undefined");
   }
@@ -383,7 +440,8 @@ void Ema::check_state(const NamedTensors& state) const {
 void Ema::load_state(const NamedTensors& state) {
   check_state(state);
   NamedTensors fresh;
-  for (const auto& [name, s] : shadow_) fresh[name] = own_copy(state.at("ema.shadow." + name), s.device());
+  for (const auto& [name, s] : shadow_)
+    fresh[name] = own_copy(state.at("ema.shadow." + name), s.device());
   shadow_ = std::move(fresh);
   num_updates_ = i64_value(state.at("ema.num_updates"));
 }

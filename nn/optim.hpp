@@ -5,8 +5,8 @@
 //
 //   sg::nn::Adam opt(net.named_parameters(), {.lr = 1e-3});
 //   sg::nn::Ema ema(net, 0.999);
-//   sg::nn::WarmupCosine sched{.base_lr = 1e-3, .min_lr = 1e-5, .warmup_steps = 100, .total_steps = 10000};
-//   for (int64_t s = 0; s < 10000; ++s) {
+//   sg::nn::WarmupCosine sched{.base_lr = 1e-3, .min_lr = 1e-5, .warmup_steps = 100, .total_steps =
+//   10000}; for (int64_t s = 0; s < 10000; ++s) {
 //     auto grads = sg::grad(loss(net, batch()), net.parameters());
 //     sg::nn::clip_grad_norm(grads, 1.0);
 //     opt.set_lr(sched.lr(s));
@@ -178,8 +178,8 @@ double clip_grad_norm(const ParamSlots& slots, double max_norm, double eps = 1e-
 
 // Linear warm-up then cosine decay to a floor; `step` counts from 0 (the step about to run):
 //   step < warmup:            lr = base_lr * (step + 1) / warmup_steps
-//   warmup <= step < total:   lr = min_lr + (base_lr - min_lr) * (1 + cos(pi * (step - warmup) / (total - warmup))) / 2
-//   step >= total:            lr = min_lr
+//   warmup <= step < total:   lr = min_lr + (base_lr - min_lr) * (1 + cos(pi * (step - warmup) /
+//   (total - warmup))) / 2 step >= total:            lr = min_lr
 // so the first step already moves, base_lr is reached at step warmup - 1 and kept at step
 // warmup, and min_lr is reached at step total. ValueError on negative steps or inconsistent
 // fields (warmup_steps > total_steps, min_lr > base_lr, negative rates).

@@ -12,9 +12,11 @@ namespace sg::obj {
 namespace {
 
 // t and 1/q(t) for a batch.
-std::pair<Tensor, Tensor> draw_times(const Sde& sde, int64_t B, const ElboOptions& o, Generator& gen, DType dt) {
+std::pair<Tensor, Tensor> draw_times(const Sde& sde, int64_t B, const ElboOptions& o,
+                                     Generator& gen, DType dt) {
   const double span = sde.T() - o.t_eps;
-  if (o.sampling == TimeSampling::uniform) return {rand({B}, gen, dt) * span + o.t_eps, full({B}, span, dt)};
+  if (o.sampling == TimeSampling::uniform)
+    return {rand({B}, gen, dt) * span + o.t_eps, full({B}, span, dt)};
   auto [t, q] = sample_importance_time(sde, B, o.t_eps, gen, dt);
   return {t, 1.0 / q};
 }
@@ -26,7 +28,8 @@ Tensor prior_term(const Sde& sde, const Tensor& x, Generator& gen, const ElboOpt
 }  // namespace
 
 // log p0(y_T) - (1/q) (½|a|^2 + div mu), a = g s, mu = g a - f
-Tensor elbo_implicit(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Generator& gen, ElboOptions o) {
+Tensor elbo_implicit(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Generator& gen,
+                     ElboOptions o) {
   const int64_t B = x.dim(0);
   const auto [t, inv_q] = draw_times(sde, B, o, gen, x.dtype());
   const Tensor y = sde.perturb(x, t, randn_like(x, gen));
@@ -44,7 +47,8 @@ Tensor elbo_implicit(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Gen
 }
 
 // log p0(y_T) - (1/q) ½ (g^2/std^2) |std s + z|^2 + C(t_eps)
-Tensor elbo_denoising(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Generator& gen, ElboOptions o) {
+Tensor elbo_denoising(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Generator& gen,
+                      ElboOptions o) {
   const int64_t B = x.dim(0);
   const auto [t, inv_q] = draw_times(sde, B, o, gen, x.dtype());
   const auto [alpha, std] = sde.marginal(t);
@@ -53,7 +57,8 @@ Tensor elbo_denoising(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Ge
   const Tensor r = s(y, t) * batch_view(std, x) + z;
   const Tensor g = sde.diffusion(t);
   const double C = elbo_denoising_constant(sde, x.numel() / B, o.t_eps);
-  return prior_term(sde, x, gen, o) - sum(r * r, sample_axes(x)) * (g * g / (std * std)) * 0.5 * inv_q + C;
+  return prior_term(sde, x, gen, o) -
+         sum(r * r, sample_axes(x)) * (g * g / (std * std)) * 0.5 * inv_q + C;
 }
 
 // D int_{t_eps}^{T} (½ g^2/std^2 + c(t)) dt, c = div f / D
@@ -68,14 +73,16 @@ double elbo_denoising_constant(const Sde& sde, int64_t dims, double t_eps) {
   const ode::Dynamics in_log = [&](double u, const ode::State& y) {
     return ode::State{f(std::exp(u), y)[0] * std::exp(u)};
   };
-  const ode::Result r = ode::odeint(in_log, {scalar(0.0, DType::f64)}, std::log(t_eps), std::log(sde.T()),
-                                    {.rtol = 1e-12, .atol = 1e-12});
-  if (!r.ok()) fail<ValueError>("elbo_denoising_constant: quadrature failed (", ode::status_name(r.status), ")");
+  const ode::Result r = ode::odeint(in_log, {scalar(0.0, DType::f64)}, std::log(t_eps),
+                                    std::log(sde.T()), {.rtol = 1e-12, .atol = 1e-12});
+  if (!r.ok())
+    fail<ValueError>("elbo_denoising_constant: quadrature failed (", ode::status_name(r.status),
+                     ")");
   return r.y[0].item();
 }
 
-Tensor elbo_general(const TimeField& mu, const std::function<double(double)>& sigma, const TimeField& a,
-                    const Tensor& x, double T, int64_t steps, Generator& gen) {
+Tensor elbo_general(const TimeField& mu, const std::function<double(double)>& sigma,
+                    const TimeField& a, const Tensor& x, double T, int64_t steps, Generator& gen) {
   const double h = T / double(steps);
   const Shape axes = sample_axes(x);
   Tensor y = x, integral = zeros({x.dim(0)}, x.dtype(), x.device());

@@ -31,8 +31,10 @@ struct ElboOptions {
   std::function<Tensor(const Tensor& yT)> prior_logp;
 };
 
-Tensor elbo_implicit(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Generator& gen, ElboOptions o = {});
-Tensor elbo_denoising(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Generator& gen, ElboOptions o = {});
+Tensor elbo_implicit(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Generator& gen,
+                     ElboOptions o = {});
+Tensor elbo_denoising(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Generator& gen,
+                      ElboOptions o = {});
 // C(t_eps) above, by a tight 1-D ODE solve of the closed-form integrand.
 double elbo_denoising_constant(const Sde& sde, int64_t dims, double t_eps);
 
@@ -40,8 +42,8 @@ double elbo_denoising_constant(const Sde& sde, int64_t dims, double t_eps);
 //   ELBO(x) = E[ log p0(Y_T) - int_0^T ( ½|a|^2 + div mu )(Y_s, T - s) ds ],
 //   dY = (-mu + sigma a)(Y, T - s) ds + sigma(T - s) dB.
 using TimeField = std::function<Tensor(const Tensor& y, double t)>;
-Tensor elbo_general(const TimeField& mu, const std::function<double(double)>& sigma, const TimeField& a,
-                    const Tensor& x, double T, int64_t steps, Generator& gen);
+Tensor elbo_general(const TimeField& mu, const std::function<double(double)>& sigma,
+                    const TimeField& a, const Tensor& x, double T, int64_t steps, Generator& gen);
 
 struct MeanEstimate {
   double mean = 0, std_error = 0;

@@ -10,7 +10,8 @@ namespace sg::obj {
 
 GaussianData::GaussianData(const Tensor& mu, const Tensor& Sigma) : mu_(mu.to(DType::f64)) {
   const int64_t D = mu.numel();
-  if (!(Sigma.shape() == Shape({D, D}))) fail<ShapeError>("GaussianData: Sigma ", describe(Sigma), " for mu ", describe(mu));
+  if (!(Sigma.shape() == Shape({D, D})))
+    fail<ShapeError>("GaussianData: Sigma ", describe(Sigma), " for mu ", describe(mu));
   const std::vector<double> s = Sigma.to_vector();
   Eigen::MatrixXd S(D, D);
   for (int64_t i = 0; i < D; ++i)
@@ -21,13 +22,15 @@ GaussianData::GaussianData(const Tensor& mu, const Tensor& Sigma) : mu_(mu.to(DT
   std::vector<double> v(static_cast<std::size_t>(D * D)), l(static_cast<std::size_t>(D));
   for (int64_t i = 0; i < D; ++i) {
     l[static_cast<std::size_t>(i)] = es.eigenvalues()(i);
-    for (int64_t j = 0; j < D; ++j) v[static_cast<std::size_t>(i * D + j)] = es.eigenvectors()(i, j);
+    for (int64_t j = 0; j < D; ++j)
+      v[static_cast<std::size_t>(i * D + j)] = es.eigenvectors()(i, j);
   }
   V_ = from_vector(v, {D, D}, DType::f64);
   lambda_ = from_vector(l, {D}, DType::f64);
 }
 GaussianData GaussianData::case_g() {
-  return GaussianData(from_vector({1.0, -0.5}, {2}, DType::f64), from_vector({1.0, 0.6, 0.6, 2.0}, {2, 2}, DType::f64));
+  return GaussianData(from_vector({1.0, -0.5}, {2}, DType::f64),
+                      from_vector({1.0, 0.6, 0.6, 2.0}, {2, 2}, DType::f64));
 }
 
 Tensor GaussianData::sample(int64_t n, Generator& gen) const {
@@ -62,7 +65,8 @@ Tensor GaussianData::log_density0(const Tensor& x) const {
 // x_t = m_t + (x_s - m_s) V diag(sqrt(var_t / var_s)) V^T
 Tensor GaussianData::flow(const Tensor& x, double s, double t, const Sde& sde) const {
   Tensor as, at;
-  const Tensor vs = variances(full({1}, s, DType::f64), sde, &as), vt = variances(full({1}, t, DType::f64), sde, &at);
+  const Tensor vs = variances(full({1}, s, DType::f64), sde, &as),
+               vt = variances(full({1}, t, DType::f64), sde, &at);
   const Tensor d = matmul(x.to(DType::f64) - mu_ * as.item(), V_) * sqrt(vt / vs);
   return matmul(d, V_.mT()) + mu_ * at.item();
 }

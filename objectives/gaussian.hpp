@@ -18,11 +18,11 @@ class GaussianData {
   static GaussianData case_g();
   int64_t dims() const { return mu_.numel(); }
   const Tensor& mu() const { return mu_; }
-  Tensor sample(int64_t n, Generator& gen) const;            // from q_0
-  Tensor score(const Tensor& x, const Tensor& t, const Sde& sde) const;  // grad log q_t(x)
+  Tensor sample(int64_t n, Generator& gen) const;                              // from q_0
+  Tensor score(const Tensor& x, const Tensor& t, const Sde& sde) const;        // grad log q_t(x)
   Tensor log_density(const Tensor& x, const Tensor& t, const Sde& sde) const;  // log q_t(x), [B]
-  Tensor score0(const Tensor& x) const;        // grad log q_0
-  Tensor log_density0(const Tensor& x) const;  // log q_0, [B]
+  Tensor score0(const Tensor& x) const;                                        // grad log q_0
+  Tensor log_density0(const Tensor& x) const;                                  // log q_0, [B]
   // The probability-flow ODE's exact map from time s to time t of points x ([B, D]).
   Tensor flow(const Tensor& x, double s, double t, const Sde& sde) const;
   double entropy() const;  // H(q_0) = ½ log det(2 pi e Sigma)

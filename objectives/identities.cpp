@@ -16,17 +16,26 @@ namespace sg::obj {
 
 std::vector<Identity> elbo_identities();  // identities_elbo.cpp
 
-IdentityResult deterministic(std::string name, std::string statement, double est, double ref, double tol) {
-  return {std::move(name), std::move(statement), est, ref, 0.0, tol, false, std::abs(est - ref) <= tol};
+IdentityResult deterministic(std::string name, std::string statement, double est, double ref,
+                             double tol) {
+  return {std::move(name), std::move(statement),      est, ref, 0.0, tol,
+          false,           std::abs(est - ref) <= tol};
 }
-IdentityResult mean_within(std::string name, std::string statement, const std::vector<double>& v, double ref,
-                           double sigmas) {
+IdentityResult mean_within(std::string name, std::string statement, const std::vector<double>& v,
+                           double ref, double sigmas) {
   double m = 0, m2 = 0;
   for (double x : v) m += x;
   m /= double(v.size());
   for (double x : v) m2 += (x - m) * (x - m);
   const double se = std::sqrt(m2 / double(v.size() - 1) / double(v.size()));
-  return {std::move(name), std::move(statement), m, ref, se, sigmas, true, std::abs(m - ref) <= sigmas * se};
+  return {std::move(name),
+          std::move(statement),
+          m,
+          ref,
+          se,
+          sigmas,
+          true,
+          std::abs(m - ref) <= sigmas * se};
 }
 
 namespace {
@@ -35,7 +44,9 @@ constexpr DType f64 = DType::f64;
 const double kMu[2] = {1.0, -0.5};
 const double kSigma[4] = {1.0, 0.6, 0.6, 2.0};
 
-Tensor mat(const double* v, int64_t r, int64_t c) { return from_vector(std::vector<double>(v, v + r * c), {r, c}, f64); }
+Tensor mat(const double* v, int64_t r, int64_t c) {
+  return from_vector(std::vector<double>(v, v + r * c), {r, c}, f64);
+}
 Tensor mu() { return from_vector({kMu[0], kMu[1]}, {2}, f64); }
 // Inverse of a 2x2 matrix given row-major.
 Tensor inv2(const Tensor& m) {
@@ -52,7 +63,9 @@ Tensor sample_gaussian(int64_t n, Generator& g, double s2 = 0) {
   return matmul(randn({n, 2}, g, f64), L.mT()) + mu();
 }
 // grad log N(x; mu, Sigma + s2 I) = -(x - mu) (Sigma + s2 I)^-1
-Tensor gaussian_score(const Tensor& x, double s2 = 0) { return -matmul(x - mu(), inv2(sigma_plus(s2))); }
+Tensor gaussian_score(const Tensor& x, double s2 = 0) {
+  return -matmul(x - mu(), inv2(sigma_plus(s2)));
+}
 
 // A nonlinear score model s(x) = -(x - b) A^T + c tanh(x W), parameters drawn from a seed.
 struct Model {
@@ -65,7 +78,9 @@ struct Model {
     W = randn({2, 2}, g, f64).requires_grad_();
   }
   std::vector<Tensor> params() const { return {A, b, c, W}; }
-  Tensor operator()(const Tensor& x) const { return -matmul(x - b, A.mT()) + c * tanh(matmul(x, W)); }
+  Tensor operator()(const Tensor& x) const {
+    return -matmul(x - b, A.mT()) + c * tanh(matmul(x, W));
+  }
 };
 std::vector<double> flat_grads(const Tensor& loss, const std::vector<Tensor>& ps) {
   std::vector<double> out;
@@ -76,8 +91,8 @@ std::vector<double> flat_grads(const Tensor& loss, const std::vector<Tensor>& ps
   return out;
 }
 // Worst component of a vector-valued mean against zero, from K independent batch estimates.
-IdentityResult vector_zero(std::string name, std::string statement, const std::vector<std::vector<double>>& batches,
-                           double sigmas = 4.0) {
+IdentityResult vector_zero(std::string name, std::string statement,
+                           const std::vector<std::vector<double>>& batches, double sigmas = 4.0) {
   IdentityResult worst;
   double worst_z = -1;
   for (std::size_t j = 0; j < batches[0].size(); ++j) {
@@ -100,8 +115,10 @@ std::vector<IdentityResult> hyvarinen() {
     const Tensor ism = implicit_sm_per_sample(m, x);
     const Tensor r = m(x) - gaussian_score(x);
     const Tensor esm = per_sample(r * r) * 0.5;
-    rows.push_back(mean_within("hyvarinen: ISM - ESM is constant (theta " + std::to_string(seed) + ")",
-                               "E[ISM - ESM] = -1/2 E|grad log p|^2 = -1/2 tr Sigma^-1", (ism - esm).to_vector(), -half_tr));
+    rows.push_back(
+        mean_within("hyvarinen: ISM - ESM is constant (theta " + std::to_string(seed) + ")",
+                    "E[ISM - ESM] = -1/2 E|grad log p|^2 = -1/2 tr Sigma^-1",
+                    (ism - esm).to_vector(), -half_tr));
   }
   {
     const Model m(3);
@@ -114,7 +131,8 @@ std::vector<IdentityResult> hyvarinen() {
       for (std::size_t j = 0; j < d.size(); ++j) d[j] = gi[j] - ge[j];
       diffs.push_back(d);
     }
-    rows.push_back(vector_zero("hyvarinen: parameter gradients agree", "E[d ISM/d theta - d ESM/d theta] = 0 (worst component)", diffs));
+    rows.push_back(vector_zero("hyvarinen: parameter gradients agree",
+                               "E[d ISM/d theta - d ESM/d theta] = 0 (worst component)", diffs));
   }
   {
     // Linear score s(x) = -(x - b) A^T: J_ISM = 1/2 [tr(A Sigma A^T) + |A (mu - b)|^2] - tr A
@@ -122,12 +140,14 @@ std::vector<IdentityResult> hyvarinen() {
     const Tensor A = eye(2, f64) * 0.8 + randn({2, 2}, pg, f64) * 0.2, b = randn({2}, pg, f64);
     const Tensor S = mat(kSigma, 2, 2);
     const Tensor Amb = matmul(A, mu() - b);
-    const double closed = 0.5 * (sum(matmul(matmul(A, S), A.mT()) * eye(2, f64)).item() + sum(Amb * Amb).item()) -
-                          sum(A * eye(2, f64)).item();
+    const double closed =
+        0.5 * (sum(matmul(matmul(A, S), A.mT()) * eye(2, f64)).item() + sum(Amb * Amb).item()) -
+        sum(A * eye(2, f64)).item();
     const auto s = [&](const Tensor& x) { return -matmul(x - b, A.mT()); };
     rows.push_back(mean_within("hyvarinen: closed form for a linear score",
                                "J_ISM = 1/2 [tr(A Sigma A^T) + |A (mu - b)|^2] - tr A",
-                               implicit_sm_per_sample(s, sample_gaussian(20000, g)).to_vector(), closed));
+                               implicit_sm_per_sample(s, sample_gaussian(20000, g)).to_vector(),
+                               closed));
   }
   return rows;
 }
@@ -143,9 +163,10 @@ std::vector<IdentityResult> vincent() {
     const Tensor xn = x + z * sigma;
     const Tensor rd = m(xn) + z / sigma, re = m(xn) - gaussian_score(xn, s2);
     const Tensor d = (per_sample(rd * rd) - per_sample(re * re)) * 0.5;
-    rows.push_back(mean_within("vincent: DSM - ESM_sigma is constant (theta " + std::to_string(seed) + ")",
-                               "E[DSM - ESM on q_sigma] = D/(2 sigma^2) - 1/2 tr (Sigma + sigma^2 I)^-1", d.to_vector(),
-                               constant));
+    rows.push_back(
+        mean_within("vincent: DSM - ESM_sigma is constant (theta " + std::to_string(seed) + ")",
+                    "E[DSM - ESM on q_sigma] = D/(2 sigma^2) - 1/2 tr (Sigma + sigma^2 I)^-1",
+                    d.to_vector(), constant));
   }
   const Model m(3);
   std::vector<std::vector<double>> diffs;
@@ -158,23 +179,28 @@ std::vector<IdentityResult> vincent() {
     for (std::size_t j = 0; j < d.size(); ++j) d[j] = gd[j] - ge[j];
     diffs.push_back(d);
   }
-  rows.push_back(vector_zero("vincent: parameter gradients agree", "E[d DSM/d theta - d ESM_sigma/d theta] = 0 (worst component)", diffs));
+  rows.push_back(vector_zero("vincent: parameter gradients agree",
+                             "E[d DSM/d theta - d ESM_sigma/d theta] = 0 (worst component)",
+                             diffs));
   return rows;
 }
 
 std::vector<IdentityResult> hutchinson() {
   std::vector<IdentityResult> rows;
-  const double a[16] = {1.0, 0.5, -0.3, 0.2, 0.1, -2.0, 0.4, 0.0, 0.7, 0.3, 0.5, -0.6, -0.2, 0.9, 0.1, 1.5};
+  const double a[16] = {1.0, 0.5, -0.3, 0.2,  0.1,  -2.0, 0.4, 0.0,
+                        0.7, 0.3, 0.5,  -0.6, -0.2, 0.9,  0.1, 1.5};
   const Tensor A = mat(a, 4, 4);
   const Tensor As = (A + A.mT()) * 0.5;
-  const double tr = sum(A * eye(4, f64)).item(), fro = sum(As * As).item(), diag = sum(square(A * eye(4, f64))).item();
+  const double tr = sum(A * eye(4, f64)).item(), fro = sum(As * As).item(),
+               diag = sum(square(A * eye(4, f64))).item();
   for (bool gaussian : {true, false}) {
     Generator g(gaussian ? 31 : 32);
     const int64_t n = 200000;
     const Tensor v = gaussian ? randn({n, 4}, g, f64) : rademacher({n, 4}, g, f64);
     const std::vector<double> est = sum(matmul(v, A.mT()) * v, {1}).to_vector();  // v^T A v
     const std::string kind = gaussian ? "gaussian" : "rademacher";
-    rows.push_back(mean_within("hutchinson: unbiased (" + kind + ")", "E[v^T A v] = tr A", est, tr));
+    rows.push_back(
+        mean_within("hutchinson: unbiased (" + kind + ")", "E[v^T A v] = tr A", est, tr));
     // variance against its closed form, with the standard error of a sample variance
     double m = 0;
     for (double e : est) m += e;
@@ -183,7 +209,8 @@ std::vector<IdentityResult> hutchinson() {
     for (std::size_t i = 0; i < est.size(); ++i) sq[i] = (est[i] - m) * (est[i] - m);
     const double expect = gaussian ? 2 * fro : 2 * (fro - diag);
     rows.push_back(mean_within("hutchinson: variance (" + kind + ")",
-                               gaussian ? "Var = 2 |A_s|_F^2" : "Var = 2 (|A_s|_F^2 - sum A_ii^2)", sq, expect));
+                               gaussian ? "Var = 2 |A_s|_F^2" : "Var = 2 (|A_s|_F^2 - sum A_ii^2)",
+                               sq, expect));
   }
   return rows;
 }
@@ -216,8 +243,9 @@ std::vector<IdentityResult> sliced() {
     IdentityResult worst;
     double wz = -1;
     for (int i = 0; i < 8; ++i) {
-      IdentityResult r = mean_within(std::string("sliced: ") + c.name, "E_v[SSM] = ISM (times E[v v^T])",
-                                     select(vals, 1, i).to_vector(), ism.to_vector()[i] * c.scale);
+      IdentityResult r =
+          mean_within(std::string("sliced: ") + c.name, "E_v[SSM] = ISM (times E[v v^T])",
+                      select(vals, 1, i).to_vector(), ism.to_vector()[i] * c.scale);
       const double z = std::abs(r.estimate - r.reference) / r.std_error;
       if (z > wz) wz = z, worst = r;
     }
@@ -238,24 +266,33 @@ std::vector<IdentityResult> fd_ssm() {
   const Tensor u = draw_projection(Projection::sphere, x, g);
   const double ssm_u = ssm_with(s, x, u).item();
   for (double eps : {1e-3, 0.1, 1.0}) {
-    rows.push_back(deterministic("fd-ssm: exact for a quadratic energy (eps " + std::to_string(eps).substr(0, 5) + ")",
-                                 "FD-SSM(E, eps u) = D SSM(-grad E, u)", fd_ssm_energy_with(E, x, u * eps).item(),
-                                 2.0 * ssm_u, 1e-12 * std::max(1.0, std::abs(ssm_u)) / (eps * eps)));
+    rows.push_back(deterministic(
+        "fd-ssm: exact for a quadratic energy (eps " + std::to_string(eps).substr(0, 5) + ")",
+        "FD-SSM(E, eps u) = D SSM(-grad E, u)", fd_ssm_energy_with(E, x, u * eps).item(),
+        2.0 * ssm_u, 1e-12 * std::max(1.0, std::abs(ssm_u)) / (eps * eps)));
   }
   // The score-network (VR) form on a linear score: 1/2 |s|^2 + D u^T (ds/dx) u exactly.
-  const double vr = (mean(per_sample(s(x) * s(x)) * 0.5) + 2.0 * (ssm_with(s, x, u) - mean(per_sample(s(x) * u) * per_sample(s(x) * u) * 0.5))).item();
-  rows.push_back(deterministic("fd-ssm: exact for a linear score network (eps 0.1)", "FD-SSM_VR(s, eps u) = 1/2|s|^2 + D u^T J u",
+  const double vr =
+      (mean(per_sample(s(x) * s(x)) * 0.5) +
+       2.0 * (ssm_with(s, x, u) - mean(per_sample(s(x) * u) * per_sample(s(x) * u) * 0.5)))
+          .item();
+  rows.push_back(deterministic("fd-ssm: exact for a linear score network (eps 0.1)",
+                               "FD-SSM_VR(s, eps u) = 1/2|s|^2 + D u^T J u",
                                fd_ssm_score_with(s, x, u * 0.1).item(), vr, 1e-9));
   // Smooth non-quadratic energy: the error falls as eps^2.
   // log cosh x = softplus(2x) - x - log 2
-  const EnergyFn E2 = [](const Tensor& x) { return sum(softplus(x * 2.0) - x + x * x * x * x * 0.1 + x * 0.3, {1}); };
+  const EnergyFn E2 = [](const Tensor& x) {
+    return sum(softplus(x * 2.0) - x + x * x * x * x * 0.1 + x * 0.3, {1});
+  };
   const ScoreFn s2 = score_of_energy(E2);
   const double exact = 2.0 * ssm_with(s2, x, u).item();
   std::vector<double> errs, epss = {0.2, 0.1, 0.05};
-  for (double eps : epss) errs.push_back(std::abs(fd_ssm_energy_with(E2, x, u * eps).item() - exact));
-  const double slope = (std::log(errs[0]) - std::log(errs[2])) / (std::log(epss[0]) - std::log(epss[2]));
-  rows.push_back(deterministic("fd-ssm: converges at O(eps^2) (non-quadratic)", "slope of log|FD-SSM - D SSM| vs log eps = 2",
-                               slope, 2.0, 0.15));
+  for (double eps : epss)
+    errs.push_back(std::abs(fd_ssm_energy_with(E2, x, u * eps).item() - exact));
+  const double slope =
+      (std::log(errs[0]) - std::log(errs[2])) / (std::log(epss[0]) - std::log(epss[2]));
+  rows.push_back(deterministic("fd-ssm: converges at O(eps^2) (non-quadratic)",
+                               "slope of log|FD-SSM - D SSM| vs log eps = 2", slope, 2.0, 0.15));
   return rows;
 }
 
@@ -297,18 +334,22 @@ std::vector<IdentityResult> dsm_minimiser() {
   const auto gvec = grad(loss, theta0).to_vector();
   const auto H = hessian(loss, theta0).to_vector();
   const std::vector<double> d = newton_step(H, gvec);
-  const Tensor A = from_vector({d[0], d[1], d[2], d[3]}, {2, 2}, f64), c = from_vector({d[4], d[5]}, {2}, f64);
+  const Tensor A = from_vector({d[0], d[1], d[2], d[3]}, {2, 2}, f64),
+               c = from_vector({d[4], d[5]}, {2}, f64);
   const Tensor A_true = inv2(sigma_plus(sigma * sigma));
   const Tensor b = matmul(inv2(A), c);  // s = -(x - b) A^T  =>  c = A b
-  return {deterministic("dsm: minimiser is the noisy score (A)", "argmin DSM: A = (Sigma + sigma^2 I)^-1 (max abs error)",
-                        max(abs(A - A_true)).item(), 0.0, 0.01),
-          deterministic("dsm: minimiser is the noisy score (b)", "argmin DSM: b = mu (max abs error)",
-                        max(abs(b - mu())).item(), 0.0, 0.01)};
+  return {
+      deterministic("dsm: minimiser is the noisy score (A)",
+                    "argmin DSM: A = (Sigma + sigma^2 I)^-1 (max abs error)",
+                    max(abs(A - A_true)).item(), 0.0, 0.01),
+      deterministic("dsm: minimiser is the noisy score (b)", "argmin DSM: b = mu (max abs error)",
+                    max(abs(b - mu())).item(), 0.0, 0.01)};
 }
 
 std::vector<Identity> builtin_identities() {
-  std::vector<Identity> ids = {{"hyvarinen", hyvarinen}, {"vincent", vincent}, {"hutchinson", hutchinson},
-                               {"sliced", sliced},       {"fd-ssm", fd_ssm},   {"dsm-minimiser", dsm_minimiser}};
+  std::vector<Identity> ids = {{"hyvarinen", hyvarinen},   {"vincent", vincent},
+                               {"hutchinson", hutchinson}, {"sliced", sliced},
+                               {"fd-ssm", fd_ssm},         {"dsm-minimiser", dsm_minimiser}};
   for (Identity& id : elbo_identities()) ids.push_back(std::move(id));
   return ids;
 }
@@ -339,8 +380,9 @@ std::vector<IdentityResult> run_identities(const std::string& filter) {
 }
 
 void print_identity_table(std::ostream& os, const std::vector<IdentityResult>& rows) {
-  os << std::left << std::setw(58) << "identity" << std::right << std::setw(15) << "estimate" << std::setw(15)
-     << "reference" << std::setw(11) << "std err" << std::setw(16) << "tolerance" << "  verdict\n";
+  os << std::left << std::setw(58) << "identity" << std::right << std::setw(15) << "estimate"
+     << std::setw(15) << "reference" << std::setw(11) << "std err" << std::setw(16) << "tolerance"
+     << "  verdict\n";
   int failed = 0;
   for (const IdentityResult& r : rows) {
     std::ostringstream tol;
@@ -349,9 +391,10 @@ void print_identity_table(std::ostream& os, const std::vector<IdentityResult>& r
     } else {
       tol << std::setprecision(2) << r.tolerance << " abs";
     }
-    os << std::left << std::setw(58) << r.name.substr(0, 57) << std::right << std::setprecision(8) << std::setw(15)
-       << r.estimate << std::setw(15) << r.reference << std::setprecision(3) << std::setw(11) << r.std_error
-       << std::setw(16) << tol.str() << "  " << (r.pass ? "pass" : "FAIL") << "\n";
+    os << std::left << std::setw(58) << r.name.substr(0, 57) << std::right << std::setprecision(8)
+       << std::setw(15) << r.estimate << std::setw(15) << r.reference << std::setprecision(3)
+       << std::setw(11) << r.std_error << std::setw(16) << tol.str() << "  "
+       << (r.pass ? "pass" : "FAIL") << "\n";
     failed += !r.pass;
   }
   os << rows.size() - failed << " passed, " << failed << " failed\n";

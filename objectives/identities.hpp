@@ -2,7 +2,8 @@
 // project's own code and stating its tolerance, either deterministic (absolute) or a number
 // of standard errors. `scoregrad-verify` (cli/verify.cpp) runs them all and prints a table.
 //
-//   for (auto& r : sg::obj::run_identities("hutchinson")) std::cout << r.name << (r.pass ? " ok" : " FAIL");
+//   for (auto& r : sg::obj::run_identities("hutchinson")) std::cout << r.name << (r.pass ? " ok" :
+//   " FAIL");
 #pragma once
 #include <functional>
 #include <iosfwd>
@@ -17,7 +18,8 @@ struct IdentityResult {
   double estimate = 0;    // left-hand side as computed
   double reference = 0;   // right-hand side as computed
   double std_error = 0;   // of estimate - reference (0 for deterministic checks)
-  double tolerance = 0;   // |estimate - reference| <= tolerance (absolute), or <= tolerance * std_error
+  double tolerance =
+      0;  // |estimate - reference| <= tolerance (absolute), or <= tolerance * std_error
   bool statistical = false;
   bool pass = false;
 };
@@ -34,9 +36,11 @@ std::vector<IdentityResult> run_identities(const std::string& filter = "");
 void print_identity_table(std::ostream& os, const std::vector<IdentityResult>& rows);
 
 // Helpers for writing identities.
-IdentityResult deterministic(std::string name, std::string statement, double estimate, double reference, double tol);
+IdentityResult deterministic(std::string name, std::string statement, double estimate,
+                             double reference, double tol);
 // Mean of per-sample values against a reference, within `sigmas` standard errors.
-IdentityResult mean_within(std::string name, std::string statement, const std::vector<double>& samples,
-                           double reference, double sigmas = 4.0);
+IdentityResult mean_within(std::string name, std::string statement,
+                           const std::vector<double>& samples, double reference,
+                           double sigmas = 4.0);
 
 }  // namespace sg::obj

@@ -37,7 +37,9 @@ Tensor sphere(const Shape& shape, double r, Generator& gen, DType dtype) {
 Tensor per_sample(const Tensor& x) { return x.rank() <= 1 ? x : sum(x, sample_axes(x)); }
 
 ScoreFn score_of_energy(EnergyFn energy) {
-  return [energy = std::move(energy)](const Tensor& x) { return -grad([&](const Tensor& z) { return sum(energy(z)); }, x); };
+  return [energy = std::move(energy)](const Tensor& x) {
+    return -grad([&](const Tensor& z) { return sum(energy(z)); }, x);
+  };
 }
 
 // E ½ |s(x) - grad log p(x)|^2
@@ -55,11 +57,13 @@ Tensor implicit_sm_per_sample(const ScoreFn& s, const Tensor& x) {
   EnableGradGuard on;
   const Tensor xt = detail::track(x);
   const Tensor y = s(xt);
-  if (!(y.shape() == x.shape())) fail<ShapeError>("implicit_sm: score ", describe(y), " for data ", describe(x));
+  if (!(y.shape() == x.shape()))
+    fail<ShapeError>("implicit_sm: score ", describe(y), " for data ", describe(x));
   const int64_t B = x.dim(0), D = dims_per_sample(x);
   Tensor tr;
   for (int64_t i = 0; i < D; ++i) {
-    const Tensor e = reshape(expand(one_hot(from_indices({i}, {1}, x.device()), D, x.dtype()), {B, D}), x.shape());
+    const Tensor e = reshape(
+        expand(one_hot(from_indices({i}, {1}, x.device()), D, x.dtype()), {B, D}), x.shape());
     const Tensor g = sg::grad({y}, {xt}, {e}, {.create_graph = keep, .allow_unused = true})[0];
     const Tensor part = per_sample(g * e);
     tr = tr.defined() ? tr + part : part;
@@ -69,9 +73,12 @@ Tensor implicit_sm_per_sample(const ScoreFn& s, const Tensor& x) {
 
 Tensor draw_projection(Projection p, const Tensor& like, Generator& gen) {
   switch (p) {
-    case Projection::gaussian: return randn_like(like, gen);
-    case Projection::rademacher: return rademacher_like(like, gen);
-    case Projection::sphere: break;
+    case Projection::gaussian:
+      return randn_like(like, gen);
+    case Projection::rademacher:
+      return rademacher_like(like, gen);
+    case Projection::sphere:
+      break;
   }
   return sphere(like.shape(), 1.0, gen, like.dtype());
 }
@@ -80,7 +87,8 @@ Tensor draw_projection(Projection p, const Tensor& like, Generator& gen) {
 Tensor ssm_with(const ScoreFn& s, const Tensor& x, const Tensor& v, bool variance_reduced) {
   return mean(ssm_per_sample_with(s, x, v, variance_reduced));
 }
-Tensor ssm_per_sample_with(const ScoreFn& s, const Tensor& x, const Tensor& v, bool variance_reduced) {
+Tensor ssm_per_sample_with(const ScoreFn& s, const Tensor& x, const Tensor& v,
+                           bool variance_reduced) {
   check_batch("ssm", x);
   const int64_t P = v.rank() == x.rank() + 1 ? v.dim(0) : 1;
   const Tensor vr = P == 1 && v.rank() == x.rank() ? v : reshape(v, [&] {
@@ -91,10 +99,12 @@ Tensor ssm_per_sample_with(const ScoreFn& s, const Tensor& x, const Tensor& v, b
   const bool keep = grad_enabled();
   EnableGradGuard on;
   const Tensor xt = detail::track(P == 1 ? x : repeat_batch(x, P));
-  if (!(vr.shape() == xt.shape())) fail<ShapeError>("ssm: projections ", describe(v), " for data ", describe(x));
+  if (!(vr.shape() == xt.shape()))
+    fail<ShapeError>("ssm: projections ", describe(v), " for data ", describe(x));
   const Tensor y = s(xt);
-  const Tensor sv = per_sample(y * vr);                                                        // v^T s
-  const Tensor vJ = sg::grad({sum(sv)}, {xt}, {}, {.create_graph = keep, .allow_unused = true})[0];  // v^T ds/dx
+  const Tensor sv = per_sample(y * vr);  // v^T s
+  const Tensor vJ =
+      sg::grad({sum(sv)}, {xt}, {}, {.create_graph = keep, .allow_unused = true})[0];  // v^T ds/dx
   const Tensor vJv = per_sample(vJ * vr);
   const Tensor second = variance_reduced ? per_sample(y * y) * 0.5 : sv * sv * 0.5;
   return mean(reshape(vJv + second, {P, x.dim(0)}), {0});  // average over projections
@@ -112,10 +122,14 @@ Tensor draw_projections(Projection p, const Tensor& x, int projections, Generato
 Tensor ssm_per_sample(const ScoreFn& s, const Tensor& x, Generator& gen, SsmOptions o) {
   if (o.projections < 1) fail<ValueError>("ssm: projections must be >= 1, got ", o.projections);
   if (o.variance_reduced && o.projection == Projection::sphere)
-    fail<ValueError>("ssm: the variance-reduced form needs E[v v^T] = I (gaussian or rademacher projections)");
-  return ssm_per_sample_with(s, x, draw_projections(o.projection, x, o.projections, gen), o.variance_reduced);
+    fail<ValueError>(
+        "ssm: the variance-reduced form needs E[v v^T] = I (gaussian or rademacher projections)");
+  return ssm_per_sample_with(s, x, draw_projections(o.projection, x, o.projections, gen),
+                             o.variance_reduced);
 }
-Tensor ssm(const ScoreFn& s, const Tensor& x, Generator& gen, SsmOptions o) { return mean(ssm_per_sample(s, x, gen, o)); }
+Tensor ssm(const ScoreFn& s, const Tensor& x, Generator& gen, SsmOptions o) {
+  return mean(ssm_per_sample(s, x, gen, o));
+}
 
 // (D / eps^2) E[⅛ (E+ - E-)^2 + 2 E0 - E+ - E-], eps = |v| per sample
 Tensor fd_ssm_energy_with(const EnergyFn& energy, const Tensor& x, const Tensor& v) {
@@ -123,7 +137,8 @@ Tensor fd_ssm_energy_with(const EnergyFn& energy, const Tensor& x, const Tensor&
   const int64_t B = x.dim(0);
   const double D = static_cast<double>(dims_per_sample(x));
   const Tensor e = energy(concat({x, x + v, x - v}, 0));
-  if (!(e.shape() == Shape({3 * B}))) fail<ShapeError>("fd_ssm_energy: energy must return [3B], got ", describe(e));
+  if (!(e.shape() == Shape({3 * B})))
+    fail<ShapeError>("fd_ssm_energy: energy must return [3B], got ", describe(e));
   const Tensor e0 = slice(e, 0, 0, B), ep = slice(e, 0, B, 2 * B), em = slice(e, 0, 2 * B, 3 * B);
   const Tensor d = ep - em;
   return mean((d * d * 0.125 + e0 * 2.0 - ep - em) * D / per_sample(v * v));
@@ -153,7 +168,8 @@ Tensor fd_ssm_score_per_sample(const ScoreFn& s, const Tensor& x, Generator& gen
 }
 
 // E[(sigma ½ (log p(x~+v) - log p(x~-v)) + v^T z)^2] / (2 eps^2), |v| = eps sqrt(D)
-Tensor fd_dsm_energy(const EnergyFn& energy, const Tensor& x, double sigma, Generator& gen, double eps) {
+Tensor fd_dsm_energy(const EnergyFn& energy, const Tensor& x, double sigma, Generator& gen,
+                     double eps) {
   check_batch("fd_dsm_energy", x);
   const int64_t B = x.dim(0);
   const double D = static_cast<double>(dims_per_sample(x));
@@ -167,7 +183,8 @@ Tensor fd_dsm_energy(const EnergyFn& energy, const Tensor& x, double sigma, Gene
 }
 
 // E ½ sigma^p |s(x + sigma z) + z / sigma|^2
-Tensor dsm_with(const ScoreFn& s, const Tensor& x, double sigma, const Tensor& z, double weight_power) {
+Tensor dsm_with(const ScoreFn& s, const Tensor& x, double sigma, const Tensor& z,
+                double weight_power) {
   check_batch("dsm", x);
   if (!(sigma > 0)) fail<ValueError>("dsm: sigma must be positive, got ", sigma);
   const Tensor r = s(x + z * sigma) + z * (1.0 / sigma);
@@ -184,7 +201,8 @@ Tensor geometric_sigmas(double begin, double end, int64_t levels, DType dtype) {
 Tensor ncsn_dsm(const TimeScoreFn& s, const Tensor& x, const Tensor& sigmas, Generator& gen) {
   check_batch("ncsn_dsm", x);
   const int64_t B = x.dim(0), L = sigmas.numel();
-  const Tensor level = minimum(cast(rand({B}, gen, DType::f64) * double(L), DType::i64), full({B}, double(L - 1), DType::i64));
+  const Tensor level = minimum(cast(rand({B}, gen, DType::f64) * double(L), DType::i64),
+                               full({B}, double(L - 1), DType::i64));
   const Tensor sig = index_select(sigmas.to(x.dtype()), 0, level);
   const Tensor sv = batch_view(sig, x);
   const Tensor z = randn_like(x, gen);
@@ -192,7 +210,8 @@ Tensor ncsn_dsm(const TimeScoreFn& s, const Tensor& x, const Tensor& sigmas, Gen
   return mean(per_sample(r * r)) * 0.5;
 }
 
-std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, double t_eps, Generator& gen, DType dtype) {
+std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, double t_eps,
+                                                 Generator& gen, DType dtype) {
   // Piecewise-constant density on a log-spaced grid: q = r(mid_k) / Z on bin k, r = g^2/std^2.
   constexpr int64_t K = 4096;
   const Tensor edges = exp(linspace(std::log(t_eps), std::log(sde.T()), K + 1, DType::f64));
@@ -220,11 +239,13 @@ std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, doub
 }
 
 // (1/(T - t_eps)) int lambda(t) E ½ |s(x_t, t) + z/std|^2 dt, estimated per sample
-Tensor dsm_sde(const TimeScoreFn& s, const Sde& sde, const Tensor& x, Generator& gen, SdeDsmOptions o) {
+Tensor dsm_sde(const TimeScoreFn& s, const Sde& sde, const Tensor& x, Generator& gen,
+               SdeDsmOptions o) {
   check_batch("dsm_sde", x);
   const int64_t B = x.dim(0);
   const double span = sde.T() - o.t_eps;
-  Tensor t, weight;  // weight = lambda / std^2 / (q (T - t_eps)) for importance, lambda / std^2 for uniform
+  Tensor t, weight;  // weight = lambda / std^2 / (q (T - t_eps)) for importance, lambda / std^2 for
+                     // uniform
   if (o.sampling == TimeSampling::uniform) {
     t = rand({B}, gen, x.dtype()) * span + o.t_eps;
   } else {

@@ -16,7 +16,7 @@
 
 namespace sg::obj {
 
-using ScoreFn = std::function<Tensor(const Tensor& x)>;                       // [B, ...] -> [B, ...]
+using ScoreFn = std::function<Tensor(const Tensor& x)>;  // [B, ...] -> [B, ...]
 using TimeScoreFn = std::function<Tensor(const Tensor& x, const Tensor& t)>;  // t: [B]
 using EnergyFn = std::function<Tensor(const Tensor& x)>;                      // [B, ...] -> [B]
 
@@ -55,7 +55,8 @@ Tensor ssm(const ScoreFn& s, const Tensor& x, Generator& gen, SsmOptions o = {})
 // The same with the projections given ([P, B, ...] or [B, ...]).
 Tensor ssm_with(const ScoreFn& s, const Tensor& x, const Tensor& v, bool variance_reduced = false);
 Tensor ssm_per_sample(const ScoreFn& s, const Tensor& x, Generator& gen, SsmOptions o = {});
-Tensor ssm_per_sample_with(const ScoreFn& s, const Tensor& x, const Tensor& v, bool variance_reduced = false);
+Tensor ssm_per_sample_with(const ScoreFn& s, const Tensor& x, const Tensor& v,
+                           bool variance_reduced = false);
 
 // FD-SSM for energies (Pang et al. 2020), v uniform on the sphere of radius eps:
 //   (D / eps^2) E[ ⅛ (E(x+v) - E(x-v))^2 + 2E(x) - E(x+v) - E(x-v) ]
@@ -74,19 +75,23 @@ Tensor fd_ssm_score_per_sample_with(const ScoreFn& s, const Tensor& x, const Ten
 // FD-DSM for energies: x~ = x + sigma z, v on the sphere of radius eps sqrt(D):
 //   E[ (sigma ½ (log p(x~+v) - log p(x~-v)) + v^T z)^2 ] / (2 eps^2)
 // -> E ½ |sigma s(x~) + z|^2, the sigma^2-weighted DSM below (one batched forward).
-Tensor fd_dsm_energy(const EnergyFn& energy, const Tensor& x, double sigma, Generator& gen, double eps = 1e-3);
+Tensor fd_dsm_energy(const EnergyFn& energy, const Tensor& x, double sigma, Generator& gen,
+                     double eps = 1e-3);
 
 // DSM (Vincent 2011) at one noise level, x~ = x + sigma z:
 //   E ½ lambda |s(x~) + z / sigma|^2,  lambda = sigma^weight_power (2: ½|sigma s + z|^2).
 // Equals explicit SM on the noised data q_sigma plus a constant in the parameters.
-Tensor dsm(const ScoreFn& s, const Tensor& x, double sigma, Generator& gen, double weight_power = 2);
-Tensor dsm_with(const ScoreFn& s, const Tensor& x, double sigma, const Tensor& z, double weight_power = 2);
+Tensor dsm(const ScoreFn& s, const Tensor& x, double sigma, Generator& gen,
+           double weight_power = 2);
+Tensor dsm_with(const ScoreFn& s, const Tensor& x, double sigma, const Tensor& z,
+                double weight_power = 2);
 
 // Noise-conditional DSM (NCSN): a level sigma_i per sample, uniform over `sigmas` ([L]),
 // weight sigma_i^2:  E_i E ½ |sigma_i s(x~, sigma_i) + z|^2. s receives sigma as [B].
 Tensor ncsn_dsm(const TimeScoreFn& s, const Tensor& x, const Tensor& sigmas, Generator& gen);
 // Geometric noise levels sigma_begin ... sigma_end (NCSN).
-Tensor geometric_sigmas(double sigma_begin, double sigma_end, int64_t levels, DType dtype = DType::f32);
+Tensor geometric_sigmas(double sigma_begin, double sigma_end, int64_t levels,
+                        DType dtype = DType::f32);
 
 // Continuous-time DSM over an SDE, x_t = alpha(t) x + std(t) z:
 //   (1 / (T - t_eps)) int_{t_eps}^{T} lambda(t) E ½ |s(x_t, t) + z / std(t)|^2 dt
@@ -102,10 +107,11 @@ struct SdeDsmOptions {
   TimeSampling sampling = TimeSampling::uniform;
   double t_eps = 1e-5;
 };
-Tensor dsm_sde(const TimeScoreFn& s, const Sde& sde, const Tensor& x, Generator& gen, SdeDsmOptions o = {});
+Tensor dsm_sde(const TimeScoreFn& s, const Sde& sde, const Tensor& x, Generator& gen,
+               SdeDsmOptions o = {});
 
 // Draws t in [t_eps, T] from q(t) proportional to g(t)^2 / std(t)^2 and returns (t, q(t)).
-std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, double t_eps, Generator& gen,
-                                                 DType dtype = DType::f32);
+std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, double t_eps,
+                                                 Generator& gen, DType dtype = DType::f32);
 
 }  // namespace sg::obj

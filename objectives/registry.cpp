@@ -25,28 +25,37 @@ const Sde& need_sde(const ObjectiveConfig& c, const char* name) {
 
 std::vector<ObjectiveInfo> builtins() {
   return {
-      {"dsm", "denoising score matching over the SDE (weighting and time sampling from the config)", false,
+      {"dsm", "denoising score matching over the SDE (weighting and time sampling from the config)",
+       false,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
-         return dsm_sde(s, need_sde(c, "dsm"), x, g, {.weighting = c.weighting, .sampling = c.sampling, .t_eps = c.t_eps});
+         return dsm_sde(s, need_sde(c, "dsm"), x, g,
+                        {.weighting = c.weighting, .sampling = c.sampling, .t_eps = c.t_eps});
        }},
       {"ssm", "sliced score matching on perturbed data, std^2-weighted", true,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
          return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
-           return ssm_per_sample(st, xt, g, {.projection = c.projection, .projections = c.projections});
+           return ssm_per_sample(st, xt, g,
+                                 {.projection = c.projection, .projections = c.projections});
          });
        }},
       {"ssm-vr", "sliced score matching, variance-reduced, on perturbed data, std^2-weighted", true,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
          return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
-           const Projection p = c.projection == Projection::sphere ? Projection::gaussian : c.projection;
-           return ssm_per_sample(st, xt, g, {.projection = p, .projections = c.projections, .variance_reduced = true});
+           const Projection p =
+               c.projection == Projection::sphere ? Projection::gaussian : c.projection;
+           return ssm_per_sample(
+               st, xt, g,
+               {.projection = p, .projections = c.projections, .variance_reduced = true});
          });
        }},
       {"ism", "implicit (Hyvarinen) score matching with the exact trace, on perturbed data", true,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
-         return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) { return implicit_sm_per_sample(st, xt); });
+         return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
+           return implicit_sm_per_sample(st, xt);
+         });
        }},
-      {"fd-ssm", "finite-difference sliced score matching (score network, VR form), on perturbed data", false,
+      {"fd-ssm",
+       "finite-difference sliced score matching (score network, VR form), on perturbed data", false,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
          return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
            return fd_ssm_score_per_sample(st, xt, g, c.fd_eps);
@@ -89,7 +98,8 @@ std::vector<std::string> objective_names() {
 }
 
 // E_t std(t)^2 J(s(., t), x_t), t ~ U(t_eps, T)
-Tensor sliced_in_time(const TimeScoreFn& s, const Tensor& x, Generator& gen, const ObjectiveConfig& cfg,
+Tensor sliced_in_time(const TimeScoreFn& s, const Tensor& x, Generator& gen,
+                      const ObjectiveConfig& cfg,
                       const std::function<Tensor(const ScoreFn&, const Tensor&)>& J) {
   const Sde& sde = need_sde(cfg, "sliced_in_time");
   const int64_t B = x.dim(0);

@@ -3,9 +3,12 @@
 // new objective exactly like the built-in ones.
 //
 //   sg::obj::register_objective({"my-ssm", "SSM with 4 sphere projections", true,
-//     [](const sg::obj::TimeScoreFn& s, const sg::Tensor& x, sg::Generator& g, const sg::obj::ObjectiveConfig& c) {
-//       return sg::obj::sliced_in_time(s, x, g, c, [&](const sg::obj::ScoreFn& st, const sg::Tensor& xt) {
-//         return sg::obj::ssm_per_sample(st, xt, g, {.projection = sg::obj::Projection::sphere, .projections = 4});
+//     [](const sg::obj::TimeScoreFn& s, const sg::Tensor& x, sg::Generator& g, const
+//     sg::obj::ObjectiveConfig& c) {
+//       return sg::obj::sliced_in_time(s, x, g, c, [&](const sg::obj::ScoreFn& st, const
+//       sg::Tensor& xt) {
+//         return sg::obj::ssm_per_sample(st, xt, g, {.projection = sg::obj::Projection::sphere,
+//         .projections = 4});
 //       });
 //     }});
 #pragma once
@@ -27,7 +30,8 @@ struct ObjectiveConfig {
   TimeSampling sampling = TimeSampling::uniform;
 };
 
-using Objective = std::function<Tensor(const TimeScoreFn& s, const Tensor& x, Generator& gen, const ObjectiveConfig& cfg)>;
+using Objective = std::function<Tensor(const TimeScoreFn& s, const Tensor& x, Generator& gen,
+                                       const ObjectiveConfig& cfg)>;
 
 struct ObjectiveInfo {
   std::string name;
@@ -44,7 +48,8 @@ std::vector<std::string> objective_names();
 // A per-sample objective J applied to the perturbed data of an SDE at t ~ U(t_eps, T), weighted
 // by lambda(t) = std(t)^2:  E_t std^2 J(s(., t), x_t).  The built-in ssm, ssm-vr, ism and fd-ssm
 // are this with their per-sample estimators.
-Tensor sliced_in_time(const TimeScoreFn& s, const Tensor& x, Generator& gen, const ObjectiveConfig& cfg,
-                      const std::function<Tensor(const ScoreFn& st, const Tensor& xt)>& per_sample_objective);
+Tensor sliced_in_time(
+    const TimeScoreFn& s, const Tensor& x, Generator& gen, const ObjectiveConfig& cfg,
+    const std::function<Tensor(const ScoreFn& st, const Tensor& xt)>& per_sample_objective);
 
 }  // namespace sg::obj

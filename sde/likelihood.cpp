@@ -10,14 +10,15 @@
 namespace sg {
 namespace {
 
-
 // f(t, z) and tr(df/dz) per sample in one forward: exact (D VJPs) or v^T (df/dz) v.
-std::pair<Tensor, Tensor> field_and_trace(const VectorField& f, double t, const Tensor& z, const Tensor& probe) {
+std::pair<Tensor, Tensor> field_and_trace(const VectorField& f, double t, const Tensor& z,
+                                          const Tensor& probe) {
   const bool keep = grad_enabled();
   EnableGradGuard on;
   const Tensor zt = detail::track(z);
   const Tensor y = f(t, zt);
-  if (!(y.shape() == z.shape())) fail<ShapeError>("cnf: the field maps ", describe(z), " to ", describe(y));
+  if (!(y.shape() == z.shape()))
+    fail<ShapeError>("cnf: the field maps ", describe(z), " to ", describe(y));
   const Shape axes = sample_axes(z);
   if (probe.defined()) {
     const Tensor g = sg::grad({y}, {zt}, {probe}, {.create_graph = keep, .allow_unused = true})[0];
@@ -26,8 +27,10 @@ std::pair<Tensor, Tensor> field_and_trace(const VectorField& f, double t, const 
   const int64_t B = z.dim(0), D = z.numel() / std::max<int64_t>(B, 1);
   Tensor tr;
   for (int64_t i = 0; i < D; ++i) {
-    const Tensor e = reshape(expand(one_hot(from_indices({i}, {1}, z.device()), D, z.dtype()), {B, D}), z.shape());
-    const Tensor part = sum(sg::grad({y}, {zt}, {e}, {.create_graph = keep, .allow_unused = true})[0] * e, axes);
+    const Tensor e = reshape(
+        expand(one_hot(from_indices({i}, {1}, z.device()), D, z.dtype()), {B, D}), z.shape());
+    const Tensor part =
+        sum(sg::grad({y}, {zt}, {e}, {.create_graph = keep, .allow_unused = true})[0] * e, axes);
     tr = tr.defined() ? tr + part : part;
   }
   return {y, tr};
@@ -36,7 +39,8 @@ std::pair<Tensor, Tensor> field_and_trace(const VectorField& f, double t, const 
 }  // namespace
 
 LikelihoodResult cnf_log_likelihood(const VectorField& f, const Tensor& x, const CnfOptions& o) {
-  if (x.rank() < 2) fail<ShapeError>("cnf_log_likelihood: x must be [batch, ...], got ", describe(x));
+  if (x.rank() < 2)
+    fail<ShapeError>("cnf_log_likelihood: x must be [batch, ...], got ", describe(x));
   Tensor probe;
   if (!o.exact_trace) {
     if (!o.gen) fail<ValueError>("cnf_log_likelihood: a Hutchinson trace needs a generator");
@@ -50,23 +54,31 @@ LikelihoodResult cnf_log_likelihood(const VectorField& f, const Tensor& x, const
   const ode::State y0 = {x, zeros({x.dim(0)}, x.dtype(), x.device())};
   LikelihoodResult r;
   switch (o.gradient) {
-    case SolveGradient::backprop: r.solve = ode::odeint(aug, y0, o.t0, o.t1, o.ode); break;
-    case SolveGradient::adjoint:
-      r.solve = ode::odeint_adjoint(aug, y0, o.params, o.t0, o.t1, {.forward = o.ode, .backward = o.adjoint_ode});
+    case SolveGradient::backprop:
+      r.solve = ode::odeint(aug, y0, o.t0, o.t1, o.ode);
       break;
-    case SolveGradient::checkpointed: r.solve = ode::odeint_checkpointed(aug, y0, o.params, o.t0, o.t1, o.ode); break;
+    case SolveGradient::adjoint:
+      r.solve = ode::odeint_adjoint(aug, y0, o.params, o.t0, o.t1,
+                                    {.forward = o.ode, .backward = o.adjoint_ode});
+      break;
+    case SolveGradient::checkpointed:
+      r.solve = ode::odeint_checkpointed(aug, y0, o.params, o.t0, o.t1, o.ode);
+      break;
   }
-  if (!r.solve.ok()) fail<ValueError>("cnf_log_likelihood: the ODE solve stopped (", ode::status_name(r.solve.status), ")");
+  if (!r.solve.ok())
+    fail<ValueError>("cnf_log_likelihood: the ODE solve stopped (",
+                     ode::status_name(r.solve.status), ")");
   r.z = r.solve.y[0];
   r.delta_logp = r.solve.y[1];
   const double D = static_cast<double>(x.numel() / x.dim(0)), s2 = o.prior_std * o.prior_std;
-  const Tensor prior = sum(r.z * r.z, sample_axes(x)) * (-0.5 / s2) - 0.5 * D * std::log(2 * M_PI * s2);
+  const Tensor prior =
+      sum(r.z * r.z, sample_axes(x)) * (-0.5 / s2) - 0.5 * D * std::log(2 * M_PI * s2);
   r.logp = prior + r.delta_logp;
   return r;
 }
 
-LikelihoodResult probability_flow_log_likelihood(const Sde& sde, const ScoreModelFn& s, const Tensor& x, double t_eps,
-                                                 CnfOptions o) {
+LikelihoodResult probability_flow_log_likelihood(const Sde& sde, const ScoreModelFn& s,
+                                                 const Tensor& x, double t_eps, CnfOptions o) {
   const ReverseSde pf{&sde, s, 1.0};
   o.t0 = t_eps;
   o.t1 = sde.T();

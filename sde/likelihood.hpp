@@ -28,8 +28,8 @@ struct CnfOptions {
   bool gaussian_probe = false;  // Hutchinson: Gaussian instead of Rademacher
   Generator* gen = nullptr;     // Hutchinson probe source (required when !exact_trace)
   SolveGradient gradient = SolveGradient::backprop;
-  std::vector<Tensor> params;   // what f depends on (adjoint and checkpointed gradients)
-  double prior_std = 1.0;       // pi = N(0, prior_std^2 I)
+  std::vector<Tensor> params;  // what f depends on (adjoint and checkpointed gradients)
+  double prior_std = 1.0;      // pi = N(0, prior_std^2 I)
 };
 
 struct LikelihoodResult {
@@ -43,7 +43,7 @@ LikelihoodResult cnf_log_likelihood(const VectorField& f, const Tensor& x, const
 
 // The probability-flow ODE of a score model, dx/dt = f(x, t) - g(t)^2 s(x, t) / 2, from t_eps
 // to T, with the SDE's prior. (o.t0 is replaced by t_eps and o.t1 by the SDE's T.)
-LikelihoodResult probability_flow_log_likelihood(const Sde& sde, const ScoreModelFn& s, const Tensor& x,
-                                                 double t_eps, CnfOptions o);
+LikelihoodResult probability_flow_log_likelihood(const Sde& sde, const ScoreModelFn& s,
+                                                 const Tensor& x, double t_eps, CnfOptions o);
 
 }  // namespace sg

@@ -28,27 +28,82 @@ const Tableau& heun() {
   return t;
 }
 const Tableau& rk4() {
-  static const Tableau t{"rk4", 4, 0, {0, 0.5, 0.5, 1},
+  static const Tableau t{"rk4",
+                         4,
+                         0,
+                         {0, 0.5, 0.5, 1},
                          {0, 0, 0, 0, 0.5, 0, 0, 0, 0, 0.5, 0, 0, 0, 0, 1, 0},
-                         {1.0 / 6, 1.0 / 3, 1.0 / 3, 1.0 / 6}, {}, false};
+                         {1.0 / 6, 1.0 / 3, 1.0 / 3, 1.0 / 6},
+                         {},
+                         false};
   return t;
 }
 const Tableau& bosh3() {
-  static const Tableau t{"bosh3", 3, 2, {0, 0.5, 0.75, 1},
+  static const Tableau t{"bosh3",
+                         3,
+                         2,
+                         {0, 0.5, 0.75, 1},
                          {0, 0, 0, 0, 0.5, 0, 0, 0, 0, 0.75, 0, 0, 2.0 / 9, 1.0 / 3, 4.0 / 9, 0},
-                         {2.0 / 9, 1.0 / 3, 4.0 / 9, 0}, {7.0 / 24, 0.25, 1.0 / 3, 0.125}, true};
+                         {2.0 / 9, 1.0 / 3, 4.0 / 9, 0},
+                         {7.0 / 24, 0.25, 1.0 / 3, 0.125},
+                         true};
   return t;
 }
 const Tableau& dopri5() {
   static const Tableau t{
-      "dopri5", 5, 4, {0, 0.2, 0.3, 0.8, 8.0 / 9, 1, 1},
-      {0, 0, 0, 0, 0, 0, 0,
-       0.2, 0, 0, 0, 0, 0, 0,
-       3.0 / 40, 9.0 / 40, 0, 0, 0, 0, 0,
-       44.0 / 45, -56.0 / 15, 32.0 / 9, 0, 0, 0, 0,
-       19372.0 / 6561, -25360.0 / 2187, 64448.0 / 6561, -212.0 / 729, 0, 0, 0,
-       9017.0 / 3168, -355.0 / 33, 46732.0 / 5247, 49.0 / 176, -5103.0 / 18656, 0, 0,
-       35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84, 0},
+      "dopri5",
+      5,
+      4,
+      {0, 0.2, 0.3, 0.8, 8.0 / 9, 1, 1},
+      {0,
+       0,
+       0,
+       0,
+       0,
+       0,
+       0,
+       0.2,
+       0,
+       0,
+       0,
+       0,
+       0,
+       0,
+       3.0 / 40,
+       9.0 / 40,
+       0,
+       0,
+       0,
+       0,
+       0,
+       44.0 / 45,
+       -56.0 / 15,
+       32.0 / 9,
+       0,
+       0,
+       0,
+       0,
+       19372.0 / 6561,
+       -25360.0 / 2187,
+       64448.0 / 6561,
+       -212.0 / 729,
+       0,
+       0,
+       0,
+       9017.0 / 3168,
+       -355.0 / 33,
+       46732.0 / 5247,
+       49.0 / 176,
+       -5103.0 / 18656,
+       0,
+       0,
+       35.0 / 384,
+       0,
+       500.0 / 1113,
+       125.0 / 192,
+       -2187.0 / 6784,
+       11.0 / 84,
+       0},
       {35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84, 0},
       {5179.0 / 57600, 0, 7571.0 / 16695, 393.0 / 640, -92097.0 / 339200, 187.0 / 2100, 1.0 / 40},
       true};
@@ -66,14 +121,26 @@ const Tableau& tsit5() {
                  a54 = -0.09249506636175525;
     const double a61 = 5.86145544294642, a62 = -12.92096931784711, a63 = 8.159367898576159,
                  a64 = -0.071584973281401, a65 = -0.028269050394068383;
-    const double b[7] = {0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742, -3.290069515436081,
-                         2.324710524099774, 0};
-    const double bt[7] = {0.001780011052226, 0.000816434459657, -0.007880878010262, 0.144711007173263,
-                          -0.582357165452555, 0.458082105929187, -1.0 / 66};
-    Tableau r{"tsit5", 5, 4, std::vector<double>(c, c + 7), std::vector<double>(49, 0.0),
-              std::vector<double>(b, b + 7), std::vector<double>(7), true};
-    const double rows[6][6] = {{a21}, {a31, a32}, {a41, a42, a43}, {a51, a52, a53, a54},
-                               {a61, a62, a63, a64, a65}, {b[0], b[1], b[2], b[3], b[4], b[5]}};
+    const double b[7] = {
+        0.09646076681806523, 0.01, 0.4798896504144996, 1.379008574103742, -3.290069515436081,
+        2.324710524099774,   0};
+    const double bt[7] = {0.001780011052226, 0.000816434459657,  -0.007880878010262,
+                          0.144711007173263, -0.582357165452555, 0.458082105929187,
+                          -1.0 / 66};
+    Tableau r{"tsit5",
+              5,
+              4,
+              std::vector<double>(c, c + 7),
+              std::vector<double>(49, 0.0),
+              std::vector<double>(b, b + 7),
+              std::vector<double>(7),
+              true};
+    const double rows[6][6] = {{a21},
+                               {a31, a32},
+                               {a41, a42, a43},
+                               {a51, a52, a53, a54},
+                               {a61, a62, a63, a64, a65},
+                               {b[0], b[1], b[2], b[3], b[4], b[5]}};
     for (int i = 1; i < 7; ++i)
       for (int j = 0; j < i; ++j) r.a[i * 7 + j] = rows[i - 1][j];
     for (int i = 0; i < 7; ++i) r.b_hat[i] = b[i] - bt[i];
@@ -84,15 +151,20 @@ const Tableau& tsit5() {
 const Tableau& tableau(const std::string& name) {
   for (const Tableau* t : {&euler(), &midpoint(), &heun(), &rk4(), &bosh3(), &dopri5(), &tsit5()})
     if (t->name == name) return *t;
-  fail<ValueError>("unknown ODE method '", name, "' (euler, midpoint, heun, rk4, bosh3, dopri5, tsit5)");
+  fail<ValueError>("unknown ODE method '", name,
+                   "' (euler, midpoint, heun, rk4, bosh3, dopri5, tsit5)");
 }
 
 const char* status_name(Status s) {
   switch (s) {
-    case Status::success: return "success";
-    case Status::step_underflow: return "step size underflow";
-    case Status::too_many_steps: return "too many steps";
-    case Status::non_finite: return "non-finite state";
+    case Status::success:
+      return "success";
+    case Status::step_underflow:
+      return "step size underflow";
+    case Status::too_many_steps:
+      return "too many steps";
+    case Status::non_finite:
+      return "non-finite state";
   }
   return "?";
 }
@@ -100,7 +172,8 @@ const char* status_name(Status s) {
 namespace {
 
 // y + h sum_j w_j k_j, skipping zero weights
-State combine(const State& y, double h, const std::vector<const State*>& ks, const double* w, int n) {
+State combine(const State& y, double h, const std::vector<const State*>& ks, const double* w,
+              int n) {
   State out;
   for (std::size_t c = 0; c < y.size(); ++c) {
     Tensor acc;
@@ -116,13 +189,13 @@ State combine(const State& y, double h, const std::vector<const State*>& ks, con
 
 struct StepResult {
   State y;
-  State err;    // h sum (b - b_hat) k (empty without an embedded pair)
+  State err;     // h sum (b - b_hat) k (empty without an embedded pair)
   State k_last;  // f at the new point when the tableau is FSAL
 };
 
 // One Runge-Kutta step from (t, y) of size h; k0 = f(t, y) when known (FSAL).
-StepResult rk_step(const Dynamics& f, const Tableau& tb, double t, double h, const State& y, const State* k0,
-                   int64_t& nfe) {
+StepResult rk_step(const Dynamics& f, const Tableau& tb, double t, double h, const State& y,
+                   const State* k0, int64_t& nfe) {
   const int s = tb.stages();
   std::vector<State> k(static_cast<std::size_t>(s));
   std::vector<const State*> kp;
@@ -148,7 +221,9 @@ StepResult rk_step(const Dynamics& f, const Tableau& tb, double t, double h, con
   }
   if (!tb.b_hat.empty()) {
     std::vector<double> d(static_cast<std::size_t>(s));
-    for (int i = 0; i < s; ++i) d[static_cast<std::size_t>(i)] = tb.b[static_cast<std::size_t>(i)] - tb.b_hat[static_cast<std::size_t>(i)];
+    for (int i = 0; i < s; ++i)
+      d[static_cast<std::size_t>(i)] =
+          tb.b[static_cast<std::size_t>(i)] - tb.b_hat[static_cast<std::size_t>(i)];
     State zero;
     for (const Tensor& c : y) zero.push_back(zeros_like(c));
     r.err = combine(zero, h, kp, d.data(), static_cast<int>(kp.size()));
@@ -190,14 +265,15 @@ bool finite(const State& y) {
 }
 
 // Hairer, Norsett & Wanner's starting step.
-double initial_step(const Dynamics& f, const State& y0, const State& f0, double t0, double dir, int order,
-                    const Options& o, int64_t& nfe) {
+double initial_step(const Dynamics& f, const State& y0, const State& f0, double t0, double dir,
+                    int order, const Options& o, int64_t& nfe) {
   const double d0 = state_norm(y0, y0, o), d1 = state_norm(f0, y0, o);
   const double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
   State y1;
   {
     NoGradGuard off;
-    for (std::size_t c = 0; c < y0.size(); ++c) y1.push_back(y0[c].detach() + f0[c].detach() * (dir * h0));
+    for (std::size_t c = 0; c < y0.size(); ++c)
+      y1.push_back(y0[c].detach() + f0[c].detach() * (dir * h0));
   }
   State f1;
   {
@@ -209,7 +285,8 @@ double initial_step(const Dynamics& f, const State& y0, const State& f0, double 
   for (std::size_t c = 0; c < f0.size(); ++c) df.push_back(f1[c].detach() - f0[c].detach());
   const double d2 = state_norm(df, y0, o) / h0;
   const double dm = std::max(d1, d2);
-  const double h1 = dm <= 1e-15 ? std::max(1e-6, h0 * 1e-3) : std::pow(0.01 / dm, 1.0 / (order + 1));
+  const double h1 =
+      dm <= 1e-15 ? std::max(1e-6, h0 * 1e-3) : std::pow(0.01 / dm, 1.0 / (order + 1));
   return std::min(100 * h0, h1);
 }
 
@@ -228,7 +305,8 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       fail<ValueError>("odeint: output time ", to, " lies outside [", t0, ", ", t1, "]");
   std::size_t next_out = 0;
   auto emit = [&](double t) {
-    while (next_out < outs.size() && std::abs(outs[next_out] - t) <= 1e-12 * std::max(1.0, std::abs(t))) {
+    while (next_out < outs.size() &&
+           std::abs(outs[next_out] - t) <= 1e-12 * std::max(1.0, std::abs(t))) {
       r.ys.push_back(r.y);
       ++next_out;
     }
@@ -315,8 +393,9 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
 }
 
 // ---- continuous adjoint --------------------------------------------------------------------
-AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>& params, const State& y1, double t0,
-                                   double t1, const State& dl_dy1, const AdjointOptions& o) {
+AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>& params,
+                                   const State& y1, double t0, double t1, const State& dl_dy1,
+                                   const AdjointOptions& o) {
   const std::size_t n = y1.size(), p = params.size();
   // Augmented state [y (n), a (n), g_theta (p)], integrated from t1 back to t0.
   auto vjp_at = [&](double t, const State& y, const State& a, State* fy) {
@@ -333,11 +412,12 @@ AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>&
     return g;  // [a^T df/dy (n), a^T df/dtheta (p)]
   };
   const Dynamics aug = [&](double t, const State& s) {
-    const State y(s.begin(), s.begin() + static_cast<long>(n)), a(s.begin() + static_cast<long>(n), s.begin() + static_cast<long>(2 * n));
+    const State y(s.begin(), s.begin() + static_cast<long>(n)),
+        a(s.begin() + static_cast<long>(n), s.begin() + static_cast<long>(2 * n));
     State fy;
     const std::vector<Tensor> g = vjp_at(t, y, a, &fy);
-    State ds = fy;                                              // dy/dt = f
-    for (std::size_t i = 0; i < n; ++i) ds.push_back(-g[i]);     // da/dt = -a^T df/dy
+    State ds = fy;                                                // dy/dt = f
+    for (std::size_t i = 0; i < n; ++i) ds.push_back(-g[i]);      // da/dt = -a^T df/dy
     for (std::size_t j = 0; j < p; ++j) ds.push_back(-g[n + j]);  // dg/dt = -a^T df/dtheta
     return ds;
   };
@@ -373,7 +453,8 @@ AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>&
   {
     EnableGradGuard on;
     Scope scope;
-    for (const Tensor& c : f(t0, State(s.begin(), s.begin() + static_cast<long>(n)))) f0.push_back(c.detach());
+    for (const Tensor& c : f(t0, State(s.begin(), s.begin() + static_cast<long>(n))))
+      f0.push_back(c.detach());
   }
   for (std::size_t i = 0; i < n; ++i) out.dt0 -= sum(out.dy0[i] * f0[i]).item();
   return out;
@@ -396,7 +477,8 @@ State unpack(const Tensor& flat, const State& like) {
   }
   return out;
 }
-Result record(Result r, const State& y0, const std::vector<Tensor>& params, std::shared_ptr<const CustomRule> rule) {
+Result record(Result r, const State& y0, const std::vector<Tensor>& params,
+              std::shared_ptr<const CustomRule> rule) {
   std::vector<Tensor> inputs = y0;
   inputs.insert(inputs.end(), params.begin(), params.end());
   const Tensor packed = custom_op(inputs, pack(r.y), std::move(rule));
@@ -412,7 +494,8 @@ struct AdjointRule : CustomRule {
   AdjointOptions o;
   mutable int64_t nfe_backward = 0;
   std::string name() const override { return "odeint_adjoint"; }
-  std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor&, const Tensor& cot) const override {
+  std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor&,
+                          const Tensor& cot) const override {
     const AdjointGradients g = adjoint_gradients(f, params, y1, t0, t1, unpack(cot, y1), o);
     nfe_backward += g.backward.nfe;
     std::vector<Tensor> out = g.dy0;
@@ -429,7 +512,8 @@ struct CheckpointRule : CustomRule {
   std::vector<State> ys;       // state at the start of each accepted step
   State y1;
   std::string name() const override { return "odeint_checkpointed"; }
-  std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor&, const Tensor& cot) const override {
+  std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor&,
+                          const Tensor& cot) const override {
     State a = unpack(cot, y1);
     std::vector<Tensor> gp;
     for (const Tensor& q : params) gp.push_back(zeros_like(q));
@@ -454,9 +538,10 @@ struct CheckpointRule : CustomRule {
 
 }  // namespace
 
-Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tensor>& params, double t0, double t1,
-                      const AdjointOptions& o) {
-  if (!o.forward.output_times.empty()) fail<ValueError>("odeint_adjoint: output_times are not supported; solve per interval");
+Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tensor>& params,
+                      double t0, double t1, const AdjointOptions& o) {
+  if (!o.forward.output_times.empty())
+    fail<ValueError>("odeint_adjoint: output_times are not supported; solve per interval");
   Result r;
   {
     NoGradGuard off;
@@ -474,9 +559,10 @@ Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tens
   return record(std::move(r), y0, params, rule);
 }
 
-Result odeint_checkpointed(const Dynamics& f, const State& y0, const std::vector<Tensor>& params, double t0,
-                           double t1, const Options& o) {
-  if (!o.output_times.empty()) fail<ValueError>("odeint_checkpointed: output_times are not supported; solve per interval");
+Result odeint_checkpointed(const Dynamics& f, const State& y0, const std::vector<Tensor>& params,
+                           double t0, double t1, const Options& o) {
+  if (!o.output_times.empty())
+    fail<ValueError>("odeint_checkpointed: output_times are not supported; solve per interval");
   auto rule = std::make_shared<CheckpointRule>();
   rule->f = f;
   rule->params = params;

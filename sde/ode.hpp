@@ -11,8 +11,8 @@
 //     the computed solution (step sizes held fixed), memory of one step's graph plus the states.
 // Time is float64 whatever the state's dtype; a state is a list of tensors.
 //
-//   auto r = sg::ode::odeint(f, {z0}, 0.0, 1.0, {.method = &sg::ode::dopri5(), .rtol = 1e-5, .atol = 1e-5});
-//   if (!r.ok()) std::cerr << sg::ode::status_name(r.status);
+//   auto r = sg::ode::odeint(f, {z0}, 0.0, 1.0, {.method = &sg::ode::dopri5(), .rtol = 1e-5, .atol
+//   = 1e-5}); if (!r.ok()) std::cerr << sg::ode::status_name(r.status);
 #pragma once
 #include <functional>
 #include <string>
@@ -30,16 +30,16 @@ struct Tableau {
   int order;           // of the propagated solution
   int embedded_order;  // of the error estimate's companion (0: none, fixed steps only)
   std::vector<double> c, a, b, b_hat;  // a: stages x stages, row-major, strictly lower
-  bool fsal;           // first stage of a step = last stage of the previous one
+  bool fsal;                           // first stage of a step = last stage of the previous one
   int stages() const { return static_cast<int>(b.size()); }
 };
 const Tableau& euler();
 const Tableau& midpoint();
-const Tableau& heun();      // Heun's method, order 2, with Euler as its embedded pair
+const Tableau& heun();  // Heun's method, order 2, with Euler as its embedded pair
 const Tableau& rk4();
-const Tableau& bosh3();     // Bogacki-Shampine 3(2)
-const Tableau& dopri5();    // Dormand-Prince 5(4)
-const Tableau& tsit5();     // Tsitouras 5(4)
+const Tableau& bosh3();                           // Bogacki-Shampine 3(2)
+const Tableau& dopri5();                          // Dormand-Prince 5(4)
+const Tableau& tsit5();                           // Tsitouras 5(4)
 const Tableau& tableau(const std::string& name);  // by name; ValueError listing them
 
 enum class Status { success, step_underflow, too_many_steps, non_finite };
@@ -76,7 +76,7 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
 
 struct AdjointOptions {
   Options forward;
-  Options backward;     // tolerances of the adjoint solve
+  Options backward;      // tolerances of the adjoint solve
   bool seminorm = true;  // leave the parameter-gradient channels out of the step-size error
 };
 struct AdjointGradients {
@@ -89,16 +89,17 @@ struct AdjointGradients {
 //   da/dt = -a^T df/dy,  dL/dtheta = int_{t0}^{t1} a^T df/dtheta dt,
 //   dL/dt1 = a(t1)^T f(t1, y1),  dL/dt0 = -a(t0)^T f(t0, y0),
 // solved backwards with the state (backsolve). `params` are the tensors f depends on.
-AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>& params, const State& y1, double t0,
-                                   double t1, const State& dl_dy1, const AdjointOptions& o = {});
+AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>& params,
+                                   const State& y1, double t0, double t1, const State& dl_dy1,
+                                   const AdjointOptions& o = {});
 // Solves without recording, then records y(t1) as a function of (y0, params) whose VJP is the
 // adjoint solve (memory independent of the number of steps; gradients approximate).
 // f is kept for the backward pass: it must not refer to anything that dies before then.
-Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tensor>& params, double t0, double t1,
-                      const AdjointOptions& o = {});
+Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tensor>& params,
+                      double t0, double t1, const AdjointOptions& o = {});
 // Solves without recording, keeping the accepted steps; records y(t1) with a VJP that replays
 // each step under the tape in reverse (exact gradient of the computed solution).
-Result odeint_checkpointed(const Dynamics& f, const State& y0, const std::vector<Tensor>& params, double t0,
-                           double t1, const Options& o = {});
+Result odeint_checkpointed(const Dynamics& f, const State& y0, const std::vector<Tensor>& params,
+                           double t0, double t1, const Options& o = {});
 
 }  // namespace sg::ode

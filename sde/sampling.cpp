@@ -14,7 +14,8 @@ BrownianPath::BrownianPath(uint64_t seed, Shape shape, double t0, double t1, int
 }
 // sum_{k0 <= k < k1} sqrt(dt) N_k, each N_k from its own counter range
 Tensor BrownianPath::increment(int64_t k0, int64_t k1) const {
-  if (k0 < 0 || k1 > n_ || k0 >= k1) fail<ValueError>("BrownianPath: bad range [", k0, ", ", k1, ") of ", n_);
+  if (k0 < 0 || k1 > n_ || k0 >= k1)
+    fail<ValueError>("BrownianPath: bad range [", k0, ", ", k1, ") of ", n_);
   const double dt = (t1_ - t0_) / double(n_);
   const uint64_t numel = static_cast<uint64_t>(shape_.numel());
   Tensor total;
@@ -27,10 +28,11 @@ Tensor BrownianPath::increment(int64_t k0, int64_t k1) const {
   return total * std::sqrt(std::abs(dt));
 }
 
-Tensor euler_maruyama(const SdeDrift& mu, const SdeDiffusion& sigma, const Tensor& x0, const BrownianPath& W,
-                      int64_t steps) {
+Tensor euler_maruyama(const SdeDrift& mu, const SdeDiffusion& sigma, const Tensor& x0,
+                      const BrownianPath& W, int64_t steps) {
   if (steps <= 0 || W.fine_steps() % steps)
-    fail<ValueError>("euler_maruyama: ", steps, " steps must divide the path's ", W.fine_steps(), " fine steps");
+    fail<ValueError>("euler_maruyama: ", steps, " steps must divide the path's ", W.fine_steps(),
+                     " fine steps");
   const int64_t r = W.fine_steps() / steps;
   const double h = (W.t1() - W.t0()) / double(steps);
   Tensor x = x0;
@@ -51,8 +53,8 @@ Tensor ReverseSde::diffusion(double t) const {
   return sde->diffusion(scalar(t, DType::f64)) * std::sqrt(std::max(0.0, 1 - lambda));
 }
 
-Tensor sample_reverse_em(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen, SamplerOptions o,
-                         DType dtype) {
+Tensor sample_reverse_em(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen,
+                         SamplerOptions o, DType dtype) {
   NoGradGuard off;
   const ReverseSde rev{&sde, s, o.lambda};
   Tensor x = sde.prior_sample(shape, gen, dtype);
@@ -60,13 +62,14 @@ Tensor sample_reverse_em(const Sde& sde, const ScoreModelFn& s, const Shape& sha
   for (int64_t k = 0; k < o.steps; ++k) {
     const double t = sde.T() - h * double(k);
     // x_{t-h} = x_t - drift h + sqrt(1 - lambda) g sqrt(h) z
-    x = x - rev.drift(x, t) * h + randn(shape, gen, dtype) * (rev.diffusion(t).item() * std::sqrt(h));
+    x = x - rev.drift(x, t) * h +
+        randn(shape, gen, dtype) * (rev.diffusion(t).item() * std::sqrt(h));
   }
   return x;
 }
 
-Tensor sample_pc(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen, SamplerOptions o,
-                 DType dtype) {
+Tensor sample_pc(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen,
+                 SamplerOptions o, DType dtype) {
   NoGradGuard off;
   const ReverseSde rev{&sde, s, 0.0};
   Tensor x = sde.prior_sample(shape, gen, dtype);
@@ -78,29 +81,36 @@ Tensor sample_pc(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Gene
     const double t = sde.T() - h * double(k);
     const Tensor tt = full({shape[0]}, t, dtype);
     // Langevin corrector: x += eps s + sqrt(2 eps) z, eps = 2 alpha (snr |z| / |s|)^2
-    const double alpha = vp ? 1 - (vp->beta(scalar(t, DType::f64)) * (h)).item() : 1.0;  // 1 - beta_i / N
+    const double alpha =
+        vp ? 1 - (vp->beta(scalar(t, DType::f64)) * (h)).item() : 1.0;  // 1 - beta_i / N
     for (int64_t c = 0; c < o.corrector_steps; ++c) {
       const Tensor grad = s(x, tt), z = randn(shape, gen, dtype);
       // norms averaged over the batch, as in score_sde: one step size for all samples
-      const double gn = mean(sqrt(sum(grad * grad, axes))).item(), zn = mean(sqrt(sum(z * z, axes))).item();
+      const double gn = mean(sqrt(sum(grad * grad, axes))).item(),
+                   zn = mean(sqrt(sum(z * z, axes))).item();
       const double eps = 2 * alpha * std::pow(o.snr * zn / std::max(gn, 1e-12), 2);
       x = x + grad * eps + z * std::sqrt(2 * eps);
     }
     // reverse-diffusion predictor (Euler-Maruyama of the reverse SDE)
-    x = x - rev.drift(x, t) * h + randn(shape, gen, dtype) * (rev.diffusion(t).item() * std::sqrt(h));
+    x = x - rev.drift(x, t) * h +
+        randn(shape, gen, dtype) * (rev.diffusion(t).item() * std::sqrt(h));
   }
   return x;
 }
 
-Tensor sample_probability_flow(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen,
-                               SamplerOptions o, DType dtype, ode::Result* stats) {
+Tensor sample_probability_flow(const Sde& sde, const ScoreModelFn& s, const Shape& shape,
+                               Generator& gen, SamplerOptions o, DType dtype, ode::Result* stats) {
   NoGradGuard off;
   const ReverseSde pf{&sde, s, 1.0};
-  const ode::Dynamics f = [&](double t, const ode::State& y) { return ode::State{pf.drift(y[0], t)}; };
+  const ode::Dynamics f = [&](double t, const ode::State& y) {
+    return ode::State{pf.drift(y[0], t)};
+  };
   ode::Options oo = o.ode;
   if (oo.rtol == ode::Options{}.rtol && oo.atol == ode::Options{}.atol) oo.rtol = oo.atol = 1e-5;
   ode::Result r = ode::odeint(f, {sde.prior_sample(shape, gen, dtype)}, sde.T(), o.t_eps, oo);
-  if (!r.ok()) fail<ValueError>("sample_probability_flow: the ODE solve stopped: ", ode::status_name(r.status));
+  if (!r.ok())
+    fail<ValueError>("sample_probability_flow: the ODE solve stopped: ",
+                     ode::status_name(r.status));
   if (stats) *stats = r;
   return r.y[0];
 }

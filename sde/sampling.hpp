@@ -20,7 +20,8 @@ namespace sg {
 // regenerated (e.g. by an adjoint) and coarser grids reuse the same path exactly.
 class BrownianPath {
  public:
-  BrownianPath(uint64_t seed, Shape shape, double t0, double t1, int64_t fine_steps, DType dtype = DType::f32);
+  BrownianPath(uint64_t seed, Shape shape, double t0, double t1, int64_t fine_steps,
+               DType dtype = DType::f32);
   // W(t_{k1}) - W(t_{k0}) between fine grid indices k0 < k1.
   Tensor increment(int64_t k0, int64_t k1) const;
   int64_t fine_steps() const { return n_; }
@@ -37,12 +38,13 @@ class BrownianPath {
 };
 
 using SdeDrift = std::function<Tensor(const Tensor& x, double t)>;
-using SdeDiffusion = std::function<Tensor(const Tensor& x, double t)>;  // broadcast against x (diagonal noise)
+using SdeDiffusion =
+    std::function<Tensor(const Tensor& x, double t)>;  // broadcast against x (diagonal noise)
 
 // X_{k+1} = X_k + mu(X_k, t_k) h + sigma(X_k, t_k) dW_k on `steps` equal steps of the path's
 // interval (steps must divide the path's fine steps). Time runs from path.t0() to path.t1().
-Tensor euler_maruyama(const SdeDrift& mu, const SdeDiffusion& sigma, const Tensor& x0, const BrownianPath& W,
-                      int64_t steps);
+Tensor euler_maruyama(const SdeDrift& mu, const SdeDiffusion& sigma, const Tensor& x0,
+                      const BrownianPath& W, int64_t steps);
 
 using ScoreModelFn = std::function<Tensor(const Tensor& x, const Tensor& t)>;  // t: [B]
 
@@ -61,7 +63,7 @@ struct ReverseSde {
 struct SamplerOptions {
   int64_t steps = 500;
   double t_eps = 1e-3;
-  double lambda = 0;           // reverse EM only
+  double lambda = 0;            // reverse EM only
   int64_t corrector_steps = 1;  // predictor-corrector
   double snr = 0.16;            // Langevin corrector target signal-to-noise ratio
   ode::Options ode;             // probability-flow sampler
@@ -72,10 +74,11 @@ Tensor sample_reverse_em(const Sde& sde, const ScoreModelFn& s, const Shape& sha
 // Predictor-corrector: reverse-diffusion (EM) predictor, then Langevin corrector steps with
 // step size 2 alpha_t (snr |z| / |s|)^2 with batch-averaged norms (score_sde's
 // LangevinCorrector; alpha_t = 1 - beta(t) h for VP, 1 otherwise).
-Tensor sample_pc(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen, SamplerOptions o = {},
-                 DType dtype = DType::f32);
+Tensor sample_pc(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen,
+                 SamplerOptions o = {}, DType dtype = DType::f32);
 // Probability-flow ODE dx/dt = f - g^2 s / 2 from the prior at T to t_eps (adaptive solver).
-Tensor sample_probability_flow(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen,
-                               SamplerOptions o = {}, DType dtype = DType::f32, ode::Result* stats = nullptr);
+Tensor sample_probability_flow(const Sde& sde, const ScoreModelFn& s, const Shape& shape,
+                               Generator& gen, SamplerOptions o = {}, DType dtype = DType::f32,
+                               ode::Result* stats = nullptr);
 
 }  // namespace sg

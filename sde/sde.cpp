@@ -33,7 +33,9 @@ Tensor VpSde::beta(const Tensor& t) const { return t * (b1_ - b0_) + b0_; }
 // B(t) = t b0 + t^2 (b1 - b0) / 2
 Tensor VpSde::integral_beta(const Tensor& t) const { return t * b0_ + t * t * (0.5 * (b1_ - b0_)); }
 // f = -beta(t) y / 2
-Tensor VpSde::drift(const Tensor& y, const Tensor& t) const { return batch_view(beta(t), y) * y * -0.5; }
+Tensor VpSde::drift(const Tensor& y, const Tensor& t) const {
+  return batch_view(beta(t), y) * y * -0.5;
+}
 Tensor VpSde::diffusion(const Tensor& t) const { return sqrt(beta(t)); }
 // alpha = e^{-B/2}, std = sqrt(1 - e^{-B}) (computed as sqrt(-expm1(-B)) for small t)
 std::pair<Tensor, Tensor> VpSde::marginal(const Tensor& t) const {
@@ -43,7 +45,9 @@ std::pair<Tensor, Tensor> VpSde::marginal(const Tensor& t) const {
 Tensor VpSde::drift_div_per_dim(const Tensor& t) const { return beta(t) * -0.5; }
 
 // g^2 = beta (1 - e^{-2B})
-Tensor SubVpSde::diffusion(const Tensor& t) const { return sqrt(beta(t) * -expm1(integral_beta(t) * -2.0)); }
+Tensor SubVpSde::diffusion(const Tensor& t) const {
+  return sqrt(beta(t) * -expm1(integral_beta(t) * -2.0));
+}
 // alpha = e^{-B/2}, std = 1 - e^{-B}
 std::pair<Tensor, Tensor> SubVpSde::marginal(const Tensor& t) const {
   const Tensor B = integral_beta(t);
@@ -53,8 +57,12 @@ std::pair<Tensor, Tensor> SubVpSde::marginal(const Tensor& t) const {
 // sigma(t) = s0 (s1 / s0)^t
 Tensor VeSde::sigma(const Tensor& t) const { return exp(t * std::log(s1_ / s0_)) * s0_; }
 Tensor VeSde::drift(const Tensor& y, const Tensor&) const { return zeros_like(y); }
-Tensor VeSde::diffusion(const Tensor& t) const { return sigma(t) * std::sqrt(2 * std::log(s1_ / s0_)); }
-std::pair<Tensor, Tensor> VeSde::marginal(const Tensor& t) const { return {ones_like(t), sigma(t)}; }
+Tensor VeSde::diffusion(const Tensor& t) const {
+  return sigma(t) * std::sqrt(2 * std::log(s1_ / s0_));
+}
+std::pair<Tensor, Tensor> VeSde::marginal(const Tensor& t) const {
+  return {ones_like(t), sigma(t)};
+}
 Tensor VeSde::drift_div_per_dim(const Tensor& t) const { return zeros_like(t); }
 
 std::unique_ptr<Sde> make_sde(const std::string& name) {

@@ -70,7 +70,8 @@ class SubVpSde : public VpSde {
 // alpha = 1, std = sigma(t) (data taken as pre-smoothed by s0, as in score_sde).
 class VeSde : public Sde {
  public:
-  explicit VeSde(double sigma_min = 0.01, double sigma_max = 50.0) : s0_(sigma_min), s1_(sigma_max) {}
+  explicit VeSde(double sigma_min = 0.01, double sigma_max = 50.0)
+      : s0_(sigma_min), s1_(sigma_max) {}
   std::string name() const override { return "ve"; }
   Tensor drift(const Tensor& y, const Tensor& t) const override;
   Tensor diffusion(const Tensor& t) const override;

@@ -16,10 +16,39 @@
 namespace sg {
 
 enum class UnaryOp : uint8_t {
-  neg, exp, log, log1p, expm1, sqrt, rsqrt, abs, sign, sin, cos, tanh, sigmoid, erf, pow_scalar,
+  neg,
+  exp,
+  log,
+  log1p,
+  expm1,
+  sqrt,
+  rsqrt,
+  abs,
+  sign,
+  sin,
+  cos,
+  tanh,
+  sigmoid,
+  erf,
+  pow_scalar,
   count
 };
-enum class BinaryOp : uint8_t { add, sub, mul, div, pow, maximum, minimum, eq, ne, lt, le, gt, ge, count };
+enum class BinaryOp : uint8_t {
+  add,
+  sub,
+  mul,
+  div,
+  pow,
+  maximum,
+  minimum,
+  eq,
+  ne,
+  lt,
+  le,
+  gt,
+  ge,
+  count
+};
 enum class ReduceOp : uint8_t { sum, max, min };
 enum class RandomKind : uint8_t { uniform, normal, rademacher, bernoulli };
 
@@ -32,8 +61,8 @@ inline constexpr bool unary_takes_integers(UnaryOp op) {
 namespace fn {
 
 // float/double overloads of the C math library, callable on host and device.
-#define SG_MATH1(name)                                                 \
-  SG_HD inline float name##_(float x) { return ::name##f(x); }         \
+#define SG_MATH1(name)                                         \
+  SG_HD inline float name##_(float x) { return ::name##f(x); } \
   SG_HD inline double name##_(double x) { return ::name(x); }
 SG_MATH1(exp)
 SG_MATH1(log)
@@ -48,100 +77,266 @@ SG_MATH1(fabs)
 #undef SG_MATH1
 SG_HD inline float pow_(float x, float y) { return ::powf(x, y); }
 SG_HD inline double pow_(double x, double y) { return ::pow(x, y); }
-template <class T> SG_HD inline T fabs_(T x) { return x < 0 ? -x : x; }  // integers
+template <class T>
+SG_HD inline T fabs_(T x) {
+  return x < 0 ? -x : x;
+}  // integers
 
-struct Neg { template <class T> SG_HD T operator()(T x) const { return -x; } };
-struct Exp { template <class T> SG_HD T operator()(T x) const { return exp_(x); } };
-struct Log { template <class T> SG_HD T operator()(T x) const { return log_(x); } };
-struct Log1p { template <class T> SG_HD T operator()(T x) const { return log1p_(x); } };
-struct Expm1 { template <class T> SG_HD T operator()(T x) const { return expm1_(x); } };
-struct Sqrt { template <class T> SG_HD T operator()(T x) const { return sqrt_(x); } };
-struct Rsqrt { template <class T> SG_HD T operator()(T x) const { return T(1) / sqrt_(x); } };
-struct Abs { template <class T> SG_HD T operator()(T x) const { return fabs_(x); } };
+struct Neg {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return -x;
+  }
+};
+struct Exp {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return exp_(x);
+  }
+};
+struct Log {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return log_(x);
+  }
+};
+struct Log1p {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return log1p_(x);
+  }
+};
+struct Expm1 {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return expm1_(x);
+  }
+};
+struct Sqrt {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return sqrt_(x);
+  }
+};
+struct Rsqrt {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return T(1) / sqrt_(x);
+  }
+};
+struct Abs {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return fabs_(x);
+  }
+};
 // sign(x) in {-1, 0, 1}; NaN stays NaN.
 struct Sign {
-  template <class T> SG_HD T operator()(T x) const { return x > T(0) ? T(1) : x < T(0) ? T(-1) : x; }
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return x > T(0) ? T(1) : x < T(0) ? T(-1) : x;
+  }
 };
-struct Sin { template <class T> SG_HD T operator()(T x) const { return sin_(x); } };
-struct Cos { template <class T> SG_HD T operator()(T x) const { return cos_(x); } };
-struct Tanh { template <class T> SG_HD T operator()(T x) const { return tanh_(x); } };
+struct Sin {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return sin_(x);
+  }
+};
+struct Cos {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return cos_(x);
+  }
+};
+struct Tanh {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return tanh_(x);
+  }
+};
 // sigma(x) = 1 / (1 + e^-x): saturates to exactly 0 and 1 without NaN for large |x|.
-struct Sigmoid { template <class T> SG_HD T operator()(T x) const { return T(1) / (T(1) + exp_(-x)); } };
-struct Erf { template <class T> SG_HD T operator()(T x) const { return erf_(x); } };
+struct Sigmoid {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return T(1) / (T(1) + exp_(-x));
+  }
+};
+struct Erf {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return erf_(x);
+  }
+};
 // x^p for a constant p; p = 0 gives 1 everywhere (also at x = 0), as in C's pow.
 struct PowScalar {
   double p;
-  template <class T> SG_HD T operator()(T x) const { return pow_(x, T(p)); }
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return pow_(x, T(p));
+  }
 };
 
-struct Add { template <class T> SG_HD T operator()(T a, T b) const { return a + b; } };
-struct Sub { template <class T> SG_HD T operator()(T a, T b) const { return a - b; } };
-struct Mul { template <class T> SG_HD T operator()(T a, T b) const { return a * b; } };
-struct Div { template <class T> SG_HD T operator()(T a, T b) const { return a / b; } };
-struct Pow { template <class T> SG_HD T operator()(T a, T b) const { return pow_(a, b); } };
+struct Add {
+  template <class T>
+  SG_HD T operator()(T a, T b) const {
+    return a + b;
+  }
+};
+struct Sub {
+  template <class T>
+  SG_HD T operator()(T a, T b) const {
+    return a - b;
+  }
+};
+struct Mul {
+  template <class T>
+  SG_HD T operator()(T a, T b) const {
+    return a * b;
+  }
+};
+struct Div {
+  template <class T>
+  SG_HD T operator()(T a, T b) const {
+    return a / b;
+  }
+};
+struct Pow {
+  template <class T>
+  SG_HD T operator()(T a, T b) const {
+    return pow_(a, b);
+  }
+};
 // maximum/minimum propagate NaN from either side (like torch.maximum).
 struct Maximum {
-  template <class T> SG_HD T operator()(T a, T b) const { return (a > b || a != a) ? a : b; }
+  template <class T>
+  SG_HD T operator()(T a, T b) const {
+    return (a > b || a != a) ? a : b;
+  }
 };
 struct Minimum {
-  template <class T> SG_HD T operator()(T a, T b) const { return (a < b || a != a) ? a : b; }
+  template <class T>
+  SG_HD T operator()(T a, T b) const {
+    return (a < b || a != a) ? a : b;
+  }
 };
-struct Eq { template <class T> SG_HD bool operator()(T a, T b) const { return a == b; } };
-struct Ne { template <class T> SG_HD bool operator()(T a, T b) const { return a != b; } };
-struct Lt { template <class T> SG_HD bool operator()(T a, T b) const { return a < b; } };
-struct Le { template <class T> SG_HD bool operator()(T a, T b) const { return a <= b; } };
-struct Gt { template <class T> SG_HD bool operator()(T a, T b) const { return a > b; } };
-struct Ge { template <class T> SG_HD bool operator()(T a, T b) const { return a >= b; } };
-
+struct Eq {
+  template <class T>
+  SG_HD bool operator()(T a, T b) const {
+    return a == b;
+  }
+};
+struct Ne {
+  template <class T>
+  SG_HD bool operator()(T a, T b) const {
+    return a != b;
+  }
+};
+struct Lt {
+  template <class T>
+  SG_HD bool operator()(T a, T b) const {
+    return a < b;
+  }
+};
+struct Le {
+  template <class T>
+  SG_HD bool operator()(T a, T b) const {
+    return a <= b;
+  }
+};
+struct Gt {
+  template <class T>
+  SG_HD bool operator()(T a, T b) const {
+    return a > b;
+  }
+};
+struct Ge {
+  template <class T>
+  SG_HD bool operator()(T a, T b) const {
+    return a >= b;
+  }
+};
 
 }  // namespace fn
 
 // Functors that are defined on integer dtypes too (the others need float or double).
-template <class F> inline constexpr bool takes_integers =
+template <class F>
+inline constexpr bool takes_integers =
     std::is_same_v<F, fn::Neg> || std::is_same_v<F, fn::Abs> || std::is_same_v<F, fn::Sign> ||
     std::is_same_v<F, fn::Add> || std::is_same_v<F, fn::Sub> || std::is_same_v<F, fn::Mul> ||
-    std::is_same_v<F, fn::Div> || std::is_same_v<F, fn::Maximum> || std::is_same_v<F, fn::Minimum> ||
-    std::is_same_v<F, fn::Eq> || std::is_same_v<F, fn::Ne> || std::is_same_v<F, fn::Lt> ||
-    std::is_same_v<F, fn::Le> || std::is_same_v<F, fn::Gt> || std::is_same_v<F, fn::Ge>;
+    std::is_same_v<F, fn::Div> || std::is_same_v<F, fn::Maximum> ||
+    std::is_same_v<F, fn::Minimum> || std::is_same_v<F, fn::Eq> || std::is_same_v<F, fn::Ne> ||
+    std::is_same_v<F, fn::Lt> || std::is_same_v<F, fn::Le> || std::is_same_v<F, fn::Gt> ||
+    std::is_same_v<F, fn::Ge>;
 
 // Calls f(Functor{}) for a unary op (pow_scalar carries its exponent).
-template <class F> decltype(auto) visit_unary(UnaryOp op, double scalar, F&& f) {
+template <class F>
+decltype(auto) visit_unary(UnaryOp op, double scalar, F&& f) {
   switch (op) {
-    case UnaryOp::neg: return f(fn::Neg{});
-    case UnaryOp::exp: return f(fn::Exp{});
-    case UnaryOp::log: return f(fn::Log{});
-    case UnaryOp::log1p: return f(fn::Log1p{});
-    case UnaryOp::expm1: return f(fn::Expm1{});
-    case UnaryOp::sqrt: return f(fn::Sqrt{});
-    case UnaryOp::rsqrt: return f(fn::Rsqrt{});
-    case UnaryOp::abs: return f(fn::Abs{});
-    case UnaryOp::sign: return f(fn::Sign{});
-    case UnaryOp::sin: return f(fn::Sin{});
-    case UnaryOp::cos: return f(fn::Cos{});
-    case UnaryOp::tanh: return f(fn::Tanh{});
-    case UnaryOp::sigmoid: return f(fn::Sigmoid{});
-    case UnaryOp::erf: return f(fn::Erf{});
+    case UnaryOp::neg:
+      return f(fn::Neg{});
+    case UnaryOp::exp:
+      return f(fn::Exp{});
+    case UnaryOp::log:
+      return f(fn::Log{});
+    case UnaryOp::log1p:
+      return f(fn::Log1p{});
+    case UnaryOp::expm1:
+      return f(fn::Expm1{});
+    case UnaryOp::sqrt:
+      return f(fn::Sqrt{});
+    case UnaryOp::rsqrt:
+      return f(fn::Rsqrt{});
+    case UnaryOp::abs:
+      return f(fn::Abs{});
+    case UnaryOp::sign:
+      return f(fn::Sign{});
+    case UnaryOp::sin:
+      return f(fn::Sin{});
+    case UnaryOp::cos:
+      return f(fn::Cos{});
+    case UnaryOp::tanh:
+      return f(fn::Tanh{});
+    case UnaryOp::sigmoid:
+      return f(fn::Sigmoid{});
+    case UnaryOp::erf:
+      return f(fn::Erf{});
     case UnaryOp::pow_scalar:
-    case UnaryOp::count: break;
+    case UnaryOp::count:
+      break;
   }
   return f(fn::PowScalar{scalar});
 }
-template <class F> decltype(auto) visit_binary(BinaryOp op, F&& f) {
+template <class F>
+decltype(auto) visit_binary(BinaryOp op, F&& f) {
   switch (op) {
-    case BinaryOp::add: return f(fn::Add{});
-    case BinaryOp::sub: return f(fn::Sub{});
-    case BinaryOp::mul: return f(fn::Mul{});
-    case BinaryOp::div: return f(fn::Div{});
-    case BinaryOp::pow: return f(fn::Pow{});
-    case BinaryOp::maximum: return f(fn::Maximum{});
-    case BinaryOp::minimum: return f(fn::Minimum{});
-    case BinaryOp::eq: return f(fn::Eq{});
-    case BinaryOp::ne: return f(fn::Ne{});
-    case BinaryOp::lt: return f(fn::Lt{});
-    case BinaryOp::le: return f(fn::Le{});
-    case BinaryOp::gt: return f(fn::Gt{});
+    case BinaryOp::add:
+      return f(fn::Add{});
+    case BinaryOp::sub:
+      return f(fn::Sub{});
+    case BinaryOp::mul:
+      return f(fn::Mul{});
+    case BinaryOp::div:
+      return f(fn::Div{});
+    case BinaryOp::pow:
+      return f(fn::Pow{});
+    case BinaryOp::maximum:
+      return f(fn::Maximum{});
+    case BinaryOp::minimum:
+      return f(fn::Minimum{});
+    case BinaryOp::eq:
+      return f(fn::Eq{});
+    case BinaryOp::ne:
+      return f(fn::Ne{});
+    case BinaryOp::lt:
+      return f(fn::Lt{});
+    case BinaryOp::le:
+      return f(fn::Le{});
+    case BinaryOp::gt:
+      return f(fn::Gt{});
     case BinaryOp::ge:
-    case BinaryOp::count: break;
+    case BinaryOp::count:
+      break;
   }
   return f(fn::Ge{});
 }

@@ -47,14 +47,19 @@ SG_HD inline double uniform_f64(const Block& b, int word = 0) {
 }
 
 // The value of element `i` of a draw of `kind` with parameter p (Bernoulli probability).
-template <class T> SG_HD inline T sample(RandomKind kind, uint64_t seed, uint64_t ctr, double p) {
+template <class T>
+SG_HD inline T sample(RandomKind kind, uint64_t seed, uint64_t ctr, double p) {
   const Block b = generate(seed, ctr);
   constexpr bool dbl = sizeof(T) == 8;
   switch (kind) {
-    case RandomKind::uniform: return dbl ? T(uniform_f64(b)) : T(uniform_f32(b));
-    case RandomKind::rademacher: return (b.v[0] & 1u) ? T(1) : T(-1);
-    case RandomKind::bernoulli: return (dbl ? uniform_f64(b) < p : uniform_f32(b) < p) ? T(1) : T(0);
-    case RandomKind::normal: break;
+    case RandomKind::uniform:
+      return dbl ? T(uniform_f64(b)) : T(uniform_f32(b));
+    case RandomKind::rademacher:
+      return (b.v[0] & 1u) ? T(1) : T(-1);
+    case RandomKind::bernoulli:
+      return (dbl ? uniform_f64(b) < p : uniform_f32(b) < p) ? T(1) : T(0);
+    case RandomKind::normal:
+      break;
   }
   // Box-Muller on two uniforms; u1 in (0, 1] so the log is finite.
   if constexpr (dbl) {

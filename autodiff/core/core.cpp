@@ -12,7 +12,8 @@
 namespace sg {
 
 // ---- Shape ----
-Shape::Shape(std::initializer_list<int64_t> dims) : Shape(std::span<const int64_t>(dims.begin(), dims.size())) {}
+Shape::Shape(std::initializer_list<int64_t> dims)
+    : Shape(std::span<const int64_t>(dims.begin(), dims.size())) {}
 Shape::Shape(std::span<const int64_t> dims) {
   if (dims.size() > static_cast<size_t>(kMaxDims))
     fail<ShapeError>("Shape: ", dims.size(), " dimensions exceed the maximum of ", kMaxDims);
@@ -62,8 +63,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     const int ia = a.rank() - r + i, ib = b.rank() - r + i;
     const int64_t da = ia >= 0 ? a[ia] : 1, db = ib >= 0 ? b[ib] : 1;
     if (da != db && da != 1 && db != 1)
-      fail<ShapeError>(op, ": shapes ", a.str(), " and ", b.str(), " cannot be broadcast (axis ", i - r,
-                       ": ", da, " vs ", db, ")");
+      fail<ShapeError>(op, ": shapes ", a.str(), " and ", b.str(), " cannot be broadcast (axis ",
+                       i - r, ": ", da, " vs ", db, ")");
     out[i] = da == 1 ? db : da;
   }
   return out;

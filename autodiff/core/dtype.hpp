@@ -23,34 +23,58 @@ inline constexpr std::size_t itemsize(DType t) {
 inline constexpr bool is_floating(DType t) { return t == DType::f32 || t == DType::f64; }
 inline constexpr const char* dtype_name(DType t) {
   switch (t) {
-    case DType::f32: return "float32";
-    case DType::f64: return "float64";
-    case DType::i64: return "int64";
-    case DType::b8: return "bool";
+    case DType::f32:
+      return "float32";
+    case DType::f64:
+      return "float64";
+    case DType::i64:
+      return "int64";
+    case DType::b8:
+      return "bool";
   }
   return "?";
 }
 std::string device_name(Device d);
 
 // C++ type <-> DType.
-template <class T> struct dtype_of;
-template <> struct dtype_of<float> { static constexpr DType value = DType::f32; };
-template <> struct dtype_of<double> { static constexpr DType value = DType::f64; };
-template <> struct dtype_of<int64_t> { static constexpr DType value = DType::i64; };
-template <> struct dtype_of<bool> { static constexpr DType value = DType::b8; };
-template <class T> inline constexpr DType dtype_v = dtype_of<T>::value;
+template <class T>
+struct dtype_of;
+template <>
+struct dtype_of<float> {
+  static constexpr DType value = DType::f32;
+};
+template <>
+struct dtype_of<double> {
+  static constexpr DType value = DType::f64;
+};
+template <>
+struct dtype_of<int64_t> {
+  static constexpr DType value = DType::i64;
+};
+template <>
+struct dtype_of<bool> {
+  static constexpr DType value = DType::b8;
+};
+template <class T>
+inline constexpr DType dtype_v = dtype_of<T>::value;
 
 // Calls f(T{}) with T the C++ type of `t`.
-template <class F> decltype(auto) visit_dtype(DType t, F&& f) {
+template <class F>
+decltype(auto) visit_dtype(DType t, F&& f) {
   switch (t) {
-    case DType::f32: return f(float{});
-    case DType::f64: return f(double{});
-    case DType::i64: return f(int64_t{});
-    case DType::b8: break;
+    case DType::f32:
+      return f(float{});
+    case DType::f64:
+      return f(double{});
+    case DType::i64:
+      return f(int64_t{});
+    case DType::b8:
+      break;
   }
   return f(bool{});
 }
-template <class F> decltype(auto) visit_floating(DType t, F&& f) {
+template <class F>
+decltype(auto) visit_floating(DType t, F&& f) {
   if (t == DType::f64) return f(double{});
   return f(float{});
 }

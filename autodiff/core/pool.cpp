@@ -54,7 +54,8 @@ std::size_t class_of(std::size_t bytes) { return (bytes + kAlign - 1) / kAlign -
 }  // namespace
 
 void* allocate(std::size_t bytes) {
-  if (bytes == 0 || t_lists_destroyed || kBypass) return ::operator new(bytes ? bytes : 1, std::align_val_t(kAlign));
+  if (bytes == 0 || t_lists_destroyed || kBypass)
+    return ::operator new(bytes ? bytes : 1, std::align_val_t(kAlign));
   if (bytes > kMaxPooled) {
     const std::size_t size = big_size(bytes);
     FreeLists& f = lists();

@@ -11,8 +11,8 @@ namespace sg {
 namespace {
 constexpr int64_t kEdge = 3, kFull = 8;
 
-void print_rec(std::ostream& os, const std::vector<double>& v, const Shape& s, int d, int64_t off, DType t,
-               int indent) {
+void print_rec(std::ostream& os, const std::vector<double>& v, const Shape& s, int d, int64_t off,
+               DType t, int indent) {
   if (d == s.rank()) {
     const double x = v[static_cast<std::size_t>(off)];
     if (t == DType::b8) {
@@ -32,11 +32,14 @@ void print_rec(std::ostream& os, const std::vector<double>& v, const Shape& s, i
   os << "[";
   for (int64_t i = 0; i < n; ++i) {
     if (n > kFull && i == kEdge) {
-      os << (d + 1 == s.rank() ? "..., " : "...,\n" + std::string(static_cast<std::size_t>(indent + 1), ' '));
+      os << (d + 1 == s.rank() ? "..., "
+                               : "...,\n" + std::string(static_cast<std::size_t>(indent + 1), ' '));
       i = n - kEdge - 1;
       continue;
     }
-    if (i) os << (d + 1 == s.rank() ? ", " : ",\n" + std::string(static_cast<std::size_t>(indent + 1), ' '));
+    if (i)
+      os << (d + 1 == s.rank() ? ", "
+                               : ",\n" + std::string(static_cast<std::size_t>(indent + 1), ' '));
     print_rec(os, v, s, d + 1, off + i * stride, t, indent + 1);
   }
   os << "]";

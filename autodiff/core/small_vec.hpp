@@ -8,7 +8,8 @@
 
 namespace sg {
 
-template <class T, std::size_t N> class SmallVec {
+template <class T, std::size_t N>
+class SmallVec {
  public:
   SmallVec() = default;
   SmallVec(const SmallVec& o) {
@@ -43,7 +44,8 @@ template <class T, std::size_t N> class SmallVec {
   T& operator[](std::size_t i) { return i < N ? inline_ptr()[i] : heap_[i - N]; }
   const T& operator[](std::size_t i) const { return i < N ? inline_ptr()[i] : heap_[i - N]; }
 
-  template <class V, class P> struct Iter {
+  template <class V, class P>
+  struct Iter {
     P* v;
     std::size_t i;
     decltype(auto) operator*() const { return (*v)[i]; }

@@ -12,7 +12,8 @@ namespace sg {
 
 // Minimal intrusive pointer over any type with an atomic `refs` member and a free function
 // `intrusive_release(T*)` called when the count drops to zero.
-template <class T> class IntrusivePtr {
+template <class T>
+class IntrusivePtr {
  public:
   IntrusivePtr() = default;
   explicit IntrusivePtr(T* p) : p_(p) {

@@ -54,11 +54,13 @@ class Tensor {
   const StoragePtr& storage() const;
 
   // Raw element access (CPU). data<T>() points at element [0,...,0]; checks the dtype.
-  template <class T> T* data() const;
+  template <class T>
+  T* data() const;
   void* raw_data() const;
   double item() const;                    // the single element, as double
   std::vector<double> to_vector() const;  // all elements in row-major order, as double
-  template <class T> std::vector<T> values() const;
+  template <class T>
+  std::vector<T> values() const;
 
   // Autodiff state.
   bool requires_grad() const;  // a leaf marked for gradients, or the output of a recorded op
@@ -75,7 +77,7 @@ class Tensor {
   Tensor to(Device d) const;
   Tensor contiguous() const;
   Tensor clone() const;
-  Tensor mT() const;                    // transpose of the last two axes
+  Tensor mT() const;                   // transpose of the last two axes
   Tensor operator[](int64_t i) const;  // select index i along axis 0
 
  private:
@@ -168,9 +170,11 @@ inline bool Tensor::is_contiguous() const { return p_->contiguous; }
 inline int64_t Tensor::offset() const { return p_->offset; }
 inline const StoragePtr& Tensor::storage() const { return p_->storage; }
 inline void* Tensor::raw_data() const { return p_->data_ptr(); }
-template <class T> T* Tensor::data() const {
+template <class T>
+T* Tensor::data() const {
   if (p_->dtype != dtype_v<T>)
-    fail<DTypeError>("data<", dtype_name(dtype_v<T>), ">: tensor has dtype ", dtype_name(p_->dtype));
+    fail<DTypeError>("data<", dtype_name(dtype_v<T>), ">: tensor has dtype ",
+                     dtype_name(p_->dtype));
   return static_cast<T*>(p_->data_ptr());
 }
 

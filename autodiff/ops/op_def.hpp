@@ -19,7 +19,8 @@ struct CustomRule {
   virtual ~CustomRule() = default;
   virtual std::string name() const = 0;
   // Cotangents of every input given the output's cotangent (undefined entries are zero).
-  virtual std::vector<Tensor> vjp(std::span<const Tensor> inputs, const Tensor& out, const Tensor& cot) const = 0;
+  virtual std::vector<Tensor> vjp(std::span<const Tensor> inputs, const Tensor& out,
+                                  const Tensor& cot) const = 0;
 
   // The engine asks input by input; one call of vjp() serves all inputs of one cotangent.
   mutable const TensorImpl* cached_for = nullptr;

@@ -15,7 +15,8 @@ namespace {
 struct Table {
   std::array<const OpDef*, kOpCount> rows{};
   Table() {
-    for (auto family : {elementwise_ops(), reduce_ops(), linalg_ops(), shape_ops(), index_ops(), custom_ops()})
+    for (auto family :
+         {elementwise_ops(), reduce_ops(), linalg_ops(), shape_ops(), index_ops(), custom_ops()})
       for (const OpDef& d : family) {
         const int i = static_cast<int>(d.id);
         if (rows[i]) throw std::logic_error(cat("op table: two rows for ", d.name));
@@ -57,13 +58,15 @@ Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, i
 }
 std::string describe(const Tensor& t) {
   if (!t.defined()) return "undefined";
-  return cat(dtype_name(t.dtype()), t.shape().str(), t.device().type == DeviceType::cpu ? "" : " on " + device_name(t.device()));
+  return cat(dtype_name(t.dtype()), t.shape().str(),
+             t.device().type == DeviceType::cpu ? "" : " on " + device_name(t.device()));
 }
 void check_same_device(const char* op, std::span<const Tensor> in) {
   for (const Tensor& t : in)
     if (!(t.device() == in[0].device())) {
       std::string all;
-      for (const Tensor& x : in) all += (all.empty() ? "" : ", ") + describe(x) + " on " + device_name(x.device());
+      for (const Tensor& x : in)
+        all += (all.empty() ? "" : ", ") + describe(x) + " on " + device_name(x.device());
       fail<DeviceError>(op, ": inputs are on different devices (", all, ")");
     }
 }
@@ -85,7 +88,8 @@ Tensor fresh(const Meta& m) { return empty(m.shape, m.dtype, m.device); }
 Tensor empty(const Shape& shape, DType dtype, Device device) {
   for (int64_t d : shape)
     if (d < 0) fail<ShapeError>("empty: negative extent in shape ", shape.str());
-  Storage* s = backend_for(device).allocate(static_cast<std::size_t>(shape.numel()) * itemsize(dtype));
+  Storage* s =
+      backend_for(device).allocate(static_cast<std::size_t>(shape.numel()) * itemsize(dtype));
   detail::g_live_storages.fetch_add(1, std::memory_order_relaxed);
   detail::count_storage_bytes(static_cast<int64_t>(s->nbytes));
   return Tensor(new TensorImpl(StoragePtr(s), shape, contiguous_strides(shape), 0, dtype));
@@ -95,14 +99,19 @@ Tensor full(const Shape& shape, double value, DType dtype, Device device) {
   if (t.numel()) backend_for(device).fill(kview(t), value);
   return t;
 }
-Tensor zeros(const Shape& shape, DType dtype, Device device) { return full(shape, 0.0, dtype, device); }
-Tensor ones(const Shape& shape, DType dtype, Device device) { return full(shape, 1.0, dtype, device); }
+Tensor zeros(const Shape& shape, DType dtype, Device device) {
+  return full(shape, 0.0, dtype, device);
+}
+Tensor ones(const Shape& shape, DType dtype, Device device) {
+  return full(shape, 1.0, dtype, device);
+}
 Tensor scalar(double value, DType dtype, Device device) { return full({}, value, dtype, device); }
 Tensor zeros_like(const Tensor& x) { return zeros(x.shape(), x.dtype(), x.device()); }
 Tensor ones_like(const Tensor& x) { return ones(x.shape(), x.dtype(), x.device()); }
 Tensor full_like(const Tensor& x, double v) { return full(x.shape(), v, x.dtype(), x.device()); }
 
-Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype, Device device) {
+Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype,
+                   Device device) {
   if (static_cast<int64_t>(values.size()) != shape.numel())
     fail<ShapeError>("from_vector: ", values.size(), " values for shape ", shape.str());
   Tensor host = empty(shape, DType::f64);
@@ -116,7 +125,9 @@ Tensor from_indices(const std::vector<int64_t>& values, const Shape& shape, Devi
   if (!values.empty()) std::memcpy(host.raw_data(), values.data(), values.size() * sizeof(int64_t));
   return to_device(host, device);
 }
-Tensor arange(int64_t n, DType dtype, Device device) { return arange(0, static_cast<double>(n), 1, dtype, device); }
+Tensor arange(int64_t n, DType dtype, Device device) {
+  return arange(0, static_cast<double>(n), 1, dtype, device);
+}
 Tensor arange(double start, double stop, double step, DType dtype, Device device) {
   if (step == 0) fail<ValueError>("arange: step must be non-zero");
   const int64_t n = std::max<int64_t>(0, static_cast<int64_t>(std::ceil((stop - start) / step)));
@@ -128,7 +139,8 @@ Tensor linspace(double start, double stop, int64_t n, DType dtype, Device device
   if (n < 0) fail<ValueError>("linspace: negative count ", n);
   std::vector<double> v(n);
   for (int64_t i = 0; i < n; ++i)
-    v[i] = n == 1 ? start : start + (stop - start) * static_cast<double>(i) / static_cast<double>(n - 1);
+    v[i] = n == 1 ? start
+                  : start + (stop - start) * static_cast<double>(i) / static_cast<double>(n - 1);
   if (n > 1) v[n - 1] = stop;
   return from_vector(v, {n}, dtype, device);
 }
@@ -139,16 +151,22 @@ Tensor eye(int64_t n, DType dtype, Device device) {
 }
 
 namespace {
-Tensor random_tensor(RandomKind kind, double p, const Shape& shape, Generator& gen, DType dtype, Device device) {
-  if (!is_floating(dtype)) fail<DTypeError>("random: dtype must be floating, got ", dtype_name(dtype));
+Tensor random_tensor(RandomKind kind, double p, const Shape& shape, Generator& gen, DType dtype,
+                     Device device) {
+  if (!is_floating(dtype))
+    fail<DTypeError>("random: dtype must be floating, got ", dtype_name(dtype));
   Tensor t = empty(shape, dtype, device);
   const uint64_t offset = gen.advance(static_cast<uint64_t>(t.numel()));
   if (t.numel()) backend_for(device).random(kind, p, gen.seed(), offset, kview(t));
   return t;
 }
 }  // namespace
-Tensor rand(const Shape& s, Generator& g, DType t, Device d) { return random_tensor(RandomKind::uniform, 0, s, g, t, d); }
-Tensor randn(const Shape& s, Generator& g, DType t, Device d) { return random_tensor(RandomKind::normal, 0, s, g, t, d); }
+Tensor rand(const Shape& s, Generator& g, DType t, Device d) {
+  return random_tensor(RandomKind::uniform, 0, s, g, t, d);
+}
+Tensor randn(const Shape& s, Generator& g, DType t, Device d) {
+  return random_tensor(RandomKind::normal, 0, s, g, t, d);
+}
 Tensor rademacher(const Shape& s, Generator& g, DType t, Device d) {
   return random_tensor(RandomKind::rademacher, 0, s, g, t, d);
 }
@@ -156,14 +174,21 @@ Tensor bernoulli(const Shape& s, double p, Generator& g, DType t, Device d) {
   if (!(p >= 0 && p <= 1)) fail<ValueError>("bernoulli: probability ", p, " is outside [0, 1]");
   return random_tensor(RandomKind::bernoulli, p, s, g, t, d);
 }
-Tensor randn_like(const Tensor& x, Generator& g) { return randn(x.shape(), g, x.dtype(), x.device()); }
-Tensor rand_like(const Tensor& x, Generator& g) { return rand(x.shape(), g, x.dtype(), x.device()); }
-Tensor rademacher_like(const Tensor& x, Generator& g) { return rademacher(x.shape(), g, x.dtype(), x.device()); }
+Tensor randn_like(const Tensor& x, Generator& g) {
+  return randn(x.shape(), g, x.dtype(), x.device());
+}
+Tensor rand_like(const Tensor& x, Generator& g) {
+  return rand(x.shape(), g, x.dtype(), x.device());
+}
+Tensor rademacher_like(const Tensor& x, Generator& g) {
+  return rademacher(x.shape(), g, x.dtype(), x.device());
+}
 
 // ---- Tensor members ----------------------------------------------------------------------------
 int64_t Tensor::dim(int64_t axis) const { return shape()[normalize_axis(axis, rank(), "dim")]; }
 
-template <class T> std::vector<T> Tensor::values() const {
+template <class T>
+std::vector<T> Tensor::values() const {
   Tensor c = sg::contiguous(to_device(cast(detach(), dtype_v<T>), Device::cpu()));
   const T* p = c.data<T>();
   return std::vector<T>(p, p + c.numel());
@@ -175,14 +200,18 @@ template std::vector<bool> Tensor::values<bool>() const;
 
 std::vector<double> Tensor::to_vector() const { return values<double>(); }
 double Tensor::item() const {
-  if (numel() != 1) fail<ShapeError>("item: tensor ", describe(*this), " has ", numel(), " elements, not 1");
+  if (numel() != 1)
+    fail<ShapeError>("item: tensor ", describe(*this), " has ", numel(), " elements, not 1");
   return to_vector()[0];
 }
 bool Tensor::requires_grad() const { return p_ && is_tracked(p_); }
 bool Tensor::is_leaf() const { return !p_->tape || !current_tape().is_live(p_); }
 Tensor& Tensor::requires_grad_(bool on) {
-  if (!is_leaf()) fail<GradError>("requires_grad_: only leaves can be marked (", describe(*this), " was computed)");
-  if (on && !is_floating(dtype())) fail<DTypeError>("requires_grad_: ", describe(*this), " is not floating");
+  if (!is_leaf())
+    fail<GradError>("requires_grad_: only leaves can be marked (", describe(*this),
+                    " was computed)");
+  if (on && !is_floating(dtype()))
+    fail<DTypeError>("requires_grad_: ", describe(*this), " is not floating");
   p_->requires_grad = on;
   return *this;
 }

@@ -15,11 +15,12 @@ std::span<const OpDef> index_ops();
 std::span<const OpDef> custom_ops();
 
 // A VJP/JVP for ops with a diagonal Jacobian: both are `g * D(c)` with D the derivative.
-template <Tensor (*D)(const RuleCtx&)> Tensor diag_rule(const RuleCtx& c, int, const Tensor& g) {
+template <Tensor (*D)(const RuleCtx&)>
+Tensor diag_rule(const RuleCtx& c, int, const Tensor& g) {
   return g * D(c);
 }
 // Rules of ops that are linear in input i: VJP/JVP return the op's adjoint/itself of g.
 Tensor no_grad_rule(const RuleCtx&, int, const Tensor&);  // returns undefined (zero)
-Tensor fresh(const Meta& m);                                // uninitialised output of `m`
+Tensor fresh(const Meta& m);                              // uninitialised output of `m`
 
 }  // namespace sg

@@ -8,8 +8,8 @@
 #include <memory>
 #include <vector>
 
-#include "autodiff/core/tensor.hpp"
 #include "autodiff/core/rng.hpp"
+#include "autodiff/core/tensor.hpp"
 
 namespace sg {
 
@@ -149,6 +149,7 @@ Tensor to_device(const Tensor& x, Device device);
 // ---- custom derivative rules ----
 struct CustomRule;  // op_def.hpp
 // `value` recorded as a function of `inputs` whose VJP is `rule` (computed once per cotangent).
-Tensor custom_op(const std::vector<Tensor>& inputs, const Tensor& value, std::shared_ptr<const CustomRule> rule);
+Tensor custom_op(const std::vector<Tensor>& inputs, const Tensor& value,
+                 std::shared_ptr<const CustomRule> rule);
 
 }  // namespace sg

@@ -23,8 +23,8 @@ const OpDef kOps[] = {
          r.cached = r.vjp(c.in, c.out, g);
          r.cached_for = g.impl();
          if (r.cached.size() != c.in.size())
-           fail<GradError>("custom op ", r.name(), ": vjp returned ", r.cached.size(), " cotangents for ", c.in.size(),
-                           " inputs");
+           fail<GradError>("custom op ", r.name(), ": vjp returned ", r.cached.size(),
+                           " cotangents for ", c.in.size(), " inputs");
        }
        return r.cached[static_cast<std::size_t>(i)];
      },
@@ -37,8 +37,10 @@ const OpDef kOps[] = {
 
 std::span<const OpDef> custom_ops() { return kOps; }
 
-Tensor custom_op(const std::vector<Tensor>& inputs, const Tensor& value, std::shared_ptr<const CustomRule> rule) {
-  return apply(OpId::custom, std::span<const Tensor>(inputs), Attrs{.custom = std::move(rule), .value = value.detach()});
+Tensor custom_op(const std::vector<Tensor>& inputs, const Tensor& value,
+                 std::shared_ptr<const CustomRule> rule) {
+  return apply(OpId::custom, std::span<const Tensor>(inputs),
+               Attrs{.custom = std::move(rule), .value = value.detach()});
 }
 
 }  // namespace sg

@@ -12,13 +12,17 @@ static_assert(static_cast<int>(UnaryOp::pow_scalar) == static_cast<int>(OpId::po
 
 Meta unary_shape(std::span<const Tensor> in, const Attrs&, const char* op, bool integers) {
   if (!integers) check_floating(op, in[0]);
-  if (in[0].dtype() == DType::b8) fail<DTypeError>(op, ": bool tensors are not numbers (", describe(in[0]), ")");
+  if (in[0].dtype() == DType::b8)
+    fail<DTypeError>(op, ": bool tensors are not numbers (", describe(in[0]), ")");
   return {in[0].shape(), in[0].dtype(), in[0].device()};
 }
-template <UnaryOp K> Meta unary_rule(std::span<const Tensor> in, const Attrs& a) {
-  return unary_shape(in, a, op_def(static_cast<OpId>(static_cast<int>(K))).name, unary_takes_integers(K));
+template <UnaryOp K>
+Meta unary_rule(std::span<const Tensor> in, const Attrs& a) {
+  return unary_shape(in, a, op_def(static_cast<OpId>(static_cast<int>(K))).name,
+                     unary_takes_integers(K));
 }
-template <UnaryOp K> Tensor unary_fwd(std::span<const Tensor> in, const Attrs& a, const Meta& m) {
+template <UnaryOp K>
+Tensor unary_fwd(std::span<const Tensor> in, const Attrs& a, const Meta& m) {
   Tensor out = fresh(m);
   if (out.numel()) backend_of(out).unary(K, a.scalar, kview(in[0]), kview(out));
   return out;
@@ -27,11 +31,13 @@ template <UnaryOp K> Tensor unary_fwd(std::span<const Tensor> in, const Attrs& a
 Meta binary_rule(std::span<const Tensor> in, const Attrs& a, const char* op, bool compare) {
   check_same_device(op, in);
   check_same_dtype(op, in);
-  if (in[0].dtype() == DType::b8) fail<DTypeError>(op, ": bool tensors are not numbers (", describe(in[0]), ")");
+  if (in[0].dtype() == DType::b8)
+    fail<DTypeError>(op, ": bool tensors are not numbers (", describe(in[0]), ")");
   return {broadcast_shapes(in[0].shape(), in[1].shape(), op), compare ? DType::b8 : in[0].dtype(),
           in[0].device()};
 }
-template <BinaryOp K> Meta binary_shape(std::span<const Tensor> in, const Attrs& a) {
+template <BinaryOp K>
+Meta binary_shape(std::span<const Tensor> in, const Attrs& a) {
   static constexpr const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum"};
   if (K == BinaryOp::pow) check_floating("pow", in[0]);
   return binary_rule(in, a, names[static_cast<int>(K)], false);
@@ -39,10 +45,12 @@ template <BinaryOp K> Meta binary_shape(std::span<const Tensor> in, const Attrs&
 Tensor binary_run(BinaryOp k, std::span<const Tensor> in, const Meta& m) {
   Tensor out = fresh(m);
   if (out.numel())
-    backend_of(out).binary(k, kview_broadcast(in[0], m.shape), kview_broadcast(in[1], m.shape), kview(out));
+    backend_of(out).binary(k, kview_broadcast(in[0], m.shape), kview_broadcast(in[1], m.shape),
+                           kview(out));
   return out;
 }
-template <BinaryOp K> Tensor binary_fwd(std::span<const Tensor> in, const Attrs&, const Meta& m) {
+template <BinaryOp K>
+Tensor binary_fwd(std::span<const Tensor> in, const Attrs&, const Meta& m) {
   return binary_run(K, in, m);
 }
 
@@ -59,7 +67,8 @@ const OpDef kOps[] = {
      [](const RuleCtx&, int, const Tensor& t) { return -t; }},
     // e^x:  d = e^x dx
     {OpId::exp, "exp", 1, unary_rule<UnaryOp::exp>, unary_fwd<UnaryOp::exp>,
-     diag_rule<+[](const RuleCtx& c) { return c.out; }>, diag_rule<+[](const RuleCtx& c) { return c.out; }>},
+     diag_rule<+[](const RuleCtx& c) { return c.out; }>,
+     diag_rule<+[](const RuleCtx& c) { return c.out; }>},
     // log x:  d = dx / x
     {OpId::log, "log", 1, unary_rule<UnaryOp::log>, unary_fwd<UnaryOp::log>,
      [](const RuleCtx& c, int, const Tensor& g) { return g / c.in[0]; },
@@ -106,8 +115,12 @@ const OpDef kOps[] = {
      diag_rule<+[](const RuleCtx& c) { return c.out * (1.0 - c.out); }>},
     // erf x:  d = 2/sqrt(pi) e^(-x^2) dx
     {OpId::erf, "erf", 1, unary_rule<UnaryOp::erf>, unary_fwd<UnaryOp::erf>,
-     diag_rule<+[](const RuleCtx& c) { return exp(-(c.in[0] * c.in[0])) * (2.0 / std::sqrt(M_PI)); }>,
-     diag_rule<+[](const RuleCtx& c) { return exp(-(c.in[0] * c.in[0])) * (2.0 / std::sqrt(M_PI)); }>},
+     diag_rule<+[](const RuleCtx& c) {
+       return exp(-(c.in[0] * c.in[0])) * (2.0 / std::sqrt(M_PI));
+     }>,
+     diag_rule<+[](const RuleCtx& c) {
+       return exp(-(c.in[0] * c.in[0])) * (2.0 / std::sqrt(M_PI));
+     }>},
     // x^p (constant p = attrs.scalar):  d = p x^(p-1) dx
     {OpId::pow_scalar, "pow", 1, unary_rule<UnaryOp::pow_scalar>, unary_fwd<UnaryOp::pow_scalar>,
      diag_rule<+[](const RuleCtx& c) {
@@ -132,17 +145,23 @@ const OpDef kOps[] = {
      [](const RuleCtx& c, int i, const Tensor& t) { return i == 0 ? t * c.in[1] : c.in[0] * t; }},
     // a / b:  d = da / b - y db / b
     {OpId::div, "div", 2, binary_shape<BinaryOp::div>, binary_fwd<BinaryOp::div>,
-     [](const RuleCtx& c, int i, const Tensor& g) { return i == 0 ? g / c.in[1] : -(g * c.out) / c.in[1]; },
-     [](const RuleCtx& c, int i, const Tensor& t) { return i == 0 ? t / c.in[1] : -(t * c.out) / c.in[1]; }},
+     [](const RuleCtx& c, int i, const Tensor& g) {
+       return i == 0 ? g / c.in[1] : -(g * c.out) / c.in[1];
+     },
+     [](const RuleCtx& c, int i, const Tensor& t) {
+       return i == 0 ? t / c.in[1] : -(t * c.out) / c.in[1];
+     }},
     // a^b:  d = b a^(b-1) da + log(a) y db   (the db term is 0 where a = 0)
     {OpId::pow, "pow", 2, binary_shape<BinaryOp::pow>, binary_fwd<BinaryOp::pow>,
      [](const RuleCtx& c, int i, const Tensor& g) {
        return i == 0 ? g * c.in[1] * pow(c.in[0], c.in[1] - 1.0)
-                     : g * where(eq(c.in[0], zeros_like(c.in[0])), zeros_like(c.out), log(c.in[0]) * c.out);
+                     : g * where(eq(c.in[0], zeros_like(c.in[0])), zeros_like(c.out),
+                                 log(c.in[0]) * c.out);
      },
      [](const RuleCtx& c, int i, const Tensor& t) {
        return i == 0 ? t * c.in[1] * pow(c.in[0], c.in[1] - 1.0)
-                     : t * where(eq(c.in[0], zeros_like(c.in[0])), zeros_like(c.out), log(c.in[0]) * c.out);
+                     : t * where(eq(c.in[0], zeros_like(c.in[0])), zeros_like(c.out),
+                                 log(c.in[0]) * c.out);
      }},
     // max(a, b):  d = w da + (1 - w) db, w = [a > b] + [a = b]/2
     {OpId::maximum, "maximum", 2, binary_shape<BinaryOp::maximum>, binary_fwd<BinaryOp::maximum>,
@@ -237,7 +256,9 @@ Tensor lt(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::lt, a, b); }
 Tensor le(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::le, a, b); }
 Tensor gt(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::gt, a, b); }
 Tensor ge(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::ge, a, b); }
-Tensor where(const Tensor& c, const Tensor& a, const Tensor& b) { return apply(OpId::where, {c, a, b}); }
+Tensor where(const Tensor& c, const Tensor& a, const Tensor& b) {
+  return apply(OpId::where, {c, a, b});
+}
 Tensor where(const Tensor& c, const Tensor& a, double b) { return where(c, a, like(a, b)); }
 
 Tensor operator-(const Tensor& x) { return neg(x); }

@@ -8,7 +8,8 @@ namespace {
 void check_index(const char* op, const Tensor& idx, const Tensor& x) {
   if (idx.dtype() != DType::i64) fail<DTypeError>(op, ": index must be int64, got ", describe(idx));
   if (!(idx.device() == x.device()))
-    fail<DeviceError>(op, ": index on ", device_name(idx.device()), " but input on ", device_name(x.device()));
+    fail<DeviceError>(op, ": index on ", device_name(idx.device()), " but input on ",
+                      device_name(x.device()));
 }
 
 // index_select(x, axis, idx[k]): out = x with axis `axis` replaced by x[..., idx, ...]
@@ -39,12 +40,15 @@ Meta gather_shape(std::span<const Tensor> in, const Attrs& a) {
   check_index("gather", idx, x);
   bool ok = idx.rank() == x.rank();
   for (int d = 0; ok && d < x.rank(); ++d) ok = d == a.axis || idx.shape()[d] <= x.shape()[d];
-  if (!ok) fail<ShapeError>("gather: index ", describe(idx), " does not fit input ", describe(x), " off axis ", a.axis);
+  if (!ok)
+    fail<ShapeError>("gather: index ", describe(idx), " does not fit input ", describe(x),
+                     " off axis ", a.axis);
   return {idx.shape(), x.dtype(), x.device()};
 }
 Tensor gather_fwd(std::span<const Tensor> in, const Attrs& a, const Meta& m) {
   Tensor out = fresh(m);
-  if (out.numel()) backend_of(out).gather(kview(in[0]), kview(in[1]), static_cast<int>(a.axis), kview(out));
+  if (out.numel())
+    backend_of(out).gather(kview(in[0]), kview(in[1]), static_cast<int>(a.axis), kview(out));
   return out;
 }
 
@@ -56,15 +60,16 @@ Meta scatter_add_shape(std::span<const Tensor> in, const Attrs& a) {
   bool ok = idx.shape() == src.shape() && idx.rank() == base.rank();
   for (int d = 0; ok && d < base.rank(); ++d) ok = d == a.axis || idx.shape()[d] <= base.shape()[d];
   if (!ok)
-    fail<ShapeError>("scatter_add: index ", describe(idx), " and source ", describe(src), " do not fit ",
-                     describe(base), " on axis ", a.axis);
+    fail<ShapeError>("scatter_add: index ", describe(idx), " and source ", describe(src),
+                     " do not fit ", describe(base), " on axis ", a.axis);
   return {base.shape(), base.dtype(), base.device()};
 }
 Tensor scatter_add_fwd(std::span<const Tensor> in, const Attrs& a, const Meta& m) {
   Tensor out = fresh(m);
   if (out.numel()) {
     backend_of(out).copy(kview(in[0]), kview(out));
-    if (in[2].numel()) backend_of(out).scatter_add(kview(in[1]), kview(in[2]), static_cast<int>(a.axis), kview(out));
+    if (in[2].numel())
+      backend_of(out).scatter_add(kview(in[1]), kview(in[2]), static_cast<int>(a.axis), kview(out));
   }
   return out;
 }
@@ -87,7 +92,9 @@ const OpDef kOps[] = {
      /*nondiff_inputs=*/0b10u},
     // y = base + scatter(src, idx):  dbase = g, dsrc = gather(g, idx)
     {OpId::scatter_add, "scatter_add", 3, scatter_add_shape, scatter_add_fwd,
-     [](const RuleCtx& c, int i, const Tensor& g) { return i == 0 ? g : gather(g, c.attrs.axis, c.in[1]); },
+     [](const RuleCtx& c, int i, const Tensor& g) {
+       return i == 0 ? g : gather(g, c.attrs.axis, c.in[1]);
+     },
      [](const RuleCtx& c, int i, const Tensor& t) {
        return i == 0 ? t : scatter_add(zeros_like(c.out), c.attrs.axis, c.in[1], t);
      },
@@ -99,17 +106,20 @@ const OpDef kOps[] = {
 std::span<const OpDef> index_ops() { return kOps; }
 
 Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index) {
-  return apply(OpId::index_select, {x, index}, Attrs{.axis = normalize_axis(axis, x.rank(), "index_select")});
+  return apply(OpId::index_select, {x, index},
+               Attrs{.axis = normalize_axis(axis, x.rank(), "index_select")});
 }
 Tensor gather(const Tensor& x, int64_t axis, const Tensor& index) {
   return apply(OpId::gather, {x, index}, Attrs{.axis = normalize_axis(axis, x.rank(), "gather")});
 }
 Tensor scatter_add(const Tensor& base, int64_t axis, const Tensor& index, const Tensor& src) {
-  return apply(OpId::scatter_add, {base, index, src}, Attrs{.axis = normalize_axis(axis, base.rank(), "scatter_add")});
+  return apply(OpId::scatter_add, {base, index, src},
+               Attrs{.axis = normalize_axis(axis, base.rank(), "scatter_add")});
 }
 // one_hot(idx, n)[..., k] = [idx == k]
 Tensor one_hot(const Tensor& index, int64_t classes, DType dtype) {
-  if (index.dtype() != DType::i64) fail<DTypeError>("one_hot: index must be int64, got ", describe(index));
+  if (index.dtype() != DType::i64)
+    fail<DTypeError>("one_hot: index must be int64, got ", describe(index));
   if (classes <= 0) fail<ValueError>("one_hot: classes must be positive, got ", classes);
   if (index.numel() && (min(index).item() < 0 || max(index).item() >= static_cast<double>(classes)))
     fail<ValueError>("one_hot: indices of ", describe(index), " must lie in [0, ", classes, ")");

@@ -28,9 +28,11 @@ Shape reduced_shape(const Shape& x, const Shape& axes, bool keepdim) {
   return s;
 }
 
-template <ReduceOp K> Meta reduce_shape(std::span<const Tensor> in, const Attrs& a) {
+template <ReduceOp K>
+Meta reduce_shape(std::span<const Tensor> in, const Attrs& a) {
   const char* name = K == ReduceOp::sum ? "sum" : K == ReduceOp::max ? "max" : "min";
-  if (in[0].dtype() == DType::b8) fail<DTypeError>(name, ": bool tensors are not numbers (", describe(in[0]), ")");
+  if (in[0].dtype() == DType::b8)
+    fail<DTypeError>(name, ": bool tensors are not numbers (", describe(in[0]), ")");
   for (int64_t ax : a.a)
     if (ax < 0 || ax >= std::max(in[0].rank(), 1)) fail<ShapeError>(name, ": bad axis ", ax);
   if (K != ReduceOp::sum)
@@ -39,7 +41,8 @@ template <ReduceOp K> Meta reduce_shape(std::span<const Tensor> in, const Attrs&
         fail<ShapeError>(name, ": cannot reduce the empty axis ", ax, " of ", describe(in[0]));
   return {reduced_shape(in[0].shape(), a.a, a.keepdim), in[0].dtype(), in[0].device()};
 }
-template <ReduceOp K> Tensor reduce_fwd(std::span<const Tensor> in, const Attrs& a, const Meta& m) {
+template <ReduceOp K>
+Tensor reduce_fwd(std::span<const Tensor> in, const Attrs& a, const Meta& m) {
   const Tensor& x = in[0];
   Tensor out = fresh(m);
   if (out.numel() == 0) return out;
@@ -72,11 +75,15 @@ const OpDef kOps[] = {
     // y = max_axes x:  dx = broadcast(g) w, w = [x = y] / #ties;  dy = sum_axes(w dx)
     {OpId::max, "max", 1, reduce_shape<ReduceOp::max>, reduce_fwd<ReduceOp::max>,
      [](const RuleCtx& c, int, const Tensor& g) { return keep(g, c) * arg_weight(c); },
-     [](const RuleCtx& c, int, const Tensor& t) { return sum(t * arg_weight(c), c.attrs.a, c.attrs.keepdim); }},
+     [](const RuleCtx& c, int, const Tensor& t) {
+       return sum(t * arg_weight(c), c.attrs.a, c.attrs.keepdim);
+     }},
     // y = min_axes x:  as max
     {OpId::min, "min", 1, reduce_shape<ReduceOp::min>, reduce_fwd<ReduceOp::min>,
      [](const RuleCtx& c, int, const Tensor& g) { return keep(g, c) * arg_weight(c); },
-     [](const RuleCtx& c, int, const Tensor& t) { return sum(t * arg_weight(c), c.attrs.a, c.attrs.keepdim); }},
+     [](const RuleCtx& c, int, const Tensor& t) {
+       return sum(t * arg_weight(c), c.attrs.a, c.attrs.keepdim);
+     }},
 };
 
 Tensor reduce(OpId id, const char* name, const Tensor& x, const Shape& axes, bool keepdim) {
@@ -96,8 +103,12 @@ std::span<const OpDef> reduce_ops() { return kOps; }
 Tensor sum(const Tensor& x, const Shape& axes, bool keepdim) {
   return reduce(OpId::sum, "sum", x.dtype() == DType::b8 ? cast(x, DType::i64) : x, axes, keepdim);
 }
-Tensor max(const Tensor& x, const Shape& axes, bool keepdim) { return reduce(OpId::max, "max", x, axes, keepdim); }
-Tensor min(const Tensor& x, const Shape& axes, bool keepdim) { return reduce(OpId::min, "min", x, axes, keepdim); }
+Tensor max(const Tensor& x, const Shape& axes, bool keepdim) {
+  return reduce(OpId::max, "max", x, axes, keepdim);
+}
+Tensor min(const Tensor& x, const Shape& axes, bool keepdim) {
+  return reduce(OpId::min, "min", x, axes, keepdim);
+}
 
 // mean = sum / n
 Tensor mean(const Tensor& x, const Shape& axes, bool keepdim) {
@@ -109,7 +120,8 @@ Tensor var(const Tensor& x, const Shape& axes, int64_t correction, bool keepdim)
   check_floating("var", x);
   const int64_t n = count(x, axes);
   if (n - correction <= 0)
-    fail<ValueError>("var: ", n, " elements with correction ", correction, " leave no degrees of freedom");
+    fail<ValueError>("var: ", n, " elements with correction ", correction,
+                     " leave no degrees of freedom");
   const Tensor d = x - mean(x, axes, true);
   return sum(d * d, axes, keepdim) / static_cast<double>(n - correction);
 }
@@ -119,7 +131,9 @@ Tensor logsumexp(const Tensor& x, const Shape& axes, bool keepdim) {
   Tensor m = max(x, axes, true).detach();
   m = where(abs(m) < INFINITY, m, zeros_like(m));  // all -inf rows stay -inf, not NaN
   Tensor r = log(sum(exp(x - m), axes, true)) + m;
-  return keepdim ? r : reshape(r, reduced_shape(x.shape(), normalize_axes(axes, x.rank(), "logsumexp"), false));
+  return keepdim ? r
+                 : reshape(r, reduced_shape(x.shape(), normalize_axes(axes, x.rank(), "logsumexp"),
+                                            false));
 }
 Tensor log_softmax(const Tensor& x, int64_t axis) { return x - logsumexp(x, {axis}, true); }
 Tensor softmax(const Tensor& x, int64_t axis) { return exp(log_softmax(x, axis)); }

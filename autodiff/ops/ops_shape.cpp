@@ -18,10 +18,12 @@ Tensor copy_to_new(const Tensor& x, DType dtype, Device device) {
     backend_of(out).copy(kview(x), kview(out));
   } else {
     // Cross-device: make x contiguous with the target dtype on its own device, then memcpy.
-    const Tensor src = x.is_contiguous() && x.dtype() == dtype ? x : copy_to_new(x, dtype, x.device());
+    const Tensor src =
+        x.is_contiguous() && x.dtype() == dtype ? x : copy_to_new(x, dtype, x.device());
     const bool to_host = device.type == DeviceType::cpu;
     Backend& dev = backend_for(to_host ? x.device() : device);
-    dev.memcpy_host(out.raw_data(), src.raw_data(), static_cast<std::size_t>(out.numel()) * itemsize(dtype), to_host);
+    dev.memcpy_host(out.raw_data(), src.raw_data(),
+                    static_cast<std::size_t>(out.numel()) * itemsize(dtype), to_host);
   }
   return out;
 }
@@ -32,13 +34,15 @@ Meta reshape_shape(std::span<const Tensor> in, const Attrs& a) {
   return same_meta(in[0], a.a);
 }
 Tensor reshape_fwd(std::span<const Tensor> in, const Attrs&, const Meta& m) {
-  const Tensor x = in[0].is_contiguous() ? in[0] : copy_to_new(in[0], in[0].dtype(), in[0].device());
+  const Tensor x =
+      in[0].is_contiguous() ? in[0] : copy_to_new(in[0], in[0].dtype(), in[0].device());
   return make_view(x, m.shape, contiguous_strides(m.shape), x.offset());
 }
 
 Meta permute_shape(std::span<const Tensor> in, const Attrs& a) {
   const int r = in[0].rank();
-  if (a.a.rank() != r) fail<ShapeError>("permute: permutation ", a.a.str(), " for ", describe(in[0]));
+  if (a.a.rank() != r)
+    fail<ShapeError>("permute: permutation ", a.a.str(), " for ", describe(in[0]));
   Shape seen = Shape::filled(r, 0), s;
   for (int64_t p : a.a) {
     if (p < 0 || p >= r || seen[static_cast<int>(p)]++)
@@ -64,7 +68,8 @@ Meta expand_shape(std::span<const Tensor> in, const Attrs& a) {
   return same_meta(in[0], a.a);
 }
 Tensor expand_fwd(std::span<const Tensor> in, const Attrs&, const Meta& m) {
-  return make_view(in[0], m.shape, broadcast_strides(in[0].shape(), in[0].strides(), m.shape), in[0].offset());
+  return make_view(in[0], m.shape, broadcast_strides(in[0].shape(), in[0].strides(), m.shape),
+                   in[0].offset());
 }
 
 // slice: attrs.axis, attrs.a = {start, stop, step} (already clamped, step > 0)
@@ -92,7 +97,8 @@ Tensor unslice(const Tensor& g, const Tensor& x, const Attrs& a) {
   }
   Shape ishape = Shape::filled(x.rank(), 1);
   ishape[ax] = g.shape()[ax];
-  const Tensor idx = expand(reshape(arange(static_cast<double>(a.a[0]), static_cast<double>(a.a[0] + a.a[2] * g.shape()[ax]),
+  const Tensor idx = expand(reshape(arange(static_cast<double>(a.a[0]),
+                                           static_cast<double>(a.a[0] + a.a[2] * g.shape()[ax]),
                                            static_cast<double>(a.a[2]), DType::i64, g.device()),
                                     ishape),
                             g.shape());
@@ -106,7 +112,8 @@ Meta pad_shape(std::span<const Tensor> in, const Attrs& a) {
     fail<ShapeError>("pad: padding ", a.a.str(), "/", a.b.str(), " does not match ", describe(x));
   Shape s = x.shape();
   for (int d = 0; d < x.rank(); ++d) {
-    if (a.a[d] < 0 || a.b[d] < 0) fail<ShapeError>("pad: negative padding ", a.a.str(), "/", a.b.str());
+    if (a.a[d] < 0 || a.b[d] < 0)
+      fail<ShapeError>("pad: negative padding ", a.a.str(), "/", a.b.str());
     s[d] += a.a[d] + a.b[d];
   }
   return same_meta(x, s);
@@ -139,7 +146,9 @@ Meta concat_shape(std::span<const Tensor> in, const Attrs& a) {
   for (const Tensor& t : in) {
     bool ok = t.rank() == s.rank();
     for (int d = 0; ok && d < s.rank(); ++d) ok = d == ax || t.shape()[d] == s[d];
-    if (!ok) fail<ShapeError>("concat: ", describe(t), " does not match ", describe(in[0]), " off axis ", ax);
+    if (!ok)
+      fail<ShapeError>("concat: ", describe(t), " does not match ", describe(in[0]), " off axis ",
+                       ax);
     s[ax] += t.shape()[ax];
   }
   return same_meta(in[0], s);
@@ -160,8 +169,12 @@ int64_t concat_offset(const RuleCtx& c, int i) {
   return off;
 }
 
-Meta cast_shape(std::span<const Tensor> in, const Attrs& a) { return {in[0].shape(), a.dtype, in[0].device()}; }
-Meta copy_shape(std::span<const Tensor> in, const Attrs&) { return same_meta(in[0], in[0].shape()); }
+Meta cast_shape(std::span<const Tensor> in, const Attrs& a) {
+  return {in[0].shape(), a.dtype, in[0].device()};
+}
+Meta copy_shape(std::span<const Tensor> in, const Attrs&) {
+  return same_meta(in[0], in[0].shape());
+}
 
 const OpDef kOps[] = {
     // reshape to attrs.a:  dx = reshape(g, x.shape)
@@ -202,18 +215,28 @@ const OpDef kOps[] = {
     // index_select (ops_index.cpp), gather, scatter_add come from the index family.
     // cast to attrs.dtype:  dx = cast(g, x.dtype)
     {OpId::cast, "cast", 1, cast_shape,
-     [](std::span<const Tensor> in, const Attrs& a, const Meta&) { return copy_to_new(in[0], a.dtype, in[0].device()); },
+     [](std::span<const Tensor> in, const Attrs& a, const Meta&) {
+       return copy_to_new(in[0], a.dtype, in[0].device());
+     },
      [](const RuleCtx& c, int, const Tensor& g) { return cast(g, c.in[0].dtype()); },
-     [](const RuleCtx& c, int, const Tensor& t) { return is_floating(c.attrs.dtype) ? cast(t, c.attrs.dtype) : Tensor(); }},
+     [](const RuleCtx& c, int, const Tensor& t) {
+       return is_floating(c.attrs.dtype) ? cast(t, c.attrs.dtype) : Tensor();
+     }},
     // contiguous copy:  dx = g
     {OpId::copy, "copy", 1, copy_shape,
-     [](std::span<const Tensor> in, const Attrs&, const Meta&) { return copy_to_new(in[0], in[0].dtype(), in[0].device()); },
+     [](std::span<const Tensor> in, const Attrs&, const Meta&) {
+       return copy_to_new(in[0], in[0].dtype(), in[0].device());
+     },
      [](const RuleCtx&, int, const Tensor& g) { return g; },
      [](const RuleCtx&, int, const Tensor& t) { return t; }},
     // move to attrs.device:  dx = g moved back
     {OpId::to_device, "to_device", 1,
-     [](std::span<const Tensor> in, const Attrs& a) { return Meta{in[0].shape(), in[0].dtype(), a.device}; },
-     [](std::span<const Tensor> in, const Attrs& a, const Meta&) { return copy_to_new(in[0], in[0].dtype(), a.device); },
+     [](std::span<const Tensor> in, const Attrs& a) {
+       return Meta{in[0].shape(), in[0].dtype(), a.device};
+     },
+     [](std::span<const Tensor> in, const Attrs& a, const Meta&) {
+       return copy_to_new(in[0], in[0].dtype(), a.device);
+     },
      [](const RuleCtx& c, int, const Tensor& g) { return to_device(g, c.in[0].device()); },
      [](const RuleCtx& c, int, const Tensor& t) { return to_device(t, c.attrs.device); }},
 };
@@ -253,10 +276,13 @@ Tensor transpose(const Tensor& x, int64_t a, int64_t b) {
   std::swap(p[normalize_axis(a, r, "transpose")], p[normalize_axis(b, r, "transpose")]);
   return apply(OpId::permute, {x}, Attrs{.a = p});
 }
-Tensor expand(const Tensor& x, const Shape& shape) { return apply(OpId::expand, {x}, Attrs{.a = shape}); }
+Tensor expand(const Tensor& x, const Shape& shape) {
+  return apply(OpId::expand, {x}, Attrs{.a = shape});
+}
 Tensor squeeze(const Tensor& x, int64_t axis) {
   const int ax = normalize_axis(axis, x.rank(), "squeeze");
-  if (x.shape()[ax] != 1) fail<ShapeError>("squeeze: axis ", axis, " of ", describe(x), " is not 1");
+  if (x.shape()[ax] != 1)
+    fail<ShapeError>("squeeze: axis ", axis, " of ", describe(x), " is not 1");
   Shape s = x.shape();
   s.erase(ax);
   return reshape(x, s);
@@ -286,7 +312,8 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t
 Tensor select(const Tensor& x, int64_t axis, int64_t index) {
   const int ax = normalize_axis(axis, x.rank(), "select");
   const int64_t n = x.shape()[ax];
-  if (index < -n || index >= n) fail<ShapeError>("select: index ", index, " out of range for axis ", axis, " of ", describe(x));
+  if (index < -n || index >= n)
+    fail<ShapeError>("select: index ", index, " out of range for axis ", axis, " of ", describe(x));
   if (index < 0) index += n;
   return squeeze(slice(x, ax, index, index + 1), ax);
 }
@@ -301,7 +328,8 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
 Tensor stack(const std::vector<Tensor>& xs, int64_t axis) {
   if (xs.empty()) fail<ValueError>("stack: no tensors");
   std::vector<Tensor> u;
-  for (const Tensor& x : xs) u.push_back(unsqueeze(x, normalize_axis(axis, xs[0].rank() + 1, "stack")));
+  for (const Tensor& x : xs)
+    u.push_back(unsqueeze(x, normalize_axis(axis, xs[0].rank() + 1, "stack")));
   return concat(u, axis);
 }
 Tensor cast(const Tensor& x, DType dtype) {

@@ -34,9 +34,13 @@ Tape& current_tape() {
   return tape;
 }
 bool grad_enabled() { return detail::grad_enabled_flag(); }
-NoGradGuard::NoGradGuard() : prev_(detail::grad_enabled_flag()) { detail::grad_enabled_flag() = false; }
+NoGradGuard::NoGradGuard() : prev_(detail::grad_enabled_flag()) {
+  detail::grad_enabled_flag() = false;
+}
 NoGradGuard::~NoGradGuard() { detail::grad_enabled_flag() = prev_; }
-EnableGradGuard::EnableGradGuard() : prev_(detail::grad_enabled_flag()) { detail::grad_enabled_flag() = true; }
+EnableGradGuard::EnableGradGuard() : prev_(detail::grad_enabled_flag()) {
+  detail::grad_enabled_flag() = true;
+}
 EnableGradGuard::~EnableGradGuard() { detail::grad_enabled_flag() = prev_; }
 AnomalyGuard::AnomalyGuard(bool on) : prev_(detail::anomaly_flag()) { detail::anomaly_flag() = on; }
 AnomalyGuard::~AnomalyGuard() { detail::anomaly_flag() = prev_; }
@@ -92,8 +96,9 @@ bool is_tracked(const TensorImpl* t) {
   if (!t->tape) return false;
   Tape& tape = current_tape();
   if (t->tape != &tape)
-    fail<GradError>("a tensor recorded on another thread's tape was used here; tapes are "
-                    "thread-local (detach() it, or differentiate on the thread that made it)");
+    fail<GradError>(
+        "a tensor recorded on another thread's tape was used here; tapes are "
+        "thread-local (detach() it, or differentiate on the thread that made it)");
   return tape.is_live(t);
 }
 
@@ -135,13 +140,14 @@ void check_finite(const OpDef& d, const Tensor& t, std::span<const Tensor> in, c
     if (!std::isfinite(v)) {
       std::string shapes;
       for (const Tensor& x : in) shapes += (shapes.empty() ? "" : ", ") + describe(x);
-      fail<AnomalyError>("anomaly: ", phase, " of ", d.name, " produced ", std::isnan(v) ? "NaN" : "Inf",
-                         " (inputs: ", shapes, ")");
+      fail<AnomalyError>("anomaly: ", phase, " of ", d.name, " produced ",
+                         std::isnan(v) ? "NaN" : "Inf", " (inputs: ", shapes, ")");
     }
   }
 }
 
-void propagate_tangents(const OpDef& d, std::span<const Tensor> in, const Attrs& attrs, const Tensor& out) {
+void propagate_tangents(const OpDef& d, std::span<const Tensor> in, const Attrs& attrs,
+                        const Tensor& out) {
   FwdState& s = fwd();
   const int nvis = s.visible;
   for (int L = 0; L < nvis; ++L) {
@@ -252,8 +258,10 @@ struct BackwardResult {
   LeafGrads leaves;
 };
 
-BackwardResult run_backward(const std::vector<Tensor>& outputs, const std::vector<Tensor>& cotangents,
-                            const std::vector<Tensor>& keep_for, bool create_graph, bool allow_unused) {
+BackwardResult run_backward(const std::vector<Tensor>& outputs,
+                            const std::vector<Tensor>& cotangents,
+                            const std::vector<Tensor>& keep_for, bool create_graph,
+                            bool allow_unused) {
   Tape& tape = current_tape();
   if (!cotangents.empty() && cotangents.size() != outputs.size())
     fail<GradError>("grad: ", outputs.size(), " outputs but ", cotangents.size(), " cotangents");
@@ -267,8 +275,8 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs, const std::vecto
         fail<GradError>("grad: output ", k, " (", describe(y),
                         ") is not a scalar; pass a cotangent of its shape");
     } else if (!(cotangents[k].shape() == y.shape()) || cotangents[k].dtype() != y.dtype()) {
-      fail<GradError>("grad: cotangent ", describe(cotangents[k]), " does not match output ", k, " (",
-                      describe(y), ")");
+      fail<GradError>("grad: cotangent ", describe(cotangents[k]), " does not match output ", k,
+                      " (", describe(y), ")");
     }
     if (tape.is_live(y.impl())) hi = std::max<std::size_t>(hi, y.impl()->node + 1);
   }
@@ -336,10 +344,12 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     if (!inputs[k].defined()) fail<GradError>("grad: input ", k, " is undefined");
     if (!is_tracked(inputs[k].impl()) && !opts.allow_unused)
-      fail<GradError>("grad: input ", k, " (", describe(inputs[k]),
-                      ") does not require grad; call requires_grad_() on it before computing the output");
+      fail<GradError>(
+          "grad: input ", k, " (", describe(inputs[k]),
+          ") does not require grad; call requires_grad_() on it before computing the output");
   }
-  BackwardResult r = run_backward(outputs, cotangents, inputs, opts.create_graph, opts.allow_unused);
+  BackwardResult r =
+      run_backward(outputs, cotangents, inputs, opts.create_graph, opts.allow_unused);
   std::vector<Tensor> result;
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     TensorImpl* t = inputs[k].impl();
@@ -360,7 +370,8 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
   return result;
 }
 
-std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs, GradOptions opts) {
+std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs,
+                         GradOptions opts) {
   return grad(std::vector<Tensor>{output}, inputs, {}, opts);
 }
 

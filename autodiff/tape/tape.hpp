@@ -42,7 +42,8 @@ class NodeStore {
   const Node& operator[](std::size_t i) const { return chunks_[i / kChunk][i % kChunk]; }
   Node& back() { return (*this)[size_ - 1]; }
   Node& emplace_back() {
-    if (size_ == chunks_.size() * kChunk) chunks_.push_back(std::allocator<Node>().allocate(kChunk));
+    if (size_ == chunks_.size() * kChunk)
+      chunks_.push_back(std::allocator<Node>().allocate(kChunk));
     Node* n = new (&chunks_[size_ / kChunk][size_ % kChunk]) Node();
     ++size_;
     return *n;

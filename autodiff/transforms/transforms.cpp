@@ -19,7 +19,8 @@ std::pair<Tensor, Tensor> value_and_grad(const Fn& f, const Tensor& x) {
   EnableGradGuard on;
   const Tensor xt = detail::track(x);
   Tensor y = f(xt);
-  if (y.numel() != 1) fail<GradError>("grad: f returned ", describe(y), "; a scalar is required (use vjp)");
+  if (y.numel() != 1)
+    fail<GradError>("grad: f returned ", describe(y), "; a scalar is required (use vjp)");
   if (!y.requires_grad()) return {y, zeros_like(x)};
   Tensor g = sg::grad(y, {xt}, {.create_graph = keep_graph, .allow_unused = true})[0];
   return {y, g};
@@ -35,7 +36,8 @@ std::pair<Tensor, Tensor> vjp(const Fn& f, const Tensor& x, const Tensor& cotang
   const Tensor xt = detail::track(x);
   Tensor y = f(xt);
   if (!y.requires_grad()) return {y, zeros_like(x)};
-  Tensor g = sg::grad({y}, {xt}, {cotangent}, {.create_graph = keep_graph, .allow_unused = true})[0];
+  Tensor g =
+      sg::grad({y}, {xt}, {cotangent}, {.create_graph = keep_graph, .allow_unused = true})[0];
   return {y, g};
 }
 
@@ -64,7 +66,7 @@ Tensor jacobian(const Fn& f, const Tensor& x, JacobianMode mode) {
       const Tensor e = reshape(one_hot(from_indices({j}, {1}), n, x.dtype()), x.shape());
       parts.push_back(jvp(f, x, e).second);  // column j, shape f(x).shape
     }
-    const Tensor cols = stack(parts, -1);    // f.shape ++ [n]
+    const Tensor cols = stack(parts, -1);  // f.shape ++ [n]
     Shape s = cols.shape();
     s.erase(s.rank() - 1);
     for (int64_t d : x.shape()) s.push_back(d);
@@ -85,7 +87,9 @@ Tensor jacobian(const Fn& f, const Tensor& x, JacobianMode mode) {
   return reshape(rows, s);
 }
 
-Tensor hessian(const Fn& f, const Tensor& x) { return jacobian(grad_fn(f), x, JacobianMode::forward); }
+Tensor hessian(const Fn& f, const Tensor& x) {
+  return jacobian(grad_fn(f), x, JacobianMode::forward);
+}
 
 Tensor divergence(const Fn& f, const Tensor& x, const Divergence& m) {
   if (x.rank() < 2) fail<ShapeError>("divergence: x must be [batch, ...], got ", describe(x));
@@ -99,11 +103,12 @@ Tensor divergence(const Fn& f, const Tensor& x, const Divergence& m) {
     Tensor total;
     for (int64_t i0 = 0; i0 < D; i0 += m.chunk) {
       const int64_t c = std::min<int64_t>(m.chunk, D - i0);
-      const Tensor xr = detail::track(reshape(expand(unsqueeze(x, 0), [&] {
-                                                Shape s = x.shape();
-                                                s.insert(0, c);
-                                                return s;
-                                              }()),
+      const Tensor xr = detail::track(reshape(expand(unsqueeze(x, 0),
+                                                     [&] {
+                                                       Shape s = x.shape();
+                                                       s.insert(0, c);
+                                                       return s;
+                                                     }()),
                                               [&] {
                                                 Shape s = x.shape();
                                                 s[0] = c * B;
@@ -111,9 +116,12 @@ Tensor divergence(const Fn& f, const Tensor& x, const Divergence& m) {
                                               }()));
       const Tensor y = f(xr);
       // Cotangent: block k holds the unit vector of coordinate i0 + k for every sample.
-      Tensor e = one_hot(arange(static_cast<double>(i0), static_cast<double>(i0 + c), 1, DType::i64), D, x.dtype());
+      Tensor e =
+          one_hot(arange(static_cast<double>(i0), static_cast<double>(i0 + c), 1, DType::i64), D,
+                  x.dtype());
       e = reshape(expand(reshape(e, {c, 1, D}), {c, B, D}), y.shape());
-      const Tensor g = sg::grad({y}, {xr}, {e}, {.create_graph = keep_graph, .allow_unused = true})[0];
+      const Tensor g =
+          sg::grad({y}, {xr}, {e}, {.create_graph = keep_graph, .allow_unused = true})[0];
       const Tensor part = sum(reshape(g * e, {c, B, D}), {0, 2});
       total = total.defined() ? total + part : part;
     }
@@ -122,7 +130,8 @@ Tensor divergence(const Fn& f, const Tensor& x, const Divergence& m) {
   const Tensor xt = detail::track(x);
   const Tensor y = f(xt);
   if (!(y.shape() == x.shape()))
-    fail<ShapeError>("divergence: f maps ", describe(x), " to ", describe(y), "; shapes must match");
+    fail<ShapeError>("divergence: f maps ", describe(x), " to ", describe(y),
+                     "; shapes must match");
   Tensor total;
   const int64_t passes = m.kind == Divergence::Kind::exact ? D : m.probes;
   for (int64_t i = 0; i < passes; ++i) {
@@ -131,9 +140,11 @@ Tensor divergence(const Fn& f, const Tensor& x, const Divergence& m) {
       v = reshape(expand(one_hot(from_indices({i}, {1}), D, x.dtype()), {B, D}), x.shape());
     } else {
       if (!m.gen) fail<ValueError>("divergence: Hutchinson needs a generator");
-      v = m.kind == Divergence::Kind::hutchinson_gaussian ? randn_like(x, *m.gen) : rademacher_like(x, *m.gen);
+      v = m.kind == Divergence::Kind::hutchinson_gaussian ? randn_like(x, *m.gen)
+                                                          : rademacher_like(x, *m.gen);
     }
-    const Tensor g = sg::grad({y}, {xt}, {v}, {.create_graph = keep_graph, .allow_unused = true})[0];
+    const Tensor g =
+        sg::grad({y}, {xt}, {v}, {.create_graph = keep_graph, .allow_unused = true})[0];
     const Tensor part = sum(g * v, per_sample);
     total = total.defined() ? total + part : part;
   }

@@ -23,14 +23,16 @@ namespace sg {
 
 using Fn = std::function<Tensor(const Tensor&)>;
 
-Tensor grad(const Fn& f, const Tensor& x);                       // f scalar-valued
+Tensor grad(const Fn& f, const Tensor& x);  // f scalar-valued
 std::pair<Tensor, Tensor> value_and_grad(const Fn& f, const Tensor& x);
-Fn grad_fn(Fn f);                                                 // x -> grad(f, x)
-std::pair<Tensor, Tensor> vjp(const Fn& f, const Tensor& x, const Tensor& cotangent);  // (f(x), c^T J)
-std::pair<Tensor, Tensor> jvp(const Fn& f, const Tensor& x, const Tensor& tangent);    // (f(x), J t)
+Fn grad_fn(Fn f);  // x -> grad(f, x)
+std::pair<Tensor, Tensor> vjp(const Fn& f, const Tensor& x,
+                              const Tensor& cotangent);  // (f(x), c^T J)
+std::pair<Tensor, Tensor> jvp(const Fn& f, const Tensor& x, const Tensor& tangent);  // (f(x), J t)
 
 enum class HvpMode { forward_over_reverse, reverse_over_reverse };
-Tensor hvp(const Fn& f, const Tensor& x, const Tensor& v, HvpMode mode = HvpMode::forward_over_reverse);
+Tensor hvp(const Fn& f, const Tensor& x, const Tensor& v,
+           HvpMode mode = HvpMode::forward_over_reverse);
 
 enum class JacobianMode { reverse, forward };
 // Shape f(x).shape ++ x.shape: rows by VJPs (reverse) or columns by JVPs (forward).
@@ -42,10 +44,10 @@ Tensor hessian(const Fn& f, const Tensor& x);  // x.shape ++ x.shape, forward ov
 struct Divergence {
   enum class Kind { exact, hutchinson_rademacher, hutchinson_gaussian };
   Kind kind = Kind::exact;
-  int probes = 1;               // Hutchinson: probes averaged per sample
-  int chunk = 0;                // exact: 0 = one forward and D backward passes; c > 0 = c
-                                // coordinates per backward pass on a c-fold replicated batch
-  Generator* gen = nullptr;     // Hutchinson probe source
+  int probes = 1;            // Hutchinson: probes averaged per sample
+  int chunk = 0;             // exact: 0 = one forward and D backward passes; c > 0 = c
+                             // coordinates per backward pass on a c-fold replicated batch
+  Generator* gen = nullptr;  // Hutchinson probe source
   static Divergence exact(int chunk = 0) { return {Kind::exact, 1, chunk, nullptr}; }
   static Divergence hutchinson(Generator& g, int probes = 1, bool gaussian = false) {
     return {gaussian ? Kind::hutchinson_gaussian : Kind::hutchinson_rademacher, probes, 0, &g};

@@ -33,9 +33,11 @@ MultiFn next_order(MultiFn f, Tensor c) {
 
 }  // namespace
 
-GradcheckReport gradcheck(const MultiFn& f0, const std::vector<Tensor>& inputs, GradcheckOptions o) {
+GradcheckReport gradcheck(const MultiFn& f0, const std::vector<Tensor>& inputs,
+                          GradcheckOptions o) {
   for (const Tensor& x : inputs)
-    if (x.dtype() != DType::f64) fail<DTypeError>("gradcheck: inputs must be float64, got ", describe(x));
+    if (x.dtype() != DType::f64)
+      fail<DTypeError>("gradcheck: inputs must be float64, got ", describe(x));
   Generator gen(o.seed);
   GradcheckReport report;
   MultiFn f = f0;
@@ -73,7 +75,8 @@ GradcheckReport gradcheck(const MultiFn& f0, const std::vector<Tensor>& inputs, 
       };
       const double numeric = (shifted(o.eps) - shifted(-o.eps)) / (2 * o.eps);
       auto row = [&](const char* check, double analytic) {
-        const double err = std::abs(analytic - numeric), scale = std::max(std::abs(analytic), std::abs(numeric));
+        const double err = std::abs(analytic - numeric),
+                     scale = std::max(std::abs(analytic), std::abs(numeric));
         report.rows.push_back({order, static_cast<int>(i), check, analytic, numeric, err,
                                scale > 0 ? err / scale : 0.0, err <= o.atol + o.rtol * scale});
       };
@@ -109,9 +112,10 @@ double GradcheckReport::max_rel_err(int order) const {
 std::ostream& operator<<(std::ostream& os, const GradcheckReport& r) {
   os << "order input check      analytic         numeric     abs err   rel err  verdict\n";
   for (const auto& w : r.rows) {
-    os << std::setw(5) << w.order << std::setw(6) << w.input << std::setw(6) << w.check << std::setw(16)
-       << std::setprecision(9) << w.analytic << std::setw(16) << w.numeric << std::setw(12) << std::setprecision(2)
-       << w.abs_err << std::setw(10) << w.rel_err << "  " << (w.pass ? "pass" : "FAIL") << "\n";
+    os << std::setw(5) << w.order << std::setw(6) << w.input << std::setw(6) << w.check
+       << std::setw(16) << std::setprecision(9) << w.analytic << std::setw(16) << w.numeric
+       << std::setw(12) << std::setprecision(2) << w.abs_err << std::setw(10) << w.rel_err << "  "
+       << (w.pass ? "pass" : "FAIL") << "\n";
   }
   return os << (r.ok() ? "gradcheck: pass" : "gradcheck: FAIL") << "\n";
 }

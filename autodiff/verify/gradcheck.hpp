@@ -4,7 +4,8 @@
 // random t and c. Order k > 1 checks the order-1 test on F_k = the gradient of <c, F_{k-1}>,
 // computed with create_graph, so each order exercises the rules of the order below.
 //
-//   auto report = sg::gradcheck([](const std::vector<sg::Tensor>& v) { return sg::tanh(v[0]) * v[1]; },
+//   auto report = sg::gradcheck([](const std::vector<sg::Tensor>& v) { return sg::tanh(v[0]) *
+//   v[1]; },
 //                               {a, b}, {.order = 2});
 //   std::cout << report;   // one row per order, input and check; report.ok()
 #pragma once
@@ -24,7 +25,7 @@ struct GradcheckOptions {
   double eps = 1e-6;   // central-difference step
   double atol = 1e-8;  // pass if |analytic - numeric| <= atol + rtol * max(|analytic|, |numeric|)
   double rtol = 1e-6;
-  uint64_t seed = 0;   // random directions t and c
+  uint64_t seed = 0;  // random directions t and c
   bool check_jvp = true;
 };
 
@@ -47,6 +48,7 @@ struct GradcheckReport {
 };
 std::ostream& operator<<(std::ostream& os, const GradcheckReport& r);
 
-GradcheckReport gradcheck(const MultiFn& f, const std::vector<Tensor>& inputs, GradcheckOptions opts = {});
+GradcheckReport gradcheck(const MultiFn& f, const std::vector<Tensor>& inputs,
+                          GradcheckOptions opts = {});
 
 }  // namespace sg

@@ -17,7 +17,8 @@ struct Moments {
   int n = 0;
   void add(const std::vector<double>& v) {
     if (mean.empty()) mean.assign(v.size(), 0.0), m2.assign(v.size(), 0.0);
-    if (v.size() != mean.size()) fail<ShapeError>("mean check: estimator changed its number of elements");
+    if (v.size() != mean.size())
+      fail<ShapeError>("mean check: estimator changed its number of elements");
     ++n;
     for (std::size_t i = 0; i < v.size(); ++i) {
       const double d = v[i] - mean[i];
@@ -35,8 +36,8 @@ Moments run(const Estimator& est, int samples, Generator& gen) {
   return m;
 }
 
-MeanCheck verdict(std::string name, const Moments& a, const Moments* b, const std::vector<double>& ref,
-                  const MeanCheckOptions& o) {
+MeanCheck verdict(std::string name, const Moments& a, const Moments* b,
+                  const std::vector<double>& ref, const MeanCheckOptions& o) {
   MeanCheck c;
   c.name = std::move(name);
   c.samples = o.samples;
@@ -64,29 +65,34 @@ MeanCheck verdict(std::string name, const Moments& a, const Moments* b, const st
 
 }  // namespace
 
-MeanCheck mean_equals(const Estimator& est, const Tensor& reference, MeanCheckOptions o, std::string name) {
+MeanCheck mean_equals(const Estimator& est, const Tensor& reference, MeanCheckOptions o,
+                      std::string name) {
   Generator gen(o.seed);
   const Moments m = run(est, o.samples, gen);
   const std::vector<double> ref = reference.to_vector();
   if (ref.size() != 1 && ref.size() != m.mean.size())
-    fail<ShapeError>(name, ": reference ", describe(reference), " does not match the estimator's ", m.mean.size(),
-                     " elements");
+    fail<ShapeError>(name, ": reference ", describe(reference), " does not match the estimator's ",
+                     m.mean.size(), " elements");
   return verdict(std::move(name), m, nullptr, ref, o);
 }
-MeanCheck mean_equals(const Estimator& est, double reference, MeanCheckOptions o, std::string name) {
+MeanCheck mean_equals(const Estimator& est, double reference, MeanCheckOptions o,
+                      std::string name) {
   return mean_equals(est, scalar(reference, DType::f64), o, std::move(name));
 }
-MeanCheck means_equal(const Estimator& a, const Estimator& b, MeanCheckOptions o, std::string name) {
+MeanCheck means_equal(const Estimator& a, const Estimator& b, MeanCheckOptions o,
+                      std::string name) {
   Generator ga(o.seed), gb(o.seed ^ 0x5bd1e995u);
   const Moments ma = run(a, o.samples, ga), mb = run(b, o.samples, gb);
-  if (ma.mean.size() != mb.mean.size()) fail<ShapeError>(name, ": the two estimators differ in size");
+  if (ma.mean.size() != mb.mean.size())
+    fail<ShapeError>(name, ": the two estimators differ in size");
   return verdict(std::move(name), ma, &mb, {}, o);
 }
 
 std::ostream& operator<<(std::ostream& os, const MeanCheck& c) {
-  return os << std::setprecision(6) << c.name << ": estimate " << c.estimate << ", reference " << c.reference
-            << ", std error " << c.std_error << ", z " << std::setprecision(3) << c.z << " (limit " << c.sigmas
-            << ", " << c.samples << " samples, " << c.elements << " elements) " << (c.pass ? "pass" : "FAIL");
+  return os << std::setprecision(6) << c.name << ": estimate " << c.estimate << ", reference "
+            << c.reference << ", std error " << c.std_error << ", z " << std::setprecision(3) << c.z
+            << " (limit " << c.sigmas << ", " << c.samples << " samples, " << c.elements
+            << " elements) " << (c.pass ? "pass" : "FAIL");
 }
 
 }  // namespace sg

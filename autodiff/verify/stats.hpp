@@ -23,7 +23,7 @@ struct MeanCheckOptions {
 
 struct MeanCheck {
   std::string name;
-  double estimate = 0;   // of the worst element
+  double estimate = 0;  // of the worst element
   double reference = 0;
   double std_error = 0;  // of (estimate - reference)
   double variance = 0;   // per-sample variance of the estimator (worst element)

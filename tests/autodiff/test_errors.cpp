@@ -27,12 +27,14 @@ TEST_CASE("shape mismatches raise ShapeError naming the op and shapes", "[errors
   CHECK_THROWS_AS(matmul(scalar(1.0), zeros({4})), ShapeError);
 
   CHECK_THROWS_AS(reshape(zeros({2, 3}), {4, 2}), ShapeError);
-  CHECK_THROWS_WITH(reshape(zeros({2, 3}), {4, 2}), Contains("reshape") && Contains("[2,3]") && Contains("[4,2]"));
+  CHECK_THROWS_WITH(reshape(zeros({2, 3}), {4, 2}),
+                    Contains("reshape") && Contains("[2,3]") && Contains("[4,2]"));
   CHECK_THROWS_AS(reshape(zeros({2, 3}), {-1, 4}), ShapeError);
   CHECK_THROWS_AS(reshape(zeros({2, 3}), {-1, -1}), ShapeError);
 
   CHECK_THROWS_AS(permute(zeros({2, 3, 4}), {0, 0, 1}), ShapeError);
-  CHECK_THROWS_WITH(permute(zeros({2, 3, 4}), {0, 0, 1}), Contains("permute") && Contains("[0,0,1]"));
+  CHECK_THROWS_WITH(permute(zeros({2, 3, 4}), {0, 0, 1}),
+                    Contains("permute") && Contains("[0,0,1]"));
   CHECK_THROWS_AS(permute(zeros({2, 3, 4}), {0, 1}), ShapeError);
   CHECK_THROWS_WITH(permute(zeros({2, 3, 4}), {0, 1}), Contains("permute"));
   CHECK_THROWS_AS(permute(zeros({2, 3, 4}), {0, 1, 3}), ShapeError);
@@ -45,7 +47,7 @@ TEST_CASE("shape mismatches raise ShapeError naming the op and shapes", "[errors
   CHECK_THROWS_AS(sum(zeros({2, 3}), {2}), ShapeError);
   CHECK_THROWS_WITH(sum(zeros({2, 3}), {2}), Contains("sum"));
   CHECK_THROWS_AS(sum(zeros({2, 3}), {1, -1}), ShapeError);  // repeated axis
-  CHECK_THROWS_AS(max(zeros({2, 0}), {1}), ShapeError);       // empty max
+  CHECK_THROWS_AS(max(zeros({2, 0}), {1}), ShapeError);      // empty max
   CHECK_THROWS_AS(select(zeros({2, 3}), 1, 3), ShapeError);
   CHECK_THROWS_WITH(select(zeros({2, 3}), 1, 3), Contains("select"));
   CHECK_THROWS_AS(concat({zeros({2, 3}), zeros({2, 4})}, 0), ShapeError);
@@ -57,7 +59,8 @@ TEST_CASE("shape mismatches raise ShapeError naming the op and shapes", "[errors
   CHECK_THROWS_WITH(from_vector({1, 2, 3}, {2, 2}), Contains("from_vector") && Contains("[2,2]"));
   CHECK_THROWS_AS(zeros({2, 3}).item(), ShapeError);
   CHECK_THROWS_AS(index_select(zeros({3, 4}), 0, from_indices({0, 1, 0, 1}, {2, 2})), ShapeError);
-  CHECK_THROWS_AS(gather(zeros({3, 4}), 1, from_indices({0, 1, 2, 3, 0, 1, 2, 3}, {4, 2})), ShapeError);
+  CHECK_THROWS_AS(gather(zeros({3, 4}), 1, from_indices({0, 1, 2, 3, 0, 1, 2, 3}, {4, 2})),
+                  ShapeError);
 }
 
 TEST_CASE("dtype mistakes raise DTypeError naming both dtypes", "[errors]") {
@@ -78,12 +81,15 @@ TEST_CASE("dtype mistakes raise DTypeError naming both dtypes", "[errors]") {
   CHECK_THROWS_AS(pow(i, 2.0), DTypeError);
   CHECK_THROWS_AS(mean(i), DTypeError);
   CHECK_THROWS_WITH(mean(i), Contains("mean") && Contains("int64"));
-  CHECK_THROWS_AS(matmul(from_indices({1, 2, 3, 4}, {2, 2}), from_indices({1, 2, 3, 4}, {2, 2})), DTypeError);
+  CHECK_THROWS_AS(matmul(from_indices({1, 2, 3, 4}, {2, 2}), from_indices({1, 2, 3, 4}, {2, 2})),
+                  DTypeError);
   CHECK_THROWS_AS(i + zeros({3}), DTypeError);
   CHECK_THROWS_AS(where(zeros({3}), zeros({3}), zeros({3})), DTypeError);  // float condition
-  CHECK_THROWS_WITH(where(zeros({3}), zeros({3}), zeros({3})), Contains("where") && Contains("bool"));
+  CHECK_THROWS_WITH(where(zeros({3}), zeros({3}), zeros({3})),
+                    Contains("where") && Contains("bool"));
   CHECK_THROWS_AS(gather(zeros({3, 4}), 1, zeros({3, 1})), DTypeError);  // float index
-  CHECK_THROWS_WITH(gather(zeros({3, 4}), 1, zeros({3, 1})), Contains("gather") && Contains("int64"));
+  CHECK_THROWS_WITH(gather(zeros({3, 4}), 1, zeros({3, 1})),
+                    Contains("gather") && Contains("int64"));
   CHECK_THROWS_AS(one_hot(zeros({3}), 4), DTypeError);
   Generator gen(1);
   CHECK_THROWS_AS(randn({3}, gen, DType::i64), DTypeError);
@@ -96,10 +102,12 @@ TEST_CASE("dtype mistakes raise DTypeError naming both dtypes", "[errors]") {
 TEST_CASE("bad values raise ValueError", "[errors]") {
   const Tensor x = from_vector({0, 1, 2, 3, 4, 5}, {2, 3}, DType::f64);
   CHECK_THROWS_AS(gather(x, 1, from_indices({0, 3}, {2, 1})), ValueError);
-  CHECK_THROWS_WITH(gather(x, 1, from_indices({0, 3}, {2, 1})), Contains("gather") && Contains("3"));
+  CHECK_THROWS_WITH(gather(x, 1, from_indices({0, 3}, {2, 1})),
+                    Contains("gather") && Contains("3"));
   CHECK_THROWS_AS(gather(x, 0, from_indices({-1, 0, 0}, {1, 3})), ValueError);
   CHECK_THROWS_AS(index_select(x, 1, from_indices({0, 5}, {2})), ValueError);
-  CHECK_THROWS_AS(scatter_add(x, 1, from_indices({0, 9}, {2, 1}), zeros({2, 1}, DType::f64)), ValueError);
+  CHECK_THROWS_AS(scatter_add(x, 1, from_indices({0, 9}, {2, 1}), zeros({2, 1}, DType::f64)),
+                  ValueError);
   CHECK_THROWS_WITH(scatter_add(x, 1, from_indices({0, 9}, {2, 1}), zeros({2, 1}, DType::f64)),
                     Contains("scatter_add"));
 
@@ -179,8 +187,10 @@ TEST_CASE("anomaly mode names the op that produced NaN or Inf", "[errors][anomal
     CHECK_THROWS_WITH(log(neg), Contains("log") && Contains("NaN"));
     CHECK_THROWS_WITH(log(neg), Contains("float64[3]"));
     CHECK_THROWS_WITH(sqrt(neg), Contains("sqrt") && Contains("NaN"));
-    CHECK_THROWS_WITH(zeros({2}, DType::f64) / zeros({2}, DType::f64), Contains("div") && Contains("NaN"));
-    CHECK_THROWS_WITH(exp(from_vector({1000.0}, {1}, DType::f64)), Contains("exp") && Contains("Inf"));
+    CHECK_THROWS_WITH(zeros({2}, DType::f64) / zeros({2}, DType::f64),
+                      Contains("div") && Contains("NaN"));
+    CHECK_THROWS_WITH(exp(from_vector({1000.0}, {1}, DType::f64)),
+                      Contains("exp") && Contains("Inf"));
     CHECK_NOTHROW(log(from_vector({1.0, 2.0}, {2}, DType::f64)));
   }
   // The guard restores the previous mode.

@@ -23,7 +23,9 @@ TEST_CASE("op table rows pass gradient checks of every order", "[optable][gradch
     if (!c.differentiable) continue;
     SECTION(c.name) {
       const auto xs = test::make_inputs(c, 11);
-      const GradcheckReport r = gradcheck(c.f, xs, {.order = c.order, .atol = 1e-7, .rtol = 1e-5, .seed = 3, .check_jvp = c.has_jvp});
+      const GradcheckReport r = gradcheck(
+          c.f, xs,
+          {.order = c.order, .atol = 1e-7, .rtol = 1e-5, .seed = 3, .check_jvp = c.has_jvp});
       std::ostringstream s;
       s << r;
       INFO(c.name << "\n" << s.str());

@@ -23,28 +23,46 @@ struct Program {
 constexpr int kOps = 9;
 Tensor eval_op(int op, const Tensor& a, const Tensor& b) {
   switch (op) {
-    case 0: return a + b;
-    case 1: return a * b;
-    case 2: return a - b;
-    case 3: return tanh(a);
-    case 4: return sin(a) * b;
-    case 5: return a / (1.5 + b * b);
-    case 6: return softplus(a);
-    case 7: return exp(a * 0.3);
-    default: return sigmoid(a) + b;
+    case 0:
+      return a + b;
+    case 1:
+      return a * b;
+    case 2:
+      return a - b;
+    case 3:
+      return tanh(a);
+    case 4:
+      return sin(a) * b;
+    case 5:
+      return a / (1.5 + b * b);
+    case 6:
+      return softplus(a);
+    case 7:
+      return exp(a * 0.3);
+    default:
+      return sigmoid(a) + b;
   }
 }
 double eval_scalar(int op, double a, double b) {
   switch (op) {
-    case 0: return a + b;
-    case 1: return a * b;
-    case 2: return a - b;
-    case 3: return std::tanh(a);
-    case 4: return std::sin(a) * b;
-    case 5: return a / (1.5 + b * b);
-    case 6: return std::log1p(std::exp(a));
-    case 7: return std::exp(a * 0.3);
-    default: return 1 / (1 + std::exp(-a)) + b;
+    case 0:
+      return a + b;
+    case 1:
+      return a * b;
+    case 2:
+      return a - b;
+    case 3:
+      return std::tanh(a);
+    case 4:
+      return std::sin(a) * b;
+    case 5:
+      return a / (1.5 + b * b);
+    case 6:
+      return std::log1p(std::exp(a));
+    case 7:
+      return std::exp(a * 0.3);
+    default:
+      return 1 / (1 + std::exp(-a)) + b;
   }
 }
 
@@ -52,7 +70,8 @@ Program random_program(std::mt19937& rng, int inputs, int len) {
   Program p{{}, inputs};
   for (int i = 0; i < len; ++i) {
     const int pool = inputs + i;
-    p.steps.push_back({static_cast<int>(rng() % kOps), static_cast<int>(rng() % pool), static_cast<int>(rng() % pool)});
+    p.steps.push_back({static_cast<int>(rng() % kOps), static_cast<int>(rng() % pool),
+                       static_cast<int>(rng() % pool)});
   }
   return p;
 }
@@ -72,8 +91,9 @@ TEST_CASE("random expression graphs pass gradcheck at orders 1 and 2", "[propert
     Generator g(trial);
     std::vector<Tensor> xs;
     for (const Shape& s : shapes) xs.push_back(randn(s, g, DType::f64));
-    const GradcheckReport r = gradcheck([&](const std::vector<Tensor>& v) { return run(p, v); }, xs,
-                                        {.order = 2, .atol = 1e-6, .rtol = 1e-5, .seed = static_cast<uint64_t>(trial)});
+    const GradcheckReport r =
+        gradcheck([&](const std::vector<Tensor>& v) { return run(p, v); }, xs,
+                  {.order = 2, .atol = 1e-6, .rtol = 1e-5, .seed = static_cast<uint64_t>(trial)});
     std::ostringstream s;
     s << r;
     INFO("trial " << trial << "\n" << s.str());

@@ -24,7 +24,8 @@ struct ThreadCount {
 };
 
 struct Moments {
-  double mean = 0, var = 0, m3 = 0, m4 = 0, lag1 = 0;  // central moments except lag1 = E[x_i x_(i+1)]
+  double mean = 0, var = 0, m3 = 0, m4 = 0,
+         lag1 = 0;  // central moments except lag1 = E[x_i x_(i+1)]
   double min = INFINITY, max = -INFINITY;
 };
 Moments moments(const std::vector<double>& v) {
@@ -63,8 +64,14 @@ TEST_CASE("Philox-4x32-10 known answer (Random123, counter 0, key 0)", "[rng]") 
   CHECK(b.v[3] == 0x9b00dbd8u);
   // Every bit of the 64-bit counter and of the 64-bit key matters.
   std::set<std::vector<uint32_t>> seen;
-  for (auto [seed, ctr] : std::vector<std::pair<uint64_t, uint64_t>>{
-           {0, 0}, {0, 1}, {0, 1ull << 32}, {0, 1ull << 63}, {1, 0}, {1ull << 32, 0}, {1ull << 63, 0}, {1, 1}}) {
+  for (auto [seed, ctr] : std::vector<std::pair<uint64_t, uint64_t>>{{0, 0},
+                                                                     {0, 1},
+                                                                     {0, 1ull << 32},
+                                                                     {0, 1ull << 63},
+                                                                     {1, 0},
+                                                                     {1ull << 32, 0},
+                                                                     {1ull << 63, 0},
+                                                                     {1, 1}}) {
     const philox::Block x = philox::generate(seed, ctr);
     seen.insert({x.v[0], x.v[1], x.v[2], x.v[3]});
     // Deterministic.
@@ -87,7 +94,8 @@ TEST_CASE("random draws are the Philox stream at the generator's offset", "[rng]
   // randn element i is the Box-Muller sample of counter offset + i.
   g.set_state(9, 5);
   const std::vector<double> z = randn({33}, g, DType::f64).values<double>();
-  for (int i = 0; i < 33; ++i) CHECK(z[i] == philox::sample<double>(RandomKind::normal, 9, 5 + i, 0));
+  for (int i = 0; i < 33; ++i)
+    CHECK(z[i] == philox::sample<double>(RandomKind::normal, 9, 5 + i, 0));
 }
 
 TEST_CASE("same seed, same numbers; different seeds, different numbers", "[rng]") {
@@ -95,10 +103,18 @@ TEST_CASE("same seed, same numbers; different seeds, different numbers", "[rng]"
     INFO(dtype_name(dt));
     using Draw = std::function<Tensor(Generator&)>;
     const std::vector<Draw> draws = {
-        [dt](Generator& g) { return rand({5, 7}, g, dt); },
-        [dt](Generator& g) { return randn({5, 7}, g, dt); },
-        [dt](Generator& g) { return rademacher({5, 7}, g, dt); },
-        [dt](Generator& g) { return bernoulli({5, 7}, 0.5, g, dt); },
+        [dt](Generator& g) {
+          return rand({5, 7}, g, dt);
+        },
+        [dt](Generator& g) {
+          return randn({5, 7}, g, dt);
+        },
+        [dt](Generator& g) {
+          return rademacher({5, 7}, g, dt);
+        },
+        [dt](Generator& g) {
+          return bernoulli({5, 7}, 0.5, g, dt);
+        },
     };
     for (const Draw& d : draws) {
       Generator a(42), b(42), c(43);
@@ -224,7 +240,8 @@ TEST_CASE("moments of randn, rand, rademacher, bernoulli", "[rng][stats]") {
     {
       const std::vector<double> z = randn({kN}, g, dt).to_vector();
       const Moments m = moments(z);
-      INFO("randn mean " << m.mean << " var " << m.var << " m3 " << m.m3 << " m4 " << m.m4 << " lag1 " << m.lag1);
+      INFO("randn mean " << m.mean << " var " << m.var << " m3 " << m.m3 << " m4 " << m.m4
+                         << " lag1 " << m.lag1);
       CHECK(std::fabs(m.mean) <= 4 / kSqrtN);
       CHECK(std::fabs(m.var - 1) <= 4 * std::sqrt(2.0) / kSqrtN);
       CHECK(std::fabs(m.m3) <= 4 * std::sqrt(15.0) / kSqrtN);
@@ -254,7 +271,8 @@ TEST_CASE("moments of randn, rand, rademacher, bernoulli", "[rng][stats]") {
       // Each decile holds a tenth of the draws.
       std::vector<double> bins(10, 0);
       for (double x : u) bins[static_cast<int>(x * 10)] += 1;
-      for (int k = 0; k < 10; ++k) CHECK(std::fabs(bins[k] / kN - 0.1) <= 4 * std::sqrt(0.09) / kSqrtN);
+      for (int k = 0; k < 10; ++k)
+        CHECK(std::fabs(bins[k] / kN - 0.1) <= 4 * std::sqrt(0.09) / kSqrtN);
     }
     {
       const std::vector<double> r = rademacher({kN}, g, dt).to_vector();

@@ -68,7 +68,8 @@ TEST_CASE("gradient with respect to an intermediate tensor", "[tape]") {
   CHECK(gs[1].to_vector() == std::vector<double>{18, 36});
 }
 
-TEST_CASE("a loop of forward + backward with create_graph leaves nothing behind", "[tape][memory]") {
+TEST_CASE("a loop of forward + backward with create_graph leaves nothing behind",
+          "[tape][memory]") {
   Generator gen(0);
   const Tensor w = randn({8, 8}, gen, DType::f64).requires_grad_();
   const Tensor x = randn({4, 8}, gen, DType::f64);
@@ -132,7 +133,8 @@ TEST_CASE("threads differentiate independently", "[tape][threads]") {
       }
     });
   for (auto& th : ts) th.join();
-  for (int t = 0; t < 4; ++t) CHECK(out[t] == Approx((t + 1) * std::exp(0.3 * (t + 1))).epsilon(1e-14));
+  for (int t = 0; t < 4; ++t)
+    CHECK(out[t] == Approx((t + 1) * std::exp(0.3 * (t + 1))).epsilon(1e-14));
   // A tensor recorded on another (live) thread's tape is refused, not silently a constant.
   const Tensor y = w * 2.0;
   bool threw = false;

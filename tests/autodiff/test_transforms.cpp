@@ -49,7 +49,8 @@ TEST_CASE("HVP with respect to parameters: both routes agree", "[transforms]") {
     n2.w2 = w2;
     return mean(square(n2(x)));
   };
-  CHECK(max_abs_diff(hvp(loss, net.w2, v), hvp(loss, net.w2, v, HvpMode::reverse_over_reverse)) < 1e-10);
+  CHECK(max_abs_diff(hvp(loss, net.w2, v), hvp(loss, net.w2, v, HvpMode::reverse_over_reverse)) <
+        1e-10);
 }
 
 TEST_CASE("Hessian is symmetric and matches HVPs", "[transforms]") {
@@ -69,7 +70,8 @@ TEST_CASE("forward and reverse Jacobians agree", "[transforms]") {
   Mlp net(4, 8, g);
   const Tensor x = randn({2, 4}, g, DType::f64);
   auto f = [&](const Tensor& z) { return net(z); };
-  const Tensor Jr = jacobian(f, x, JacobianMode::reverse), Jf = jacobian(f, x, JacobianMode::forward);
+  const Tensor Jr = jacobian(f, x, JacobianMode::reverse),
+               Jf = jacobian(f, x, JacobianMode::forward);
   REQUIRE(Jr.shape() == Shape({2, 4, 2, 4}));
   CHECK(max_abs_diff(Jr, Jf) < 1e-12);
   // Samples are independent: cross-sample blocks vanish.
@@ -80,7 +82,8 @@ TEST_CASE("vjp and jvp agree with the explicit Jacobian", "[transforms]") {
   Generator g(4);
   const Tensor A = randn({3, 5}, g, DType::f64);
   auto f = [&](const Tensor& z) { return tanh(matmul(A, z)); };
-  const Tensor x = randn({5}, g, DType::f64), t = randn({5}, g, DType::f64), c = randn({3}, g, DType::f64);
+  const Tensor x = randn({5}, g, DType::f64), t = randn({5}, g, DType::f64),
+               c = randn({3}, g, DType::f64);
   const Tensor J = jacobian(f, x);
   CHECK(max_abs_diff(jvp(f, x, t).second, matmul(J, t)) < 1e-12);
   CHECK(max_abs_diff(vjp(f, x, c).second, matmul(c, J)) < 1e-12);
@@ -91,7 +94,8 @@ TEST_CASE("vjp and jvp agree with the explicit Jacobian", "[transforms]") {
 
 TEST_CASE("nested jvp gives second directional derivatives", "[transforms]") {
   Generator g(5);
-  const Tensor x = randn({4}, g, DType::f64), u = randn({4}, g, DType::f64), v = randn({4}, g, DType::f64);
+  const Tensor x = randn({4}, g, DType::f64), u = randn({4}, g, DType::f64),
+               v = randn({4}, g, DType::f64);
   auto f = [](const Tensor& z) { return sum(exp(z) * sin(z)); };
   // u^T H v two ways: jvp of jvp, and u . hvp.
   auto inner = [&](const Tensor& z) { return jvp(f, z, v).second; };
@@ -124,7 +128,8 @@ TEST_CASE("exact divergence equals the analytic trace", "[transforms][divergence
   }
 }
 
-TEST_CASE("Hutchinson divergence is unbiased within 4 standard errors", "[transforms][divergence]") {
+TEST_CASE("Hutchinson divergence is unbiased within 4 standard errors",
+          "[transforms][divergence]") {
   Generator g(7);
   Mlp net(3, 16, g);
   const Tensor x = randn({4, 3}, g, DType::f64);
@@ -132,8 +137,9 @@ TEST_CASE("Hutchinson divergence is unbiased within 4 standard errors", "[transf
   const Tensor exact = divergence(f, x);
   for (bool gaussian : {false, true}) {
     const MeanCheck c = mean_equals(
-        [&](Generator& gen) { return divergence(f, x, Divergence::hutchinson(gen, 1, gaussian)); }, exact,
-        {.samples = 4000, .sigmas = 4, .seed = 9}, gaussian ? "hutchinson gaussian" : "hutchinson rademacher");
+        [&](Generator& gen) { return divergence(f, x, Divergence::hutchinson(gen, 1, gaussian)); },
+        exact, {.samples = 4000, .sigmas = 4, .seed = 9},
+        gaussian ? "hutchinson gaussian" : "hutchinson rademacher");
     INFO(c);
     CHECK(c.pass);
     CHECK(c.std_error > 0);
@@ -158,7 +164,9 @@ TEST_CASE("divergence is differentiable with respect to parameters", "[transform
   for (int i = 0; i < 9; ++i) {
     auto p = wv, m = wv;
     p[i] += eps, m[i] -= eps;
-    fd[i] = (div_at(from_vector(p, {3, 3}, DType::f64)) - div_at(from_vector(m, {3, 3}, DType::f64))) / (2 * eps);
+    fd[i] =
+        (div_at(from_vector(p, {3, 3}, DType::f64)) - div_at(from_vector(m, {3, 3}, DType::f64))) /
+        (2 * eps);
   }
   CHECK(max_abs_diff(dW, from_vector(fd, {3, 3}, DType::f64)) < 1e-7);
 }

@@ -59,7 +59,8 @@ std::string fmt(double x) {
 // "" when every got[i] is within atol + rtol |want[i]| of want[i] (NaN matches NaN, an infinity
 // matches itself); otherwise a description of the first mismatch and the count.
 std::string close_report(const Vec& got, const Vec& want, double rtol, double atol) {
-  if (got.size() != want.size()) return "size " + std::to_string(got.size()) + " vs " + std::to_string(want.size());
+  if (got.size() != want.size())
+    return "size " + std::to_string(got.size()) + " vs " + std::to_string(want.size());
   size_t bad = 0, first = 0;
   for (size_t i = 0; i < got.size(); ++i) {
     const double g = got[i], w = want[i];
@@ -74,8 +75,8 @@ std::string close_report(const Vec& got, const Vec& want, double rtol, double at
     if (!ok && bad++ == 0) first = i;
   }
   if (!bad) return "";
-  return std::to_string(bad) + " of " + std::to_string(got.size()) + " differ; first at " + std::to_string(first) +
-         ": got " + fmt(got[first]) + " want " + fmt(want[first]);
+  return std::to_string(bad) + " of " + std::to_string(got.size()) + " differ; first at " +
+         std::to_string(first) + ": got " + fmt(got[first]) + " want " + fmt(want[first]);
 }
 std::string exact_report(const Vec& got, const Vec& want) { return close_report(got, want, 0, 0); }
 
@@ -88,7 +89,8 @@ Tol composite_tol(DType dt) { return dt == DType::f32 ? Tol{1e-5, 1e-6} : Tol{1e
 Tol reduce_tol(DType dt) { return dt == DType::f32 ? Tol{1e-5, 1e-4} : Tol{1e-12, 1e-12}; }
 
 // Calls f(idx) for every multi-index of `shape` in row-major order.
-template <class F> void for_each_index(const Dims& shape, F&& f) {
+template <class F>
+void for_each_index(const Dims& shape, F&& f) {
   const int64_t n = numel(shape);
   Dims idx(shape.size(), 0);
   for (int64_t flat = 0; flat < n; ++flat) {
@@ -103,7 +105,8 @@ template <class F> void for_each_index(const Dims& shape, F&& f) {
 int64_t bcast_index(const Dims& idx, const Dims& shape) {
   int64_t flat = 0;
   const size_t off = idx.size() - shape.size();
-  for (size_t d = 0; d < shape.size(); ++d) flat = flat * shape[d] + (shape[d] == 1 ? 0 : idx[off + d]);
+  for (size_t d = 0; d < shape.size(); ++d)
+    flat = flat * shape[d] + (shape[d] == 1 ? 0 : idx[off + d]);
   return flat;
 }
 int64_t flat_index(const Dims& idx, const Dims& shape) { return bcast_index(idx, shape); }
@@ -124,7 +127,7 @@ Vec permuted(const Vec& x, const Dims& shape, const Dims& perm) {
 struct Input {
   std::string layout;
   Tensor t;
-  Vec vals;        // logical row-major values (as stored: float32-rounded)
+  Vec vals;         // logical row-major values (as stored: float32-rounded)
   bool contiguous;  // expected layout, checked
 };
 // 1003 contiguous elements (SIMD body plus a scalar tail), a transposed view and a step-2
@@ -143,19 +146,21 @@ std::vector<Input> layouts(double lo, double hi, DType dt, uint64_t seed, bool s
   }
   {
     Vec v = gen(37 * 29, seed + 1);
-    r.push_back({"transpose([37,29])", transpose(from_vector(v, {37, 29}, dt), 0, 1), permuted(v, {37, 29}, {1, 0}),
-                 false});
+    r.push_back({"transpose([37,29])", transpose(from_vector(v, {37, 29}, dt), 0, 1),
+                 permuted(v, {37, 29}, {1, 0}), false});
   }
   {
     Vec v = gen(2006, seed + 2), s;
     for (int64_t i = 1; i < 2006; i += 2) s.push_back(v[i]);
-    r.push_back({"slice([2006], 1::2)", slice(from_vector(v, {2006}, dt), 0, 1, 2006, 2), s, false});
+    r.push_back(
+        {"slice([2006], 1::2)", slice(from_vector(v, {2006}, dt), 0, 1, 2006, 2), s, false});
   }
   {
     Vec v = gen(800 * 100, seed + 3), s;
     for (int64_t i = 0; i < 800; i += 2)
       for (int64_t j = 0; j < 100; ++j) s.push_back(v[i * 100 + j]);
-    r.push_back({"slice([800,100], axis 0, ::2)", slice(from_vector(v, {800, 100}, dt), 0, 0, 800, 2), s, false});
+    r.push_back({"slice([800,100], axis 0, ::2)",
+                 slice(from_vector(v, {800, 100}, dt), 0, 0, 800, 2), s, false});
   }
   return r;
 }
@@ -169,27 +174,44 @@ struct UnaryCase {
 };
 
 double sigmoid_ref(double x) { return 1.0 / (1.0 + std::exp(-x)); }
-double softplus_ref(double x) { return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x)); }
+double softplus_ref(double x) {
+  return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
+}
 
 std::vector<UnaryCase> unary_cases() {
   std::vector<UnaryCase> c;
   c.push_back({"neg", [](const Tensor& x) { return neg(x); }, [](double x) { return -x; }, -5, 5});
-  c.push_back({"exp", [](const Tensor& x) { return exp(x); }, [](double x) { return std::exp(x); }, -10, 10});
-  c.push_back({"log", [](const Tensor& x) { return log(x); }, [](double x) { return std::log(x); }, 0.01, 20});
-  c.push_back({"log1p", [](const Tensor& x) { return log1p(x); }, [](double x) { return std::log1p(x); }, -0.9, 20});
-  c.push_back({"expm1", [](const Tensor& x) { return expm1(x); }, [](double x) { return std::expm1(x); }, -5, 5});
-  c.push_back({"sqrt", [](const Tensor& x) { return sqrt(x); }, [](double x) { return std::sqrt(x); }, 0, 20});
-  c.push_back({"rsqrt", [](const Tensor& x) { return rsqrt(x); }, [](double x) { return 1 / std::sqrt(x); }, 0.01, 20});
-  c.push_back({"abs", [](const Tensor& x) { return abs(x); }, [](double x) { return std::fabs(x); }, -5, 5});
+  c.push_back({"exp", [](const Tensor& x) { return exp(x); }, [](double x) { return std::exp(x); },
+               -10, 10});
+  c.push_back({"log", [](const Tensor& x) { return log(x); }, [](double x) { return std::log(x); },
+               0.01, 20});
+  c.push_back({"log1p", [](const Tensor& x) { return log1p(x); },
+               [](double x) { return std::log1p(x); }, -0.9, 20});
+  c.push_back({"expm1", [](const Tensor& x) { return expm1(x); },
+               [](double x) { return std::expm1(x); }, -5, 5});
+  c.push_back({"sqrt", [](const Tensor& x) { return sqrt(x); },
+               [](double x) { return std::sqrt(x); }, 0, 20});
+  c.push_back({"rsqrt", [](const Tensor& x) { return rsqrt(x); },
+               [](double x) { return 1 / std::sqrt(x); }, 0.01, 20});
+  c.push_back({"abs", [](const Tensor& x) { return abs(x); }, [](double x) { return std::fabs(x); },
+               -5, 5});
   c.push_back({"sign", [](const Tensor& x) { return sign(x); },
-               [](double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0; }, -3, 3, true});
+               [](double x) { return x > 0   ? 1.0
+                                     : x < 0 ? -1.0
+                                             : 0.0; }, -3, 3, true});
   c.push_back({"sign(nonint)", [](const Tensor& x) { return sign(x); },
-               [](double x) { return x > 0 ? 1.0 : x < 0 ? -1.0 : 0.0; }, -3, 3});
-  c.push_back({"sin", [](const Tensor& x) { return sin(x); }, [](double x) { return std::sin(x); }, -10, 10});
-  c.push_back({"cos", [](const Tensor& x) { return cos(x); }, [](double x) { return std::cos(x); }, -10, 10});
-  c.push_back({"tanh", [](const Tensor& x) { return tanh(x); }, [](double x) { return std::tanh(x); }, -6, 6});
+               [](double x) { return x > 0   ? 1.0
+                                     : x < 0 ? -1.0
+                                             : 0.0; }, -3, 3});
+  c.push_back({"sin", [](const Tensor& x) { return sin(x); }, [](double x) { return std::sin(x); },
+               -10, 10});
+  c.push_back({"cos", [](const Tensor& x) { return cos(x); }, [](double x) { return std::cos(x); },
+               -10, 10});
+  c.push_back({"tanh", [](const Tensor& x) { return tanh(x); },
+               [](double x) { return std::tanh(x); }, -6, 6});
   c.push_back({"sigmoid", [](const Tensor& x) { return sigmoid(x); }, sigmoid_ref, -20, 20});
-  c.push_back({"erf", [](const Tensor& x) { return erf(x); }, [](double x) { return std::erf(x); }, -4, 4});
+  c.push_back(
+      {"erf", [](const Tensor& x) { return erf(x); }, [](double x) { return std::erf(x); }, -4, 4});
   for (double p : {2.0, 0.5, -1.5, 2.5, 0.0, 1.0})
     c.push_back({"pow(x, " + fmt(p) + ")", [p](const Tensor& x) { return pow(x, p); },
                  [p](double x) { return std::pow(x, p); }, 0.1, 5});
@@ -202,11 +224,14 @@ std::vector<UnaryCase> unary_cases() {
 
 std::vector<UnaryCase> composite_cases() {
   std::vector<UnaryCase> c;
-  c.push_back({"square", [](const Tensor& x) { return square(x); }, [](double x) { return x * x; }, -5, 5});
-  c.push_back({"relu", [](const Tensor& x) { return relu(x); }, [](double x) { return x > 0 ? x : 0.0; }, -5, 5});
-  c.push_back({"relu(int)", [](const Tensor& x) { return relu(x); }, [](double x) { return x > 0 ? x : 0.0; }, -3, 3,
-               true});
-  c.push_back({"silu", [](const Tensor& x) { return silu(x); }, [](double x) { return x * sigmoid_ref(x); }, -8, 8});
+  c.push_back(
+      {"square", [](const Tensor& x) { return square(x); }, [](double x) { return x * x; }, -5, 5});
+  c.push_back({"relu", [](const Tensor& x) { return relu(x); },
+               [](double x) { return x > 0 ? x : 0.0; }, -5, 5});
+  c.push_back({"relu(int)", [](const Tensor& x) { return relu(x); },
+               [](double x) { return x > 0 ? x : 0.0; }, -3, 3, true});
+  c.push_back({"silu", [](const Tensor& x) { return silu(x); },
+               [](double x) { return x * sigmoid_ref(x); }, -8, 8});
   c.push_back({"softplus", [](const Tensor& x) { return softplus(x); }, softplus_ref, -30, 30});
   c.push_back({"log_sigmoid", [](const Tensor& x) { return log_sigmoid(x); },
                [](double x) { return -softplus_ref(-x); }, -30, 30});
@@ -245,14 +270,19 @@ void run_elementwise(const std::vector<UnaryCase>& cases, DType dt, Tol tol) {
 }
 
 // Units in the last place between a and b (NaN matches NaN).
-template <class T> int64_t ulp_distance(T a, T b) {
+template <class T>
+int64_t ulp_distance(T a, T b) {
   if (a == b) return 0;
-  if (std::isnan(a) || std::isnan(b)) return std::isnan(a) && std::isnan(b) ? 0 : std::numeric_limits<int64_t>::max();
+  if (std::isnan(a) || std::isnan(b))
+    return std::isnan(a) && std::isnan(b) ? 0 : std::numeric_limits<int64_t>::max();
   using I = std::conditional_t<sizeof(T) == 4, int32_t, int64_t>;
   I ia, ib;
   std::memcpy(&ia, &a, sizeof a);
   std::memcpy(&ib, &b, sizeof b);
-  auto lin = [](I i) { return i < 0 ? static_cast<long double>(std::numeric_limits<I>::min()) - i : static_cast<long double>(i); };
+  auto lin = [](I i) {
+    return i < 0 ? static_cast<long double>(std::numeric_limits<I>::min()) - i
+                 : static_cast<long double>(i);
+  };
   const long double d = lin(ia) - lin(ib);
   return static_cast<int64_t>(std::min<long double>(d < 0 ? -d : d, 9e18L));
 }
@@ -310,7 +340,8 @@ Vec ref_matmul(const Vec& a, const Dims& as, const Vec& b, const Dims& bs, Dims*
   }
   Vec out;
   for_each_index(batch, [&](const Dims& bi) {
-    const int64_t oa = ba.empty() ? 0 : bcast_index(bi, ba), ob = bb.empty() ? 0 : bcast_index(bi, bb);
+    const int64_t oa = ba.empty() ? 0 : bcast_index(bi, ba),
+                  ob = bb.empty() ? 0 : bcast_index(bi, bb);
     for (int64_t i = 0; i < m; ++i)
       for (int64_t j = 0; j < n; ++j) {
         long double s = 0;
@@ -332,8 +363,8 @@ Vec ref_matmul(const Vec& a, const Dims& as, const Vec& b, const Dims& bs, Dims*
 // Unary math
 // ============================================================================================
 
-TEMPLATE_TEST_CASE("unary ops match <cmath> on SIMD, strided and threaded layouts", "[values][unary]", float,
-                   double) {
+TEMPLATE_TEST_CASE("unary ops match <cmath> on SIMD, strided and threaded layouts",
+                   "[values][unary]", float, double) {
   const DType dt = dtype_v<TestType>;
   run_elementwise(unary_cases(), dt, unary_tol(dt));
 }
@@ -342,14 +373,17 @@ TEST_CASE("unary ops on int64: neg, abs, sign", "[values][unary]") {
   const std::vector<int64_t> v = {-7, -1, 0, 1, 3, 4000000000000LL, -4000000000000LL};
   const Tensor x = from_indices(v, {7});
   CHECK(neg(x).dtype() == DType::i64);
-  CHECK(neg(x).values<int64_t>() == std::vector<int64_t>{7, 1, 0, -1, -3, -4000000000000LL, 4000000000000LL});
-  CHECK(abs(x).values<int64_t>() == std::vector<int64_t>{7, 1, 0, 1, 3, 4000000000000LL, 4000000000000LL});
+  CHECK(neg(x).values<int64_t>() ==
+        std::vector<int64_t>{7, 1, 0, -1, -3, -4000000000000LL, 4000000000000LL});
+  CHECK(abs(x).values<int64_t>() ==
+        std::vector<int64_t>{7, 1, 0, 1, 3, 4000000000000LL, 4000000000000LL});
   CHECK(sign(x).values<int64_t>() == std::vector<int64_t>{-1, -1, 0, 1, 1, 1, -1});
 }
 
 TEST_CASE("unary special values: NaN, infinities and zeros", "[values][unary]") {
   const double inf = INFINITY, nan = NAN;
-  const Vec in = {0.0, -0.0, inf, -inf, nan, 1.0, -1.0, 2.0, 0.5, 3.0, -2.5, 0.25, 1e-300, -1e-300, 10.0, 1.5};
+  const Vec in = {0.0, -0.0, inf,  -inf, nan,    1.0,     -1.0, 2.0,
+                  0.5, 3.0,  -2.5, 0.25, 1e-300, -1e-300, 10.0, 1.5};
   for (DType dt : {DType::f32, DType::f64}) {
     const Tensor x = from_vector(in, {16}, dt);  // 16 elements: the SIMD body covers all of them
     INFO(dtype_name(dt));
@@ -359,15 +393,22 @@ TEST_CASE("unary special values: NaN, infinities and zeros", "[values][unary]") 
       for (double v : xs) r.push_back(f(v));
       return r;
     };
-    const double tiny = dt == DType::f32 ? std::numeric_limits<float>::min() : std::numeric_limits<double>::min();
+    const double tiny =
+        dt == DType::f32 ? std::numeric_limits<float>::min() : std::numeric_limits<double>::min();
     // exp(-inf) is exactly 0.
-    CHECK(close_report(exp(x).to_vector(), ref([](double v) { return std::exp(v); }), 2e-6, 0) == "");
+    CHECK(close_report(exp(x).to_vector(), ref([](double v) { return std::exp(v); }), 2e-6, 0) ==
+          "");
     CHECK(close_report(abs(x).to_vector(), ref([](double v) { return std::fabs(v); }), 0, 0) == "");
-    CHECK(close_report(tanh(x).to_vector(), ref([](double v) { return std::tanh(v); }), 2e-6, tiny) == "");
+    CHECK(close_report(tanh(x).to_vector(), ref([](double v) { return std::tanh(v); }), 2e-6,
+                       tiny) == "");
     CHECK(close_report(sigmoid(x).to_vector(), ref(sigmoid_ref), 2e-6, tiny) == "");
-    CHECK(close_report(sign(x).to_vector(), ref([](double v) { return v > 0 ? 1.0 : v < 0 ? -1.0 : v; }), 0, 0) == "");
+    CHECK(close_report(sign(x).to_vector(),
+                       ref([](double v) { return v > 0   ? 1.0
+                                                 : v < 0 ? -1.0
+                                                         : v; }), 0, 0) == "");
     // sqrt(-1) and log(-1) are NaN, log(0) is -inf, rsqrt(0) is +inf.
-    const Tensor neg1 = from_vector({-1, 0, 4, -0.0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13}, {16}, dt);
+    const Tensor neg1 =
+        from_vector({-1, 0, 4, -0.0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13}, {16}, dt);
     const Vec s = sqrt(neg1).to_vector(), l = log(neg1).to_vector(), rs = rsqrt(neg1).to_vector();
     CHECK(std::isnan(s[0]));
     CHECK(s[2] == 2.0);
@@ -379,14 +420,16 @@ TEST_CASE("unary special values: NaN, infinities and zeros", "[values][unary]") 
 }
 
 TEST_CASE("composite elementwise ops match references", "[values][composite]") {
-  for (DType dt : {DType::f32, DType::f64}) run_elementwise(composite_cases(), dt, composite_tol(dt));
+  for (DType dt : {DType::f32, DType::f64})
+    run_elementwise(composite_cases(), dt, composite_tol(dt));
 }
 
 TEST_CASE("softmax, log_softmax and logsumexp match references, stably", "[values][composite]") {
   for (DType dt : {DType::f32, DType::f64}) {
     Vec v = rounded(uniform_values(7 * 13, -5, 5, 42), dt);
     // A row of huge and widely spread values: naive exp would overflow.
-    for (int64_t j = 0; j < 13; ++j) v[3 * 13 + j] = (j % 3 == 0 ? 1000.0 : j % 3 == 1 ? 998.5 : -1000.0);
+    for (int64_t j = 0; j < 13; ++j)
+      v[3 * 13 + j] = (j % 3 == 0 ? 1000.0 : j % 3 == 1 ? 998.5 : -1000.0);
     const Dims s = {7, 13};
     const Tol tol = composite_tol(dt);
     for (bool transposed : {false, true}) {
@@ -423,7 +466,8 @@ TEST_CASE("softmax, log_softmax and logsumexp match references, stably", "[value
         // Each slice sums to 1.
         const Vec rs = sum(y, {axis}).to_vector();
         CHECK(close_report(rs, Vec(rs.size(), 1.0), dt == DType::f32 ? 1e-5 : 1e-13, 0) == "");
-        CHECK(close_report(log_softmax(x, axis).to_vector(), lsm, tol.rtol, dt == DType::f32 ? 2e-4 : 1e-12) == "");
+        CHECK(close_report(log_softmax(x, axis).to_vector(), lsm, tol.rtol,
+                           dt == DType::f32 ? 2e-4 : 1e-12) == "");
         const Tensor l = logsumexp(x, {axis});
         CHECK(l.shape() == Shape{outer});
         CHECK(close_report(l.to_vector(), lse_by_outer, tol.rtol, tol.atol) == "");
@@ -453,7 +497,8 @@ TEST_CASE("mean and var match references", "[values][composite][reduce]") {
     const Vec v = rounded(uniform_values(120, -3, 3, 7), dt);
     const Tensor x = from_vector(v, shp(s), dt);
     const Tol tol = composite_tol(dt);
-    for (const Dims& axes : {Dims{}, Dims{0}, Dims{1}, Dims{2}, Dims{0, 2}, Dims{-1, 0}, Dims{0, 1, 2}}) {
+    for (const Dims& axes :
+         {Dims{}, Dims{0}, Dims{1}, Dims{2}, Dims{0, 2}, Dims{-1, 0}, Dims{0, 1, 2}}) {
       for (bool keepdim : {false, true}) {
         Dims os;
         const Vec mu = ref_reduce(v, s, axes, keepdim, Red::mean, &os);
@@ -501,28 +546,32 @@ struct BinCase {
 };
 std::vector<BinCase> bin_cases() {
   return {
-      {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); }, [](double a, double b) { return a + b; }},
-      {"sub", [](const Tensor& a, const Tensor& b) { return a - b; }, [](double a, double b) { return a - b; }},
-      {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }, [](double a, double b) { return a * b; }},
-      {"div", [](const Tensor& a, const Tensor& b) { return a / b; }, [](double a, double b) { return a / b; }, true},
+      {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); },
+       [](double a, double b) { return a + b; }},
+      {"sub", [](const Tensor& a, const Tensor& b) { return a - b; },
+       [](double a, double b) { return a - b; }},
+      {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); },
+       [](double a, double b) { return a * b; }},
+      {"div", [](const Tensor& a, const Tensor& b) { return a / b; },
+       [](double a, double b) { return a / b; }, true},
       {"pow", [](const Tensor& a, const Tensor& b) { return pow(a, b); },
        [](double a, double b) { return std::pow(a, b); }, true},
       {"maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); },
        [](double a, double b) { return std::max(a, b); }},
       {"minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); },
        [](double a, double b) { return std::min(a, b); }},
-      {"eq", [](const Tensor& a, const Tensor& b) { return eq(a, b); }, [](double a, double b) { return double(a == b); },
-       false, true},
-      {"ne", [](const Tensor& a, const Tensor& b) { return ne(a, b); }, [](double a, double b) { return double(a != b); },
-       false, true},
-      {"lt", [](const Tensor& a, const Tensor& b) { return a < b; }, [](double a, double b) { return double(a < b); },
-       false, true},
-      {"le", [](const Tensor& a, const Tensor& b) { return a <= b; }, [](double a, double b) { return double(a <= b); },
-       false, true},
-      {"gt", [](const Tensor& a, const Tensor& b) { return a > b; }, [](double a, double b) { return double(a > b); },
-       false, true},
-      {"ge", [](const Tensor& a, const Tensor& b) { return ge(a, b); }, [](double a, double b) { return double(a >= b); },
-       false, true},
+      {"eq", [](const Tensor& a, const Tensor& b) { return eq(a, b); },
+       [](double a, double b) { return double(a == b); }, false, true},
+      {"ne", [](const Tensor& a, const Tensor& b) { return ne(a, b); },
+       [](double a, double b) { return double(a != b); }, false, true},
+      {"lt", [](const Tensor& a, const Tensor& b) { return a < b; },
+       [](double a, double b) { return double(a < b); }, false, true},
+      {"le", [](const Tensor& a, const Tensor& b) { return a <= b; },
+       [](double a, double b) { return double(a <= b); }, false, true},
+      {"gt", [](const Tensor& a, const Tensor& b) { return a > b; },
+       [](double a, double b) { return double(a > b); }, false, true},
+      {"ge", [](const Tensor& a, const Tensor& b) { return ge(a, b); },
+       [](double a, double b) { return double(a >= b); }, false, true},
   };
 }
 }  // namespace
@@ -531,8 +580,9 @@ TEST_CASE("binary ops broadcast like NumPy and match references", "[values][bina
   // Shape pairs: broadcasting in both directions, rank extension, identical shapes (SIMD
   // path), a large pair run threaded, and 0-d operands.
   const std::vector<std::pair<Dims, Dims>> shapes = {
-      {{3, 1, 4}, {2, 1}}, {{2, 1}, {3, 1, 4}}, {{5, 4}, {4}}, {{1003}, {1003}}, {{4, 1}, {1, 9}},
-      {{300, 200}, {200}}, {{300, 1}, {300, 200}}, {{}, {3, 2}}, {{6}, {}}, {{2, 3, 1, 5}, {3, 4, 1}}};
+      {{3, 1, 4}, {2, 1}}, {{2, 1}, {3, 1, 4}},      {{5, 4}, {4}},          {{1003}, {1003}},
+      {{4, 1}, {1, 9}},    {{300, 200}, {200}},      {{300, 1}, {300, 200}}, {{}, {3, 2}},
+      {{6}, {}},           {{2, 3, 1, 5}, {3, 4, 1}}};
   uint64_t seed = 500;
   for (DType dt : {DType::f32, DType::f64}) {
     for (const BinCase& c : bin_cases()) {
@@ -558,7 +608,8 @@ TEST_CASE("binary ops broadcast like NumPy and match references", "[values][bina
         Vec want;
         for_each_index(os, [&](const Dims& i) {
           const double r = c.ref(a[bcast_index(i, sa)], b[bcast_index(i, sb)]);
-          want.push_back(dt == DType::f32 && !c.compare ? static_cast<double>(static_cast<float>(r)) : r);
+          want.push_back(dt == DType::f32 && !c.compare ? static_cast<double>(static_cast<float>(r))
+                                                        : r);
         });
         const Tol tol = c.name == std::string("pow") ? composite_tol(dt) : unary_tol(dt);
         CHECK(close_report(y.to_vector(), want, tol.rtol, tol.atol) == "");
@@ -570,7 +621,8 @@ TEST_CASE("binary ops broadcast like NumPy and match references", "[values][bina
 TEST_CASE("binary ops on strided views and with scalar operands", "[values][binary]") {
   for (DType dt : {DType::f32, DType::f64}) {
     INFO(dtype_name(dt));
-    const Vec av = rounded(uniform_values(12 * 9, -2, 2, 1), dt), bv = rounded(uniform_values(9 * 12, 0.5, 2, 2), dt);
+    const Vec av = rounded(uniform_values(12 * 9, -2, 2, 1), dt),
+              bv = rounded(uniform_values(9 * 12, 0.5, 2, 2), dt);
     const Tensor a = transpose(from_vector(av, {12, 9}, dt), 0, 1);  // [9,12], strides [1,9]
     const Tensor b = from_vector(bv, {9, 12}, dt);
     const Vec at = permuted(av, {12, 9}, {1, 0});
@@ -580,11 +632,15 @@ TEST_CASE("binary ops on strided views and with scalar operands", "[values][bina
       return r;
     };
     const Tol tol = unary_tol(dt);
-    CHECK(close_report((a + b).to_vector(), ew([](double x, double y) { return x + y; }), tol.rtol, tol.atol) == "");
-    CHECK(close_report((b * a).to_vector(), ew([](double x, double y) { return x * y; }), tol.rtol, tol.atol) == "");
-    CHECK(close_report((a / b).to_vector(), ew([](double x, double y) { return x / y; }), tol.rtol, tol.atol) == "");
+    CHECK(close_report((a + b).to_vector(), ew([](double x, double y) { return x + y; }), tol.rtol,
+                       tol.atol) == "");
+    CHECK(close_report((b * a).to_vector(), ew([](double x, double y) { return x * y; }), tol.rtol,
+                       tol.atol) == "");
+    CHECK(close_report((a / b).to_vector(), ew([](double x, double y) { return x / y; }), tol.rtol,
+                       tol.atol) == "");
     // Step-2 slices on both sides.
-    const Tensor as = slice(from_vector(bv, {108}, dt), 0, 0, 108, 2), bs = slice(from_vector(av, {108}, dt), 0, 1, 108, 2);
+    const Tensor as = slice(from_vector(bv, {108}, dt), 0, 0, 108, 2),
+                 bs = slice(from_vector(av, {108}, dt), 0, 1, 108, 2);
     Vec want;
     for (int i = 0; i < 54; ++i) want.push_back(rounded({bv[2 * i] - av[2 * i + 1]}, dt)[0]);
     CHECK(close_report((as - bs).to_vector(), want, tol.rtol, tol.atol) == "");
@@ -595,23 +651,35 @@ TEST_CASE("binary ops on strided views and with scalar operands", "[values][bina
       for (double x : at) r.push_back(rounded({f(x)}, dt)[0]);
       return r;
     };
-    CHECK(close_report((a + 2.5).to_vector(), each([](double x) { return x + 2.5; }), tol.rtol, tol.atol) == "");
-    CHECK(close_report((2.5 - a).to_vector(), each([](double x) { return 2.5 - x; }), tol.rtol, tol.atol) == "");
-    CHECK(close_report((a - 0.25).to_vector(), each([](double x) { return x - 0.25; }), tol.rtol, tol.atol) == "");
-    CHECK(close_report((a * 3.0).to_vector(), each([](double x) { return x * 3.0; }), tol.rtol, tol.atol) == "");
-    CHECK(close_report((-2.0 * a).to_vector(), each([](double x) { return -2.0 * x; }), tol.rtol, tol.atol) == "");
-    CHECK(close_report((a / 4.0).to_vector(), each([](double x) { return x / 4.0; }), tol.rtol, tol.atol) == "");
-    CHECK(close_report((1.0 / (a + 5.0)).to_vector(), each([](double x) { return 1.0 / (x + 5.0); }), 1e-6, 0) == "");
+    CHECK(close_report((a + 2.5).to_vector(), each([](double x) { return x + 2.5; }), tol.rtol,
+                       tol.atol) == "");
+    CHECK(close_report((2.5 - a).to_vector(), each([](double x) { return 2.5 - x; }), tol.rtol,
+                       tol.atol) == "");
+    CHECK(close_report((a - 0.25).to_vector(), each([](double x) { return x - 0.25; }), tol.rtol,
+                       tol.atol) == "");
+    CHECK(close_report((a * 3.0).to_vector(), each([](double x) { return x * 3.0; }), tol.rtol,
+                       tol.atol) == "");
+    CHECK(close_report((-2.0 * a).to_vector(), each([](double x) { return -2.0 * x; }), tol.rtol,
+                       tol.atol) == "");
+    CHECK(close_report((a / 4.0).to_vector(), each([](double x) { return x / 4.0; }), tol.rtol,
+                       tol.atol) == "");
+    CHECK(close_report((1.0 / (a + 5.0)).to_vector(),
+                       each([](double x) { return 1.0 / (x + 5.0); }), 1e-6, 0) == "");
     CHECK(close_report((-a).to_vector(), each([](double x) { return -x; }), 0, 0) == "");
-    CHECK(close_report(cast(a > 0.5, dt).to_vector(), each([](double x) { return double(x > 0.5); }), 0, 0) == "");
-    CHECK(close_report(cast(a <= 0.5, dt).to_vector(), each([](double x) { return double(x <= 0.5); }), 0, 0) == "");
-    CHECK(close_report(cast(a < -1.0, dt).to_vector(), each([](double x) { return double(x < -1.0); }), 0, 0) == "");
-    CHECK(close_report(cast(a >= -1.0, dt).to_vector(), each([](double x) { return double(x >= -1.0); }), 0, 0) == "");
+    CHECK(close_report(cast(a > 0.5, dt).to_vector(),
+                       each([](double x) { return double(x > 0.5); }), 0, 0) == "");
+    CHECK(close_report(cast(a <= 0.5, dt).to_vector(),
+                       each([](double x) { return double(x <= 0.5); }), 0, 0) == "");
+    CHECK(close_report(cast(a < -1.0, dt).to_vector(),
+                       each([](double x) { return double(x < -1.0); }), 0, 0) == "");
+    CHECK(close_report(cast(a >= -1.0, dt).to_vector(),
+                       each([](double x) { return double(x >= -1.0); }), 0, 0) == "");
     // A 0-d tensor operand and its result dtype.
     const Tensor s = scalar(1.5, dt);
     CHECK(s.rank() == 0);
     CHECK((a * s).shape() == a.shape());
-    CHECK(close_report((a * s).to_vector(), each([](double x) { return x * 1.5; }), tol.rtol, tol.atol) == "");
+    CHECK(close_report((a * s).to_vector(), each([](double x) { return x * 1.5; }), tol.rtol,
+                       tol.atol) == "");
     CHECK((s + s).item() == 3.0);
   }
 }
@@ -672,7 +740,8 @@ TEST_CASE("where selects with broadcasting", "[values][binary]") {
 // ============================================================================================
 
 TEST_CASE("sum/max/min/mean over axis sets, keepdim, contiguous and strided", "[values][reduce]") {
-  const std::vector<Dims> axis_sets = {{}, {0}, {1}, {2}, {-1}, {0, 1}, {0, 2}, {1, 2}, {2, 0}, {0, 1, 2}};
+  const std::vector<Dims> axis_sets = {{},     {0},    {1},    {2},    {-1},
+                                       {0, 1}, {0, 2}, {1, 2}, {2, 0}, {0, 1, 2}};
   for (DType dt : {DType::f32, DType::f64}) {
     // Contiguous [3,4,5]; permuted view of [4,5,3]; step-2 slice of [3,10,5] on axis 1;
     // transposed view of [5,4,3] (axes 0 and 2 swapped).
@@ -686,7 +755,8 @@ TEST_CASE("sum/max/min/mean over axis sets, keepdim, contiguous and strided", "[
     {
       Vec v(base.begin(), base.begin() + 60);
       views.push_back({"contiguous [3,4,5]", from_vector(v, {3, 4, 5}, dt), v});
-      views.push_back({"permute([4,5,3], {2,0,1})", permute(from_vector(v, {4, 5, 3}, dt), {2, 0, 1}),
+      views.push_back({"permute([4,5,3], {2,0,1})",
+                       permute(from_vector(v, {4, 5, 3}, dt), {2, 0, 1}),
                        permuted(v, {4, 5, 3}, {2, 0, 1})});
       views.push_back({"transpose([5,4,3], 0, 2)", transpose(from_vector(v, {5, 4, 3}, dt), 0, 2),
                        permuted(v, {5, 4, 3}, {2, 1, 0})});
@@ -701,13 +771,15 @@ TEST_CASE("sum/max/min/mean over axis sets, keepdim, contiguous and strided", "[
       for (int64_t i = 0; i < 3; ++i)
         for (int64_t j = 0; j < 4; ++j)
           for (int64_t k = 0; k < 5; ++k) s4.push_back(s[i * 25 + j * 5 + k]);
-      views.push_back({"slice([3,10,5], axis 1, 1:9:2)", slice(from_vector(v, {3, 10, 5}, dt), 1, 1, 9, 2), s4});
+      views.push_back({"slice([3,10,5], axis 1, 1:9:2)",
+                       slice(from_vector(v, {3, 10, 5}, dt), 1, 1, 9, 2), s4});
     }
     for (const V& view : views) {
       REQUIRE(view.t.shape() == Shape{3, 4, 5});
       for (const Dims& axes : axis_sets)
         for (bool keepdim : {false, true}) {
-          INFO(dtype_name(dt) << " " << view.name << " axes " << shp(axes).str() << " keepdim " << keepdim);
+          INFO(dtype_name(dt) << " " << view.name << " axes " << shp(axes).str() << " keepdim "
+                              << keepdim);
           const Shape ax = shp(axes);
           const Dims s = {3, 4, 5};
           Dims os;
@@ -719,10 +791,13 @@ TEST_CASE("sum/max/min/mean over axis sets, keepdim, contiguous and strided", "[
           CHECK(close_report(ys.to_vector(), ws, tol.rtol, tol.atol) == "");
           const Tensor ymax = max(view.t, ax, keepdim), ymin = min(view.t, ax, keepdim);
           CHECK(ymax.shape() == shp(os));
-          CHECK(exact_report(ymax.to_vector(), ref_reduce(view.vals, s, axes, keepdim, Red::max, &os)) == "");
-          CHECK(exact_report(ymin.to_vector(), ref_reduce(view.vals, s, axes, keepdim, Red::min, &os)) == "");
-          CHECK(close_report(mean(view.t, ax, keepdim).to_vector(), ref_reduce(view.vals, s, axes, keepdim, Red::mean, &os),
-                         tol.rtol, tol.atol) == "");
+          CHECK(exact_report(ymax.to_vector(),
+                             ref_reduce(view.vals, s, axes, keepdim, Red::max, &os)) == "");
+          CHECK(exact_report(ymin.to_vector(),
+                             ref_reduce(view.vals, s, axes, keepdim, Red::min, &os)) == "");
+          CHECK(close_report(mean(view.t, ax, keepdim).to_vector(),
+                             ref_reduce(view.vals, s, axes, keepdim, Red::mean, &os), tol.rtol,
+                             tol.atol) == "");
         }
     }
   }
@@ -738,17 +813,21 @@ TEST_CASE("reductions: large (threaded) inputs, int64, 0-d and size-1 axes", "[v
       INFO("axes " << shp(axes).str());
       // Rounding error of a float sum grows with the count of summed values.
       const double count = axes.empty() ? 150000.0 : static_cast<double>(s[axes[0]]);
-      const double rt = dt == DType::f32 ? 1e-5 : 1e-12, at = (dt == DType::f32 ? 2e-7 : 1e-15) * count;
+      const double rt = dt == DType::f32 ? 1e-5 : 1e-12,
+                   at = (dt == DType::f32 ? 2e-7 : 1e-15) * count;
       Dims os;
-      CHECK(close_report(sum(x, shp(axes)).to_vector(), ref_reduce(v, s, axes, false, Red::sum, &os), rt, at) == "");
-      CHECK(exact_report(max(x, shp(axes)).to_vector(), ref_reduce(v, s, axes, false, Red::max, &os)) == "");
-      CHECK(exact_report(min(x, shp(axes)).to_vector(), ref_reduce(v, s, axes, false, Red::min, &os)) == "");
+      CHECK(close_report(sum(x, shp(axes)).to_vector(),
+                         ref_reduce(v, s, axes, false, Red::sum, &os), rt, at) == "");
+      CHECK(exact_report(max(x, shp(axes)).to_vector(),
+                         ref_reduce(v, s, axes, false, Red::max, &os)) == "");
+      CHECK(exact_report(min(x, shp(axes)).to_vector(),
+                         ref_reduce(v, s, axes, false, Red::min, &os)) == "");
       // The same reduction of the transposed view.
       const Dims perm_axes = axes.empty() ? Dims{} : Dims{1 - axes[0]};
       CHECK(close_report(sum(transpose(x, 0, 1), shp(perm_axes)).to_vector(),
-                     ref_reduce(v, s, axes, false, Red::sum, &os), rt, at) == "");
+                         ref_reduce(v, s, axes, false, Red::sum, &os), rt, at) == "");
       CHECK(exact_report(max(transpose(x, 0, 1), shp(perm_axes)).to_vector(),
-                           ref_reduce(v, s, axes, false, Red::max, &os)) == "");
+                         ref_reduce(v, s, axes, false, Red::max, &os)) == "");
     }
   }
   // int64 reductions are exact.
@@ -780,15 +859,16 @@ TEST_CASE("reductions: large (threaded) inputs, int64, 0-d and size-1 axes", "[v
 // ============================================================================================
 
 namespace {
-void check_matmul(const Tensor& a, const Vec& av, const Dims& as, const Tensor& b, const Vec& bv, const Dims& bs,
-                  DType dt) {
+void check_matmul(const Tensor& a, const Vec& av, const Dims& as, const Tensor& b, const Vec& bv,
+                  const Dims& bs, DType dt) {
   Dims os;
   const Vec want = ref_matmul(av, as, bv, bs, &os);
   const Tensor y = matmul(a, b);
   CHECK(y.shape() == shp(os));
   CHECK(y.dtype() == dt);
   const int64_t k = as.back();
-  const double rt = dt == DType::f32 ? 1e-5 : 1e-12, at = (dt == DType::f32 ? 2e-6 : 1e-14) * static_cast<double>(k);
+  const double rt = dt == DType::f32 ? 1e-5 : 1e-12,
+               at = (dt == DType::f32 ? 2e-6 : 1e-14) * static_cast<double>(k);
   CHECK(close_report(y.to_vector(), want, rt, at) == "");
 }
 }  // namespace
@@ -798,9 +878,10 @@ TEST_CASE("matmul matches a naive triple loop", "[values][matmul]") {
     uint64_t seed = 900;
     auto mk = [&](const Dims& s) { return rounded(uniform_values(numel(s), -1, 1, ++seed), dt); };
     const std::vector<std::pair<Dims, Dims>> cases = {
-        {{3, 4}, {4, 5}},          {{1, 4}, {4, 1}},       {{7, 1}, {1, 6}},          {{2, 3, 4, 5}, {5, 6}},
-        {{5, 6}, {2, 3, 6, 4}},    {{1, 3, 4}, {2, 4, 5}}, {{2, 1, 3, 4}, {5, 4, 6}}, {{4, 3, 8}, {4, 8, 2}},
-        {{300, 300}, {300, 300}},  {{4, 64, 64}, {4, 64, 64}}, {{257, 130}, {130, 3}}};
+        {{3, 4}, {4, 5}},           {{1, 4}, {4, 1}},       {{7, 1}, {1, 6}},
+        {{2, 3, 4, 5}, {5, 6}},     {{5, 6}, {2, 3, 6, 4}}, {{1, 3, 4}, {2, 4, 5}},
+        {{2, 1, 3, 4}, {5, 4, 6}},  {{4, 3, 8}, {4, 8, 2}}, {{300, 300}, {300, 300}},
+        {{4, 64, 64}, {4, 64, 64}}, {{257, 130}, {130, 3}}};
     for (const auto& [as, bs] : cases) {
       INFO(dtype_name(dt) << " " << shp(as).str() << " x " << shp(bs).str());
       const Vec av = mk(as), bv = mk(bs);
@@ -826,8 +907,8 @@ TEST_CASE("matmul matches a naive triple loop", "[values][matmul]") {
       const Vec av = mk({2, 3, 5});
       const Vec bv = permuted(bt, {2, 6, 5}, {0, 2, 1});
       INFO(dtype_name(dt) << " batched mT");
-      check_matmul(from_vector(av, {2, 3, 5}, dt), av, {2, 3, 5}, from_vector(bt, {2, 6, 5}, dt).mT(), bv, {2, 5, 6},
-                   dt);
+      check_matmul(from_vector(av, {2, 3, 5}, dt), av, {2, 3, 5},
+                   from_vector(bt, {2, 6, 5}, dt).mT(), bv, {2, 5, 6}, dt);
     }
     {
       const Vec big = mk({8, 4});
@@ -838,17 +919,19 @@ TEST_CASE("matmul matches a naive triple loop", "[values][matmul]") {
       for (int64_t i = 0; i < 4; ++i)
         for (int64_t j = 0; j < 8; j += 2) cols.push_back(bw[i * 8 + j]);
       INFO(dtype_name(dt) << " slice-strided operands");
-      check_matmul(slice(from_vector(big, {8, 4}, dt), 0, 0, 8, 2), rows, {4, 4}, slice(from_vector(bw, {4, 8}, dt), 1, 0, 8, 2),
-                   cols, {4, 4}, dt);
+      check_matmul(slice(from_vector(big, {8, 4}, dt), 0, 0, 8, 2), rows, {4, 4},
+                   slice(from_vector(bw, {4, 8}, dt), 1, 0, 8, 2), cols, {4, 4}, dt);
       const Vec row = mk({1, 4});
       Vec ex;
       for (int r = 0; r < 3; ++r) ex.insert(ex.end(), row.begin(), row.end());
-      check_matmul(expand(from_vector(row, {1, 4}, dt), {3, 4}), ex, {3, 4}, from_vector(cols, {4, 4}, dt), cols, {4, 4}, dt);
+      check_matmul(expand(from_vector(row, {1, 4}, dt), {3, 4}), ex, {3, 4},
+                   from_vector(cols, {4, 4}, dt), cols, {4, 4}, dt);
     }
     // 1-D operands: vector.vector (0-d), matrix.vector, vector.matrix, vector.batch, batch.vector.
     {
       INFO(dtype_name(dt) << " 1-D operands");
-      const Vec u = mk({4}), w = mk({4}), M = mk({3, 4}), N = mk({4, 5}), B = mk({2, 4, 5}), C = mk({2, 3, 4});
+      const Vec u = mk({4}), w = mk({4}), M = mk({3, 4}), N = mk({4, 5}), B = mk({2, 4, 5}),
+                C = mk({2, 3, 4});
       const double rt = dt == DType::f32 ? 1e-5 : 1e-13, at = dt == DType::f32 ? 1e-5 : 1e-14;
       const Tensor tu = from_vector(u, {4}, dt), tw = from_vector(w, {4}, dt);
       const Tensor d = matmul(tu, tw);
@@ -997,7 +1080,8 @@ TEST_CASE("slice, select, concat, stack, pad values", "[values][shape]") {
     return r;
   }());
 
-  const Tensor p = from_vector({1, 2, 3}, {3}, DType::f64), q = from_vector({4, 5, 6}, {3}, DType::f64);
+  const Tensor p = from_vector({1, 2, 3}, {3}, DType::f64),
+               q = from_vector({4, 5, 6}, {3}, DType::f64);
   CHECK(stack({p, q}).shape() == Shape{2, 3});
   CHECK(stack({p, q}).to_vector() == Vec{1, 2, 3, 4, 5, 6});
   CHECK(stack({p, q}, 1).shape() == Shape{3, 2});
@@ -1019,7 +1103,8 @@ TEST_CASE("index_select, gather, scatter_add, one_hot values", "[values][index]"
   CHECK(is1.shape() == Shape{3, 3});
   CHECK(is1.to_vector() == Vec{3, 3, 1, 13, 13, 11, 23, 23, 21});
   CHECK(index_select(x, -1, from_indices({0}, {1})).to_vector() == Vec{0, 10, 20});
-  CHECK(index_select(transpose(x, 0, 1), 1, from_indices({1}, {1})).to_vector() == Vec{10, 11, 12, 13});
+  CHECK(index_select(transpose(x, 0, 1), 1, from_indices({1}, {1})).to_vector() ==
+        Vec{10, 11, 12, 13});
 
   // gather: out[i][j] = x[i][idx[i][j]] (axis 1), out[i][j] = x[idx[i][j]][j] (axis 0).
   const Tensor g1 = gather(x, 1, from_indices({3, 0, 1, 1, 2, 3}, {3, 2}));
@@ -1053,13 +1138,16 @@ TEST_CASE("cast, contiguous and clone values", "[values][shape]") {
   const Tensor x = from_vector(v, {8}, DType::f64);
   CHECK(cast(x, DType::f32).dtype() == DType::f32);
   CHECK(exact_report(cast(x, DType::f32).to_vector(), rounded(v, DType::f32)) == "");
-  CHECK(x.to(DType::i64).values<int64_t>() == std::vector<int64_t>{-2, -1, 0, 0, 0, 1, 2, 10000000000LL});
-  CHECK(cast(x, DType::b8).values<bool>() == std::vector<bool>{true, true, true, false, true, true, true, true});
+  CHECK(x.to(DType::i64).values<int64_t>() ==
+        std::vector<int64_t>{-2, -1, 0, 0, 0, 1, 2, 10000000000LL});
+  CHECK(cast(x, DType::b8).values<bool>() ==
+        std::vector<bool>{true, true, true, false, true, true, true, true});
   CHECK(cast(from_indices({-3, 0, 7}, {3}), DType::f64).to_vector() == Vec{-3, 0, 7});
   CHECK(cast(cast(x, DType::f32), DType::f64).to_vector() == rounded(v, DType::f32));
   CHECK(cast(x > 0.0, DType::f64).to_vector() == Vec{0, 0, 0, 0, 1, 1, 1, 1});
   // Cast of a strided view.
-  CHECK(cast(slice(x, 0, 1, 8, 3), DType::i64).values<int64_t>() == std::vector<int64_t>{-1, 0, 10000000000LL});
+  CHECK(cast(slice(x, 0, 1, 8, 3), DType::i64).values<int64_t>() ==
+        std::vector<int64_t>{-1, 0, 10000000000LL});
 
   const Vec w = uniform_values(12, -1, 1, 13);
   const Tensor t = transpose(from_vector(w, {3, 4}, DType::f32), 0, 1);
@@ -1194,11 +1282,13 @@ TEST_CASE("functors are finite and accurate at extreme arguments", "[values][fun
   CHECK(fn::Abs{}(int64_t{-5}) == 5);
   CHECK(fn::PowScalar{0.0}(0.0) == 1.0);
   CHECK(fn::PowScalar{0.5}(16.0f) == 4.0f);
-  CHECK(fn::Maximum{}(1.0, static_cast<double>(NAN)) != fn::Maximum{}(1.0, static_cast<double>(NAN)));  // NaN
+  CHECK(fn::Maximum{}(1.0, static_cast<double>(NAN)) !=
+        fn::Maximum{}(1.0, static_cast<double>(NAN)));  // NaN
   CHECK(std::isnan(fn::Minimum{}(static_cast<double>(NAN), 1.0)));
 }
 
-TEST_CASE("softplus, sigmoid, log_sigmoid, log1p, expm1 ops at extreme arguments", "[values][functors]") {
+TEST_CASE("softplus, sigmoid, log_sigmoid, log1p, expm1 ops at extreme arguments",
+          "[values][functors]") {
   // 16 values: the SIMD body covers them contiguously; the step-2 view runs them scalar.
   const Vec in = {1000, -1000, 1e-10, -1e-10, 80, -80, 700, -700, 30, -30, 0, 1, -1, 50, -50, 5};
   for (DType dt : {DType::f32, DType::f64}) {
@@ -1219,29 +1309,35 @@ TEST_CASE("softplus, sigmoid, log_sigmoid, log1p, expm1 ops at extreme arguments
     const std::vector<Op> ops = {
         {"softplus", [](const Tensor& x) { return softplus(x); }, softplus_ref, false},
         {"sigmoid", [](const Tensor& x) { return sigmoid(x); }, sigmoid_ref, false},
-        {"log_sigmoid", [](const Tensor& x) { return log_sigmoid(x); }, [](double x) { return -softplus_ref(-x); },
+        {"log_sigmoid", [](const Tensor& x) { return log_sigmoid(x); },
+         [](double x) { return -softplus_ref(-x); }, false},
+        {"silu", [](const Tensor& x) { return silu(x); },
+         [](double x) { return x * sigmoid_ref(x); }, false},
+        {"log1p(|x|)", [](const Tensor& x) { return log1p(abs(x)); },
+         [](double x) { return std::log1p(std::fabs(x)); }, false},
+        {"expm1", [](const Tensor& x) { return expm1(x); }, [](double x) { return std::expm1(x); },
+         true},
+        {"tanh", [](const Tensor& x) { return tanh(x); }, [](double x) { return std::tanh(x); },
          false},
-        {"silu", [](const Tensor& x) { return silu(x); }, [](double x) { return x * sigmoid_ref(x); }, false},
-        {"log1p(|x|)", [](const Tensor& x) { return log1p(abs(x)); }, [](double x) { return std::log1p(std::fabs(x)); },
-         false},
-        {"expm1", [](const Tensor& x) { return expm1(x); }, [](double x) { return std::expm1(x); }, true},
-        {"tanh", [](const Tensor& x) { return tanh(x); }, [](double x) { return std::tanh(x); }, false},
     };
     for (const Op& op : ops) {
       for (int path = 0; path < 2; ++path) {
-        INFO(op.name << " " << dtype_name(dt) << (path == 0 ? " contiguous (SIMD)" : " strided (scalar)"));
+        INFO(op.name << " " << dtype_name(dt)
+                     << (path == 0 ? " contiguous (SIMD)" : " strided (scalar)"));
         const Vec got = op.f(path == 0 ? c : s).to_vector();
         for (size_t i = 0; i < xs.size(); ++i) {
           const double w = op.ref(xs[i]);
           INFO("x = " << xs[i] << " got " << fmt(got[i]) << " want " << fmt(w));
-          const double limit = f32 ? std::numeric_limits<float>::max() : std::numeric_limits<double>::max();
+          const double limit =
+              f32 ? std::numeric_limits<float>::max() : std::numeric_limits<double>::max();
           if (op.expm1_like && std::fabs(w) > limit) {
             CHECK(got[i] == INFINITY);
             continue;
           }
           CHECK(std::isfinite(got[i]));
           // Relative accuracy; results in the subnormal range need only be that small.
-          const double tiny = f32 ? std::numeric_limits<float>::min() : std::numeric_limits<double>::min();
+          const double tiny =
+              f32 ? std::numeric_limits<float>::min() : std::numeric_limits<double>::min();
           CHECK(std::fabs(got[i] - w) <= (f32 ? 4e-6 : 1e-13) * std::fabs(w) + tiny);
         }
       }
@@ -1249,8 +1345,8 @@ TEST_CASE("softplus, sigmoid, log_sigmoid, log1p, expm1 ops at extreme arguments
   }
 }
 
-TEMPLATE_TEST_CASE("SIMD packet path agrees with the scalar functor path", "[values][functors][simd]", float,
-                   double) {
+TEMPLATE_TEST_CASE("SIMD packet path agrees with the scalar functor path",
+                   "[values][functors][simd]", float, double) {
   using T = TestType;
   const DType dt = dtype_v<T>;
   // Eigen's packet math is a few ulps from libm (measured: tanh float 5, sigmoid 4, others <= 3).
@@ -1262,15 +1358,24 @@ TEMPLATE_TEST_CASE("SIMD packet path agrees with the scalar functor path", "[val
     double lo, hi;
   };
   const std::vector<Op> ops = {
-      {"neg", sg::neg, fn::Neg{}, -50, 50},         {"exp", sg::exp, fn::Exp{}, -80, 80},
-      {"log", sg::log, fn::Log{}, 1e-6, 1e6},        {"log1p", sg::log1p, fn::Log1p{}, -0.999, 1e4},
-      {"expm1", sg::expm1, fn::Expm1{}, -60, 60},    {"sqrt", sg::sqrt, fn::Sqrt{}, 0, 1e6},
-      {"rsqrt", sg::rsqrt, fn::Rsqrt{}, 1e-6, 1e6},  {"abs", sg::abs, fn::Abs{}, -50, 50},
-      {"sin", sg::sin, fn::Sin{}, -100, 100},        {"cos", sg::cos, fn::Cos{}, -100, 100},
-      {"tanh", sg::tanh, fn::Tanh{}, -12, 12},       {"sigmoid", sg::sigmoid, fn::Sigmoid{}, -90, 90},
-      {"erf", sg::erf, fn::Erf{}, -5, 5},            {"sign", sg::sign, fn::Sign{}, -5, 5},
-      {"tanh(small)", sg::tanh, fn::Tanh{}, -1, 1},  {"sigmoid(small)", sg::sigmoid, fn::Sigmoid{}, -1, 1},
-      {"exp(small)", sg::exp, fn::Exp{}, -1, 1},     {"expm1(small)", sg::expm1, fn::Expm1{}, -1, 1},
+      {"neg", sg::neg, fn::Neg{}, -50, 50},
+      {"exp", sg::exp, fn::Exp{}, -80, 80},
+      {"log", sg::log, fn::Log{}, 1e-6, 1e6},
+      {"log1p", sg::log1p, fn::Log1p{}, -0.999, 1e4},
+      {"expm1", sg::expm1, fn::Expm1{}, -60, 60},
+      {"sqrt", sg::sqrt, fn::Sqrt{}, 0, 1e6},
+      {"rsqrt", sg::rsqrt, fn::Rsqrt{}, 1e-6, 1e6},
+      {"abs", sg::abs, fn::Abs{}, -50, 50},
+      {"sin", sg::sin, fn::Sin{}, -100, 100},
+      {"cos", sg::cos, fn::Cos{}, -100, 100},
+      {"tanh", sg::tanh, fn::Tanh{}, -12, 12},
+      {"sigmoid", sg::sigmoid, fn::Sigmoid{}, -90, 90},
+      {"erf", sg::erf, fn::Erf{}, -5, 5},
+      {"sign", sg::sign, fn::Sign{}, -5, 5},
+      {"tanh(small)", sg::tanh, fn::Tanh{}, -1, 1},
+      {"sigmoid(small)", sg::sigmoid, fn::Sigmoid{}, -1, 1},
+      {"exp(small)", sg::exp, fn::Exp{}, -1, 1},
+      {"expm1(small)", sg::expm1, fn::Expm1{}, -1, 1},
       {"log(near 1)", sg::log, fn::Log{}, 0.5, 2},
   };
   const int64_t n = 4099;  // not a multiple of any lane count: the scalar tail runs too
@@ -1300,29 +1405,34 @@ TEMPLATE_TEST_CASE("SIMD packet path agrees with the scalar functor path", "[val
         if (functor_bad++ == 0) functor_first = i;
       }
     }
-    INFO(op.name << " " << dtype_name(dt) << ": worst " << worst << " ulps at x = " << fmt(v[worst_i]) << " (simd "
-                 << fmt(simd[worst_i]) << ", scalar " << fmt(scalar[worst_i]) << ")");
+    INFO(op.name << " " << dtype_name(dt) << ": worst " << worst
+                 << " ulps at x = " << fmt(v[worst_i]) << " (simd " << fmt(simd[worst_i])
+                 << ", scalar " << fmt(scalar[worst_i]) << ")");
     CHECK(worst <= max_ulps);
     INFO("functor mismatches: " << functor_bad << " first at " << functor_first);
     CHECK(functor_bad == 0);
   }
   // Underflow: e^x for very negative x (and -inf) is exactly 0 on both paths, as in libm.
   {
-    const Vec v = {-1000, -INFINITY, -200, -800, -1e30, -750, -120, -104, -1000, -1000, -1000, -1000, -1000, -1000, -1000, -1000};
+    const Vec v = {-1000, -INFINITY, -200,  -800,  -1e30, -750,  -120,  -104,
+                   -1000, -1000,     -1000, -1000, -1000, -1000, -1000, -1000};
     Vec padded(2 * v.size(), 1.0);
     for (size_t i = 0; i < v.size(); ++i) padded[2 * i] = v[i];
     const int64_t n = static_cast<int64_t>(v.size());
     const std::vector<T> simd = exp(from_vector(v, {n}, dt)).template values<T>();
-    const std::vector<T> scalar = exp(slice(from_vector(padded, {2 * n}, dt), 0, 0, 2 * n, 2)).template values<T>();
+    const std::vector<T> scalar =
+        exp(slice(from_vector(padded, {2 * n}, dt), 0, 0, 2 * n, 2)).template values<T>();
     int64_t bad_scalar = 0, bad_simd = 0;
     std::string first;
     for (int64_t i = 0; i < n; ++i) {
       const T want = fn::Exp{}(static_cast<T>(v[i]));
       bad_scalar += scalar[i] != want;
       if (ulp_distance(simd[i], want) > max_ulps && bad_simd++ == 0)
-        first = "exp(" + fmt(v[i]) + "): simd " + fmt(simd[i]) + ", scalar " + fmt(scalar[i]) + ", functor " + fmt(want);
+        first = "exp(" + fmt(v[i]) + "): simd " + fmt(simd[i]) + ", scalar " + fmt(scalar[i]) +
+                ", functor " + fmt(want);
     }
-    INFO(dtype_name(dt) << " underflow: " << bad_simd << " of " << n << " SIMD results differ; first " << first);
+    INFO(dtype_name(dt) << " underflow: " << bad_simd << " of " << n
+                        << " SIMD results differ; first " << first);
     CHECK(bad_scalar == 0);
     CHECK(bad_simd == 0);
   }

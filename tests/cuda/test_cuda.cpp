@@ -29,7 +29,8 @@ void check(bool ok, const std::string& what) {
 }
 #define CHECK(cond) check((cond), std::string(#cond) + " (line " + std::to_string(__LINE__) + ")")
 
-template <class E, class F> void check_throws(F&& f, const std::string& what, const char* needle = nullptr) {
+template <class E, class F>
+void check_throws(F&& f, const std::string& what, const char* needle = nullptr) {
   try {
     f();
   } catch (const E& e) {
@@ -44,14 +45,17 @@ template <class E, class F> void check_throws(F&& f, const std::string& what, co
 }
 
 // |g - c| <= atol + rtol |c| elementwise (NaN matches NaN), same shape and dtype.
-void check_close(const Tensor& g, const Tensor& c, double atol, double rtol, const std::string& what) {
-  if (!g.defined() || !c.defined()) return check(g.defined() == c.defined(), what + ": one side undefined");
+void check_close(const Tensor& g, const Tensor& c, double atol, double rtol,
+                 const std::string& what) {
+  if (!g.defined() || !c.defined())
+    return check(g.defined() == c.defined(), what + ": one side undefined");
   if (!(g.shape() == c.shape()) || g.dtype() != c.dtype())
-    return check(false, what + ": " + g.shape().str() + dtype_name(g.dtype()) + " vs " + c.shape().str() +
-                            dtype_name(c.dtype()));
+    return check(false, what + ": " + g.shape().str() + dtype_name(g.dtype()) + " vs " +
+                            c.shape().str() + dtype_name(c.dtype()));
   const std::vector<double> a = g.to_vector(), b = c.to_vector();
   for (std::size_t i = 0; i < a.size(); ++i) {
-    const bool ok = (std::isnan(a[i]) && std::isnan(b[i])) || std::fabs(a[i] - b[i]) <= atol + rtol * std::fabs(b[i]);
+    const bool ok = (std::isnan(a[i]) && std::isnan(b[i])) ||
+                    std::fabs(a[i] - b[i]) <= atol + rtol * std::fabs(b[i]);
     if (!ok) {
       char buf[160];
       std::snprintf(buf, sizeof buf, ": element %zu gpu %.17g cpu %.17g", i, a[i], b[i]);
@@ -60,7 +64,9 @@ void check_close(const Tensor& g, const Tensor& c, double atol, double rtol, con
   }
   check(true, what);
 }
-void check_equal(const Tensor& g, const Tensor& c, const std::string& what) { check_close(g, c, 0, 0, what); }
+void check_equal(const Tensor& g, const Tensor& c, const std::string& what) {
+  check_close(g, c, 0, 0, what);
+}
 
 void section(const char* name, const std::function<void()>& body) {
   const int before = g_failures;
@@ -106,7 +112,8 @@ void op_row(const test::OpCase& c, DType dt) {
     }
     throw;
   }
-  check(yg.device() == kGpu || c.op == OpId::to_device, tag + ": result is on " + device_name(yg.device()));
+  check(yg.device() == kGpu || c.op == OpId::to_device,
+        tag + ": result is on " + device_name(yg.device()));
   check_close(yg, yc, tol1, tol1, tag + ": value");
   if (!c.differentiable || c.order < 1) return;
 
@@ -127,7 +134,8 @@ void op_row(const test::OpCase& c, DType dt) {
   }
   const std::vector<Tensor> g2c = grad(g1c, xc, vc, {.allow_unused = true});
   const std::vector<Tensor> g2g = grad(g1g, xg, vg, {.allow_unused = true});
-  for (std::size_t i = 0; i < xc.size(); ++i) check_close(g2g[i], g2c[i], tol2, tol2, tag + ": grad2 " + std::to_string(i));
+  for (std::size_t i = 0; i < xc.size(); ++i)
+    check_close(g2g[i], g2c[i], tol2, tol2, tag + ": grad2 " + std::to_string(i));
 }
 
 void op_table() {
@@ -138,14 +146,16 @@ void op_table() {
       try {
         op_row(c, dt);
       } catch (const std::exception& e) {
-        check(false, c.name + (dt == DType::f64 ? " [f64]" : " [f32]") + ": exception: " + e.what());
+        check(false,
+              c.name + (dt == DType::f64 ? " [f64]" : " [f32]") + ": exception: " + e.what());
       }
       if (g_failures != before) std::printf("  row '%s' failed\n", c.name.c_str());
     }
     ++rows;
   }
   std::printf("  %d rows x {f64, f32}\n", rows);
-  for (const std::string& s : g_not_device_generic) std::printf("  NOT RUN (row not device-generic) %s\n", s.c_str());
+  for (const std::string& s : g_not_device_generic)
+    std::printf("  NOT RUN (row not device-generic) %s\n", s.c_str());
 }
 
 // ---- device-generic versions of the rows that build CPU constants -------------------------------
@@ -155,24 +165,29 @@ void indexing_and_where() {
   const Tensor mask = rand({4, 5}, gen, DType::f64) > 0.5;
   const Tensor idx = from_indices({0, 4, 4, 1, 2, 2, 3, 0}, {4, 2});
   const Tensor sel = from_indices({3, 0, 3, 1, 2}, {5});
-  const Tensor xg = x.to(kGpu), yg = y.to(kGpu), mg = mask.to(kGpu), ig = idx.to(kGpu), sg = sel.to(kGpu);
+  const Tensor xg = x.to(kGpu), yg = y.to(kGpu), mg = mask.to(kGpu), ig = idx.to(kGpu),
+               sg = sel.to(kGpu);
   check_equal(where(mg, xg, yg), where(mask, x, y), "where");
   check_equal(where(mg, xg, 0.25), where(mask, x, 0.25), "where(scalar)");
   check_equal(gather(xg, 1, ig), gather(x, 1, idx), "gather axis 1");
   check_equal(index_select(xg, 0, sg), index_select(x, 0, sel), "index_select axis 0");
-  check_equal(index_select(xg.mT(), 1, sg), index_select(x.mT(), 1, sel), "index_select on a transposed view");
+  check_equal(index_select(xg.mT(), 1, sg), index_select(x.mT(), 1, sel),
+              "index_select on a transposed view");
   const Tensor src = randn({4, 2}, gen, DType::f64);
-  check_close(scatter_add(xg, 1, ig, src.to(kGpu)), scatter_add(x, 1, idx, src), 1e-14, 1e-14, "scatter_add");
+  check_close(scatter_add(xg, 1, ig, src.to(kGpu)), scatter_add(x, 1, idx, src), 1e-14, 1e-14,
+              "scatter_add");
   for (DType dt : {DType::f32, DType::i64}) {
     const Tensor b = cast(x * 10.0, dt), s = cast(src * 10.0, dt);
     check_close(scatter_add(b.to(kGpu), 1, ig, s.to(kGpu)), scatter_add(b, 1, idx, s), 1e-5, 1e-6,
                 std::string("scatter_add ") + dtype_name(dt));
-    check_equal(gather(b.to(kGpu), 1, ig), gather(b, 1, idx), std::string("gather ") + dtype_name(dt));
+    check_equal(gather(b.to(kGpu), 1, ig), gather(b, 1, idx),
+                std::string("gather ") + dtype_name(dt));
   }
   // Gradients through the device-side index ops, orders 1 and 2.
   Tensor xc = x.detach().requires_grad_(), xd = xg.detach().requires_grad_();
   auto f = [&](const Tensor& t, const Tensor& i, const Tensor& m, const Tensor& s) {
-    return sum(square(gather(t, 1, i))) + sum(where(m, t * t * t, sin(t))) + sum(square(index_select(t, 0, s)));
+    return sum(square(gather(t, 1, i))) + sum(where(m, t * t * t, sin(t))) +
+           sum(square(index_select(t, 0, s)));
   };
   const auto gc = grad(f(xc, idx, mask, sel), {xc}, {.create_graph = true});
   const auto gd = grad(f(xd, ig, mg, sg), {xd}, {.create_graph = true});
@@ -181,14 +196,20 @@ void indexing_and_where() {
               "index/where grad2");
   // Out-of-range indices are an error, never a silent read or write.
   const Tensor bad = from_indices({0, 5}, {1, 2}, kGpu);
-  check_throws<ValueError>([&] { (void)gather(xg, 1, bad).to_vector(); }, "gather out of range", "out of range");
-  check_throws<ValueError>([&] { (void)scatter_add(xg, 1, bad, zeros({1, 2}, DType::f64, kGpu)).to_vector(); },
-                           "scatter_add out of range", "out of range");
-  check_throws<ValueError>([&] { (void)gather(x, 1, bad.to(Device::cpu())); }, "cpu gather out of range");
+  check_throws<ValueError>([&] { (void)gather(xg, 1, bad).to_vector(); }, "gather out of range",
+                           "out of range");
+  check_throws<ValueError>(
+      [&] {
+        (void)scatter_add(xg, 1, bad, zeros({1, 2}, DType::f64, kGpu)).to_vector();
+      },
+      "scatter_add out of range", "out of range");
+  check_throws<ValueError>([&] { (void)gather(x, 1, bad.to(Device::cpu())); },
+                           "cpu gather out of range");
   check_throws<DeviceError>([&] { (void)(x + yg); }, "cpu + cuda", "different devices");
 }
 
-// ---- copies --------------------------------------------------------------------------------------
+// ---- copies
+// --------------------------------------------------------------------------------------
 void copies() {
   Generator gen(9);
   const Tensor x = randn({5, 7, 3}, gen, DType::f64) * 4.0;
@@ -198,14 +219,16 @@ void copies() {
     check(back.device() == Device::cpu(), "round trip lands on the cpu");
     check_equal(back, h, std::string("host round trip ") + dtype_name(dt));
     for (DType to : {DType::f32, DType::f64, DType::i64, DType::b8})
-      check_equal(cast(h.to(kGpu), to), cast(h, to), std::string("cast ") + dtype_name(dt) + " -> " + dtype_name(to));
+      check_equal(cast(h.to(kGpu), to), cast(h, to),
+                  std::string("cast ") + dtype_name(dt) + " -> " + dtype_name(to));
   }
   const Tensor g = x.to(kGpu);
-  check_equal(permute(g, {2, 0, 1}).contiguous(), permute(x, {2, 0, 1}).contiguous(), "permuted copy");
+  check_equal(permute(g, {2, 0, 1}).contiguous(), permute(x, {2, 0, 1}).contiguous(),
+              "permuted copy");
   check_equal(permute(g, {1, 2, 0}), permute(x, {1, 2, 0}), "non-contiguous view to host");
   check_equal(slice(g, 1, 1, 7, 2).contiguous(), slice(x, 1, 1, 7, 2).contiguous(), "sliced copy");
-  check_equal(expand(slice(g, 0, 0, 1), {4, 7, 3}).contiguous(), expand(slice(x, 0, 0, 1), {4, 7, 3}).contiguous(),
-              "broadcast copy");
+  check_equal(expand(slice(g, 0, 0, 1), {4, 7, 3}).contiguous(),
+              expand(slice(x, 0, 0, 1), {4, 7, 3}).contiguous(), "broadcast copy");
   check_equal(pad(g, {1, 0, 2}, {0, 1, 1}, 0.5), pad(x, {1, 0, 2}, {0, 1, 1}, 0.5), "pad");
   check_equal(concat({g, g * 2.0}, 1), concat({x, x * 2.0}, 1), "concat");
   check_equal(scalar(3.5, DType::f64, kGpu), scalar(3.5, DType::f64), "rank-0");
@@ -214,8 +237,8 @@ void copies() {
   check_equal(arange(10, DType::i64, kGpu), arange(10), "arange int64");
   const Tensor big = randn({(1 << 20) + 3}, gen);
   check_equal(big.to(kGpu).to(Device::cpu()), big, "1M-element round trip");
-  check_equal(slice(big.to(kGpu), 0, 5, (1 << 20), 3).contiguous(), slice(big, 0, 5, (1 << 20), 3).contiguous(),
-              "1M-element strided copy");
+  check_equal(slice(big.to(kGpu), 0, 5, (1 << 20), 3).contiguous(),
+              slice(big, 0, 5, (1 << 20), 3).contiguous(), "1M-element strided copy");
   // to_device is differentiable both ways.
   Tensor xc = x.detach().requires_grad_();
   const Tensor y = sum(square(xc.to(kGpu)) * 3.0);
@@ -225,7 +248,8 @@ void copies() {
   check_close(gx, x * 6.0, 1e-13, 1e-13, "gradient through to_device");
 }
 
-// ---- reductions, GEMM and elementwise extras -----------------------------------------------------
+// ---- reductions, GEMM and elementwise extras
+// -----------------------------------------------------
 void reductions() {
   Generator gen(17);
   for (DType dt : {DType::f64, DType::f32}) {
@@ -234,33 +258,47 @@ void reductions() {
     const Tensor v = randn({1 << 20}, gen, dt);
     check_close(sum(v.to(kGpu)), sum(v), tol * 1000, tol, "sum of 1M" + t);
     check_close(max(v.to(kGpu)), max(v), 0, 0, "max of 1M" + t);
-    const Tensor a = randn({4096, 33}, gen, dt), b = randn({7, 5000}, gen, dt), c = randn({6, 300, 5}, gen, dt);
-    check_close(sum(a.to(kGpu), {0}), sum(a, {0}), tol * 100, tol, "sum over a long leading axis" + t);
-    check_close(sum(a.to(kGpu), {1}), sum(a, {1}), tol * 100, tol, "sum over a short trailing axis" + t);
-    check_close(sum(b.to(kGpu), {1}, true), sum(b, {1}, true), tol * 100, tol, "sum over a long trailing axis" + t);
+    const Tensor a = randn({4096, 33}, gen, dt), b = randn({7, 5000}, gen, dt),
+                 c = randn({6, 300, 5}, gen, dt);
+    check_close(sum(a.to(kGpu), {0}), sum(a, {0}), tol * 100, tol,
+                "sum over a long leading axis" + t);
+    check_close(sum(a.to(kGpu), {1}), sum(a, {1}), tol * 100, tol,
+                "sum over a short trailing axis" + t);
+    check_close(sum(b.to(kGpu), {1}, true), sum(b, {1}, true), tol * 100, tol,
+                "sum over a long trailing axis" + t);
     check_close(min(b.to(kGpu), {0}), min(b, {0}), 0, 0, "min over axis 0" + t);
     check_close(sum(c.to(kGpu), {0, 2}), sum(c, {0, 2}), tol * 100, tol, "sum over axes 0, 2" + t);
-    check_close(max(permute(c.to(kGpu), {2, 0, 1}), {1, 2}), max(permute(c, {2, 0, 1}), {1, 2}), 0, 0,
-                "max of a permuted view" + t);
-    const Tensor nan = where(eq(arange(12, DType::i64), from_indices({5}, {1})), full({12}, NAN, dt), ones({12}, dt));
+    check_close(max(permute(c.to(kGpu), {2, 0, 1}), {1, 2}), max(permute(c, {2, 0, 1}), {1, 2}), 0,
+                0, "max of a permuted view" + t);
+    const Tensor nan = where(eq(arange(12, DType::i64), from_indices({5}, {1})),
+                             full({12}, NAN, dt), ones({12}, dt));
     const Tensor n2 = reshape(nan, {3, 4});
     check_close(max(n2.to(kGpu), {1}), max(n2, {1}), 0, 0, "max propagates NaN" + t);
     check_close(min(n2.to(kGpu), {1}), min(n2, {1}), 0, 0, "min propagates NaN" + t);
-    check_close(sum(zeros({3, 0}, dt, kGpu), {1}), sum(zeros({3, 0}, dt), {1}), 0, 0, "sum over an empty axis" + t);
+    check_close(sum(zeros({3, 0}, dt, kGpu), {1}), sum(zeros({3, 0}, dt), {1}), 0, 0,
+                "sum over an empty axis" + t);
   }
   const Tensor i = arange(100000, DType::i64);
   check_equal(sum(i.to(kGpu)), sum(i), "int64 sum");
   check_equal(max(i.to(kGpu)), max(i), "int64 max");
   // Integer and boolean elementwise paths, and dtype refusals that must match the CPU.
   const Tensor ia = from_indices({-3, 0, 7, 2}, {4}), ib = from_indices({2, 5, -1, 2}, {4});
-  for (auto [name, f] : std::vector<std::pair<const char*, Tensor (*)(const Tensor&, const Tensor&)>>{
-           {"add", add}, {"sub", sub}, {"mul", mul}, {"maximum", maximum}, {"minimum", minimum},
-           {"eq", eq}, {"lt", lt}, {"ge", ge}})
+  for (auto [name, f] :
+       std::vector<std::pair<const char*, Tensor (*)(const Tensor&, const Tensor&)>>{
+           {"add", add},
+           {"sub", sub},
+           {"mul", mul},
+           {"maximum", maximum},
+           {"minimum", minimum},
+           {"eq", eq},
+           {"lt", lt},
+           {"ge", ge}})
     check_equal(f(ia.to(kGpu), ib.to(kGpu)), f(ia, ib), std::string("int64 ") + name);
   check_equal(abs(ia.to(kGpu)), abs(ia), "int64 abs");
   check_equal(sign(-ia.to(kGpu)), sign(-ia), "int64 neg/sign");
   const Tensor ba = ia > 0.0, bb = ib > 0.0;
-  check_equal(where(ba.to(kGpu), ia.to(kGpu), ib.to(kGpu)), where(ba, ia, ib), "int64 where on a bool mask");
+  check_equal(where(ba.to(kGpu), ia.to(kGpu), ib.to(kGpu)), where(ba, ia, ib),
+              "int64 where on a bool mask");
   check_equal(cast(bb.to(kGpu), DType::f32), cast(bb, DType::f32), "bool cast");
   check_throws<DTypeError>([&] { (void)exp(ia.to(kGpu)); }, "exp of int64 on cuda");
 }
@@ -274,10 +312,13 @@ void gemm() {
     const Tensor a = randn({64, 300}, gen, dt), b = randn({300, 50}, gen, dt);
     const Tensor ag = a.to(kGpu), bg = b.to(kGpu);
     check_close(matmul(ag, bg), matmul(a, b), tol * 30, tol, "matmul" + t);
-    check_close(matmul(bg.mT(), ag.mT()), matmul(b.mT(), a.mT()), tol * 30, tol, "matmul of transposed views" + t);
-    check_close(matmul(ag.mT().contiguous().mT(), bg), matmul(a, b), tol * 30, tol, "column-major lhs" + t);
+    check_close(matmul(bg.mT(), ag.mT()), matmul(b.mT(), a.mT()), tol * 30, tol,
+                "matmul of transposed views" + t);
+    check_close(matmul(ag.mT().contiguous().mT(), bg), matmul(a, b), tol * 30, tol,
+                "column-major lhs" + t);
     const Tensor p = randn({3, 1, 20, 30}, gen, dt), q = randn({4, 30, 10}, gen, dt);
-    check_close(matmul(p.to(kGpu), q.to(kGpu)), matmul(p, q), tol * 10, tol, "broadcast batched matmul" + t);
+    check_close(matmul(p.to(kGpu), q.to(kGpu)), matmul(p, q), tol * 10, tol,
+                "broadcast batched matmul" + t);
     const Tensor r = randn({2, 3, 5, 6}, gen, dt), s = randn({2, 3, 6, 4}, gen, dt);
     check_close(matmul(permute(r.to(kGpu), {1, 0, 2, 3}), permute(s.to(kGpu), {1, 0, 2, 3})),
                 matmul(permute(r, {1, 0, 2, 3}), permute(s, {1, 0, 2, 3})), tol * 10, tol,
@@ -285,11 +326,13 @@ void gemm() {
     const Tensor v = randn({300}, gen, dt);
     check_close(matmul(ag, v.to(kGpu)), matmul(a, v), tol * 30, tol, "matrix-vector" + t);
     check_close(matmul(v.to(kGpu), bg), matmul(v, b), tol * 30, tol, "vector-matrix" + t);
-    check_equal(matmul(zeros({3, 0}, dt, kGpu), zeros({0, 4}, dt, kGpu)), zeros({3, 4}, dt), "k = 0" + t);
+    check_equal(matmul(zeros({3, 0}, dt, kGpu), zeros({0, 4}, dt, kGpu)), zeros({3, 4}, dt),
+                "k = 0" + t);
   }
 }
 
-// ---- allocator and generator ---------------------------------------------------------------------
+// ---- allocator and generator
+// ---------------------------------------------------------------------
 void allocator() {
   cuda::release_cache();
   const cuda::AllocatorStats s0 = cuda::allocator_stats();
@@ -302,23 +345,28 @@ void allocator() {
     check(s1.peak_bytes_in_use >= s1.bytes_in_use, "peak");
   }
   const cuda::AllocatorStats s2 = cuda::allocator_stats();
-  check(s2.bytes_in_use == s0.bytes_in_use && s2.bytes_cached == 4096, "a dead storage goes to the cache");
+  check(s2.bytes_in_use == s0.bytes_in_use && s2.bytes_cached == 4096,
+        "a dead storage goes to the cache");
   {
     const Tensor b = empty({999}, DType::f32, kGpu);  // 3996 bytes: same bucket
     const cuda::AllocatorStats s3 = cuda::allocator_stats();
-    check(s3.cache_hits == s2.cache_hits + 1 && s3.device_allocs == s2.device_allocs, "same bucket is reused");
+    check(s3.cache_hits == s2.cache_hits + 1 && s3.device_allocs == s2.device_allocs,
+          "same bucket is reused");
     check(s3.bytes_cached == 0, "the reused block left the cache");
     const Tensor c = empty({3 << 18}, DType::f32, kGpu);  // 3 MiB -> 4 MiB bucket
-    check(cuda::allocator_stats().bytes_in_use == s0.bytes_in_use + 4096 + (4u << 20), "large bucket");
+    check(cuda::allocator_stats().bytes_in_use == s0.bytes_in_use + 4096 + (4u << 20),
+          "large bucket");
   }
   check(cuda::allocator_stats().bytes_cached == 4096 + (4u << 20), "both blocks cached");
   const uint64_t frees = cuda::allocator_stats().device_frees;
   cuda::release_cache();
-  check(cuda::allocator_stats().bytes_cached == 0 && cuda::allocator_stats().device_frees == frees + 2,
+  check(cuda::allocator_stats().bytes_cached == 0 &&
+            cuda::allocator_stats().device_frees == frees + 2,
         "release_cache frees every cached block");
-  check_throws<DeviceError>([] { (void)empty({int64_t{1} << 50}, DType::f32, kGpu); }, "an impossible allocation",
-                            "cannot allocate");
-  check_equal(ones({3}, DType::f32, kGpu) * 2.0, full({3}, 2.0), "the device works after a failed allocation");
+  check_throws<DeviceError>([] { (void)empty({int64_t{1} << 50}, DType::f32, kGpu); },
+                            "an impossible allocation", "cannot allocate");
+  check_equal(ones({3}, DType::f32, kGpu) * 2.0, full({3}, 2.0),
+              "the device works after a failed allocation");
   // Two threads at once: per-thread cuBLAS handles, the allocator's lock.
   Generator gen(31);
   const Tensor a = randn({40, 50}, gen, DType::f64), b = randn({50, 30}, gen, DType::f64);
@@ -329,7 +377,8 @@ void allocator() {
     ts.emplace_back([&, k] {
       try {
         for (int r = 0; r < 20; ++r) {
-          const std::vector<double> got = matmul(a.to(kGpu), b.to(kGpu)).to_vector(), want = ref.to_vector();
+          const std::vector<double> got = matmul(a.to(kGpu), b.to(kGpu)).to_vector(),
+                                    want = ref.to_vector();
           for (std::size_t i = 0; i < got.size(); ++i)
             if (std::fabs(got[i] - want[i]) > 1e-11) errs[k] = "wrong value";
         }
@@ -344,10 +393,22 @@ void allocator() {
 void generator() {
   using Draw = std::function<Tensor(Generator&, DType, Device)>;
   const std::vector<std::pair<const char*, Draw>> kinds = {
-      {"uniform", [](Generator& g, DType t, Device d) { return rand({1000, 3}, g, t, d); }},
-      {"normal", [](Generator& g, DType t, Device d) { return randn({1000, 3}, g, t, d); }},
-      {"rademacher", [](Generator& g, DType t, Device d) { return rademacher({1000, 3}, g, t, d); }},
-      {"bernoulli", [](Generator& g, DType t, Device d) { return bernoulli({1000, 3}, 0.3, g, t, d); }},
+      {"uniform",
+       [](Generator& g, DType t, Device d) {
+         return rand({1000, 3}, g, t, d);
+       }},
+      {"normal",
+       [](Generator& g, DType t, Device d) {
+         return randn({1000, 3}, g, t, d);
+       }},
+      {"rademacher",
+       [](Generator& g, DType t, Device d) {
+         return rademacher({1000, 3}, g, t, d);
+       }},
+      {"bernoulli",
+       [](Generator& g, DType t, Device d) {
+         return bernoulli({1000, 3}, 0.3, g, t, d);
+       }},
       {"uniform 1M", [](Generator& g, DType t, Device d) { return rand({1 << 20}, g, t, d); }},
   };
   for (DType dt : {DType::f32, DType::f64})
@@ -357,7 +418,8 @@ void generator() {
       gg.advance(77);
       const Tensor c = draw(gc, dt, Device::cpu()), g = draw(gg, dt, kGpu);
       const std::string t = std::string(name) + " " + dtype_name(dt);
-      check(g.device() == kGpu && gc.offset() == gg.offset(), t + ": generator state advances alike");
+      check(g.device() == kGpu && gc.offset() == gg.offset(),
+            t + ": generator state advances alike");
       const std::vector<double> a = g.to_vector(), b = c.to_vector();
       std::size_t differ = 0;
       double worst = 0;
@@ -366,7 +428,9 @@ void generator() {
           ++differ;
           worst = std::max(worst, std::fabs(a[i] - b[i]) / std::max(std::fabs(b[i]), 1e-300));
         }
-      if (differ) std::printf("  %s: %zu of %zu values differ, worst relative %.3g\n", t.c_str(), differ, a.size(), worst);
+      if (differ)
+        std::printf("  %s: %zu of %zu values differ, worst relative %.3g\n", t.c_str(), differ,
+                    a.size(), worst);
       if (std::string(name) == "normal") {
         // Box-Muller goes through log/cos/sqrt, whose last bit may differ between glibc and
         // CUDA's libdevice (documented error bounds of 1-2 ulp); the Philox words are the same.

@@ -3,8 +3,8 @@
 // problem (and never a crash), atomic saves surviving a simulated crash, loading into a wrong
 // module, training resumed from a checkpoint bit-identical to an uninterrupted run, and
 // interoperability with the Python safetensors package (skipped when it is not installed).
-#include <catch2/catch.hpp>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstdlib>
@@ -59,7 +59,9 @@ std::string le64(uint64_t n) {
   return s;
 }
 // A safetensors file from a header text and a data buffer.
-std::string st_file(const std::string& header, const std::string& data) { return le64(header.size()) + header + data; }
+std::string st_file(const std::string& header, const std::string& data) {
+  return le64(header.size()) + header + data;
+}
 
 bool same_bits(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype() || !(a.shape() == b.shape())) return false;
@@ -92,8 +94,10 @@ NamedTensors sample_tensors() {
   const float inf = std::numeric_limits<float>::infinity();
   NamedTensors t;
   t["a.f32"] = f32_tensor({1.5f, -0.0f, inf, -inf, std::nanf(""), 1e-45f}, {2, 3});
-  t["b.f64"] = from_vector({0.1, -2.5e-310, 1e308, std::numeric_limits<double>::quiet_NaN()}, {4}, f64);
-  t["c.i64"] = i64_tensor({std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), 0, -7}, {2, 2});
+  t["b.f64"] =
+      from_vector({0.1, -2.5e-310, 1e308, std::numeric_limits<double>::quiet_NaN()}, {4}, f64);
+  t["c.i64"] = i64_tensor(
+      {std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), 0, -7}, {2, 2});
   t["d.bool"] = bool_tensor({true, false, false, true, true}, {5});
   t["e.scalar_f32"] = scalar(3.25);
   t["e.scalar_f64"] = scalar(-1.0 / 3.0, f64);
@@ -137,7 +141,9 @@ struct Tiny : Module {
   Tensor& b;
   Tensor& calls;
   Tiny(Generator& g, int64_t out = 4)
-      : w(param("w", randn({3, out}, g) * 0.5)), b(param("b", zeros({out}))), calls(buffer("calls", zeros({}, DType::i64))) {}
+      : w(param("w", randn({3, out}, g) * 0.5)),
+        b(param("b", zeros({out}))),
+        calls(buffer("calls", zeros({}, DType::i64))) {}
   Tensor operator()(const Tensor& x) { return matmul(tanh(x), w) + b; }
 };
 struct TinyWide : Module {
@@ -164,7 +170,8 @@ void train(Tiny& net, Optimizer& opt, Ema& ema, Generator& data, int64_t from, i
 
 }  // namespace
 
-TEST_CASE("checkpoint: safetensors round trip is bit-exact for every dtype including 0-d and empty", "[checkpoint]") {
+TEST_CASE("checkpoint: safetensors round trip is bit-exact for every dtype including 0-d and empty",
+          "[checkpoint]") {
   TempDir tmp;
   const std::string path = tmp / "all.safetensors";
   const NamedTensors want = sample_tensors();
@@ -177,7 +184,8 @@ TEST_CASE("checkpoint: safetensors round trip is bit-exact for every dtype inclu
   // The layout: header length, a JSON header padded to 8 bytes, then exactly the data.
   const std::string bytes = read_bytes(path);
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
   CHECK(n % 8 == 0);
   const auto header = nlohmann::json::parse(bytes.substr(8, n));
   CHECK(header["a.f32"]["dtype"] == "F32");
@@ -188,7 +196,8 @@ TEST_CASE("checkpoint: safetensors round trip is bit-exact for every dtype inclu
   CHECK(header["__metadata__"]["note"] == "round trip");
   uint64_t total = 0;
   for (const auto& [k, v] : header.items())
-    if (k != "__metadata__") total += v["data_offsets"][1].get<uint64_t>() - v["data_offsets"][0].get<uint64_t>();
+    if (k != "__metadata__")
+      total += v["data_offsets"][1].get<uint64_t>() - v["data_offsets"][0].get<uint64_t>();
   CHECK(bytes.size() == 8 + n + total);
 
   SECTION("no tensors, no metadata") {
@@ -203,16 +212,19 @@ TEST_CASE("checkpoint: safetensors round trip is bit-exact for every dtype inclu
     CHECK_THROWS_AS(save_safetensors(path, {{"__metadata__", scalar(1.0)}}), ValueError);
     CHECK_THROWS_AS(save_safetensors(path, {{"u", Tensor()}}), ValueError);
     CHECK(load_safetensors(path).tensors.size() == 1);
-    CHECK_THROWS_WITH(save_safetensors(tmp / "no/such/dir/x.safetensors", {}),
-                      Catch::Contains("no/such/dir/x.safetensors") && Catch::Contains("cannot create"));
+    CHECK_THROWS_WITH(
+        save_safetensors(tmp / "no/such/dir/x.safetensors", {}),
+        Catch::Contains("no/such/dir/x.safetensors") && Catch::Contains("cannot create"));
     // no temporary files are left behind by successful or refused saves
     int entries = 0;
-    for (auto& e : fs::directory_iterator(tmp.dir)) entries += e.path().filename().string().rfind(".", 0) == 0;
+    for (auto& e : fs::directory_iterator(tmp.dir))
+      entries += e.path().filename().string().rfind(".", 0) == 0;
     CHECK(entries == 0);
   }
 }
 
-TEST_CASE("checkpoint: malformed safetensors files give an IOError naming the file and the problem", "[checkpoint][errors]") {
+TEST_CASE("checkpoint: malformed safetensors files give an IOError naming the file and the problem",
+          "[checkpoint][errors]") {
   TempDir tmp;
   const std::string p = tmp / "bad.safetensors";
   const std::string good_header = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
@@ -239,10 +251,14 @@ TEST_CASE("checkpoint: malformed safetensors files give an IOError naming the fi
     expect_io_error(p, "not an object");
     write_bytes(p, st_file(R"({"x": 3})", ""));
     expect_io_error(p, "tensor 'x': entry must be an object");
-    write_bytes(p, st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"x":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
-                           eight + eight));
+    write_bytes(
+        p,
+        st_file(
+            R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"x":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})",
+            eight + eight));
     expect_io_error(p, "names 'x' twice");
-    write_bytes(p, st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}})", eight));
+    write_bytes(
+        p, st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"extra":1}})", eight));
     expect_io_error(p, "unexpected field 'extra'");
     write_bytes(p, st_file(R"({"__metadata__":{"a":1}})", ""));
     expect_io_error(p, "__metadata__ entry 'a' must be a string");
@@ -258,15 +274,22 @@ TEST_CASE("checkpoint: malformed safetensors files give an IOError naming the fi
     expect_io_error(p, "must hold non-negative integers");
     write_bytes(p, st_file(R"({"x":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}})", eight));
     expect_io_error(p, "must hold non-negative integers");
-    write_bytes(p, st_file(R"({"x":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,4]}})", eight.substr(4)));
+    write_bytes(p,
+                st_file(R"({"x":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1],"data_offsets":[0,4]}})",
+                        eight.substr(4)));
     expect_io_error(p, "9 dimensions");
-    write_bytes(p, st_file(R"({"x":{"dtype":"F64","shape":[4294967296,4294967296,4],"data_offsets":[0,8]}})", eight));
+    write_bytes(
+        p,
+        st_file(R"({"x":{"dtype":"F64","shape":[4294967296,4294967296,4],"data_offsets":[0,8]}})",
+                eight));
     expect_io_error(p, "too large");
-    write_bytes(p, st_file(R"({"x":{"dtype":"BOOL","shape":[8],"data_offsets":[0,8]}})", std::string(7, '\0') + "\2"));
+    write_bytes(p, st_file(R"({"x":{"dtype":"BOOL","shape":[8],"data_offsets":[0,8]}})",
+                           std::string(7, '\0') + "\2"));
     expect_io_error(p, "BOOL element 7 has byte value 2");
   }
   SECTION("offsets") {
-    write_bytes(p, st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}})", eight + four));
+    write_bytes(
+        p, st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,12]}})", eight + four));
     expect_io_error(p, "hold 12 bytes but F32 [2] needs 8");
     write_bytes(p, st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", eight));
     expect_io_error(p, "begin after end");
@@ -274,17 +297,23 @@ TEST_CASE("checkpoint: malformed safetensors files give an IOError naming the fi
     expect_io_error(p, "\"data_offsets\" must be [begin, end]");
     write_bytes(p, st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", eight));
     expect_io_error(p, "run past the 8-byte data buffer");
-    write_bytes(p, st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-                           eight + four));
+    write_bytes(
+        p,
+        st_file(
+            R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+            eight + four));
     expect_io_error(p, "tensor 'y' data_offsets [4, 12] overlap tensor 'x' [0, 8]");
-    write_bytes(p, st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", eight + four));
+    write_bytes(
+        p, st_file(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", eight + four));
     expect_io_error(p, "bytes [0, 4) of the data buffer belong to no tensor");
     write_bytes(p, st_file(good_header, eight + "garbage"));
     expect_io_error(p, "7 trailing bytes");
     write_bytes(p, st_file(good_header, eight));
-    CHECK(load_safetensors(p).tensors.at("x").values<float>().size() == 2);  // the control case loads
+    CHECK(load_safetensors(p).tensors.at("x").values<float>().size() ==
+          2);  // the control case loads
   }
-  SECTION("every truncation of a valid file, and random corruption, is an IOError or a clean load") {
+  SECTION(
+      "every truncation of a valid file, and random corruption, is an IOError or a clean load") {
     save_safetensors(p, sample_tensors(), {{"k", "v"}});
     const std::string good = read_bytes(p);
     for (std::size_t len = 0; len < good.size(); ++len) {
@@ -309,7 +338,8 @@ TEST_CASE("checkpoint: malformed safetensors files give an IOError naming the fi
   }
 }
 
-TEST_CASE("checkpoint: a crash in the middle of a save leaves the previous file intact", "[checkpoint][atomic]") {
+TEST_CASE("checkpoint: a crash in the middle of a save leaves the previous file intact",
+          "[checkpoint][atomic]") {
   TempDir tmp;
   const std::string path = tmp / "ckpt.safetensors";
   const NamedTensors v1 = {{"w", from_vector({1, 2, 3}, {3}, f64)}};
@@ -351,7 +381,8 @@ TEST_CASE("checkpoint: a crash in the middle of a save leaves the previous file 
   }
 }
 
-TEST_CASE("checkpoint: bundles model and optimizer and EMA and generator and step and config", "[checkpoint]") {
+TEST_CASE("checkpoint: bundles model and optimizer and EMA and generator and step and config",
+          "[checkpoint]") {
   TempDir tmp;
   const std::string path = tmp / "run.safetensors";
   Generator init(1), data(7);
@@ -360,11 +391,17 @@ TEST_CASE("checkpoint: bundles model and optimizer and EMA and generator and ste
   Ema ema(net, 0.9);
   train(net, opt, ema, data, 0, 3);
   const std::string config = R"({"model": "tiny", "lr": 0.01, "sigma": [0.01, 50]})";
-  save_checkpoint(path, {.model = &net, .optimizer = &opt, .ema = &ema, .generator = &data, .step = 3, .config = config});
+  save_checkpoint(path, {.model = &net,
+                         .optimizer = &opt,
+                         .ema = &ema,
+                         .generator = &data,
+                         .step = 3,
+                         .config = config});
 
   const SafetensorsFile f = load_safetensors(path);
-  for (const char* k : {"model.w", "model.b", "model.calls", "optim.step", "optim.lr", "optim.adam.m.w",
-                        "optim.adam.v.b", "optim.adam.step.w", "ema.num_updates", "ema.shadow.w", "ema.shadow.b"})
+  for (const char* k :
+       {"model.w", "model.b", "model.calls", "optim.step", "optim.lr", "optim.adam.m.w",
+        "optim.adam.v.b", "optim.adam.step.w", "ema.num_updates", "ema.shadow.w", "ema.shadow.b"})
     CHECK(f.tensors.count(k) == 1);
   CHECK(f.metadata.at("step") == "3");
   CHECK(f.metadata.at("config") == config);
@@ -427,13 +464,15 @@ TEST_CASE("checkpoint: bundles model and optimizer and EMA and generator and ste
     Tiny f64net(init);
     f64net.to(f64);
     Checkpoint ck64{.model = &f64net};
-    CHECK_THROWS_WITH(load_checkpoint(path, ck64), Catch::Contains("mismatch: w expects float64[3,4], got float32[3,4]"));
+    CHECK_THROWS_WITH(load_checkpoint(path, ck64),
+                      Catch::Contains("mismatch: w expects float64[3,4], got float32[3,4]"));
   }
   SECTION("parts the file does not hold, wrong optimizer, not a checkpoint, bad config") {
     save_checkpoint(path, {.model = &net, .step = 4});
     Adam opt2(net.named_parameters());
     Checkpoint ck{.model = &net, .optimizer = &opt2};
-    CHECK_THROWS_WITH(load_checkpoint(path, ck), Catch::Contains("holds no optimizer state (sections: model)"));
+    CHECK_THROWS_WITH(load_checkpoint(path, ck),
+                      Catch::Contains("holds no optimizer state (sections: model)"));
     Generator g;
     Checkpoint ckg{.generator = &g};
     CHECK_THROWS_AS(load_checkpoint(path, ckg), ValueError);
@@ -441,7 +480,8 @@ TEST_CASE("checkpoint: bundles model and optimizer and EMA and generator and ste
     save_checkpoint(path, {.model = &net, .optimizer = &opt});
     SGD sgd(net.named_parameters());
     Checkpoint cks{.optimizer = &sgd};
-    CHECK_THROWS_WITH(load_checkpoint(path, cks), Catch::Contains("holds Adam state, the optimizer is SGD"));
+    CHECK_THROWS_WITH(load_checkpoint(path, cks),
+                      Catch::Contains("holds Adam state, the optimizer is SGD"));
 
     save_safetensors(path, net.state_dict());
     Checkpoint ckm{.model = &net};
@@ -452,7 +492,8 @@ TEST_CASE("checkpoint: bundles model and optimizer and EMA and generator and ste
   }
 }
 
-TEST_CASE("checkpoint: training resumed at step k is bit-identical to an uninterrupted run", "[checkpoint][resume]") {
+TEST_CASE("checkpoint: training resumed at step k is bit-identical to an uninterrupted run",
+          "[checkpoint][resume]") {
   TempDir tmp;
   const std::string path = tmp / "resume.safetensors";
   constexpr int64_t kTotal = 30, kStop = 12;
@@ -469,7 +510,11 @@ TEST_CASE("checkpoint: training resumed at step k is bit-identical to an uninter
     Adam opt_b(b.named_parameters(), {.lr = 0.05, .weight_decay = 1e-3});
     Ema ema_b(b, 0.8);
     train(b, opt_b, ema_b, data_b, 0, kStop);
-    save_checkpoint(path, {.model = &b, .optimizer = &opt_b, .ema = &ema_b, .generator = &data_b, .step = kStop,
+    save_checkpoint(path, {.model = &b,
+                           .optimizer = &opt_b,
+                           .ema = &ema_b,
+                           .generator = &data_b,
+                           .step = kStop,
                            .config = R"({"total": 30})"});
   }
   // A new "process": differently initialised objects, everything restored from the file.
@@ -501,10 +546,12 @@ TEST_CASE("checkpoint: training resumed at step k is bit-identical to an uninter
   CHECK_FALSE(same_bits(d.w, a.w));
 }
 
-TEST_CASE("checkpoint: files interoperate with Python's safetensors (skipped without it)", "[checkpoint][python]") {
+TEST_CASE("checkpoint: files interoperate with Python's safetensors (skipped without it)",
+          "[checkpoint][python]") {
   if (std::system("python3 -c \"import safetensors, numpy\" > /dev/null 2>&1") != 0) {
-    WARN("skipped: python3 with the safetensors and numpy packages is not available "
-         "(pip install safetensors==0.4.5 numpy)");
+    WARN(
+        "skipped: python3 with the safetensors and numpy packages is not available "
+        "(pip install safetensors==0.4.5 numpy)");
     return;
   }
   TempDir tmp;
@@ -541,14 +588,18 @@ with open(out, "w") as f:
     json.dump(describe(path), f)
 )PY");
   auto run = [&](const std::string& mode, const std::string& file, const std::string& out) {
-    const std::string cmd = "python3 '" + script + "' " + mode + " '" + file + "' '" + out + "' > '" + out + ".log' 2>&1";
+    const std::string cmd = "python3 '" + script + "' " + mode + " '" + file + "' '" + out +
+                            "' > '" + out + ".log' 2>&1";
     const int rc = std::system(cmd.c_str());
     INFO(read_bytes(out + ".log"));
     REQUIRE(rc == 0);
     return nlohmann::json::parse(read_bytes(out));
   };
   auto dtype_str = [](DType t) {
-    return t == DType::f32 ? "float32" : t == DType::f64 ? "float64" : t == DType::i64 ? "int64" : "bool";
+    return t == DType::f32   ? "float32"
+           : t == DType::f64 ? "float64"
+           : t == DType::i64 ? "int64"
+                             : "bool";
   };
   auto check_against = [&](const nlohmann::json& py, const NamedTensors& ours) {
     REQUIRE(py["tensors"].size() == ours.size());
@@ -582,6 +633,7 @@ with open(out, "w") as f:
     CHECK(f.tensors.at("scalar").item() == 2.5);
     CHECK(f.tensors.at("scalar").rank() == 0);
     CHECK(f.tensors.at("i64").values<int64_t>()[0] == std::numeric_limits<int64_t>::min());
-    CHECK(f.tensors.at("column").values<float>() == std::vector<float>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11});
+    CHECK(f.tensors.at("column").values<float>() ==
+          std::vector<float>{0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11});
   }
 }

@@ -220,8 +220,7 @@ TEST_CASE("toy densities: shape, dtype and reproducibility for a seed", "[datase
   CHECK_THROWS_AS(sample_moons(4, g, DType::i64), DTypeError);
 }
 
-TEST_CASE("toy densities: checkerboard fills its 8 dark squares uniformly",
-          "[datasets]") {
+TEST_CASE("toy densities: checkerboard fills its 8 dark squares uniformly", "[datasets]") {
   Generator gen(1);
   const int64_t n = 40000;
   const Pts p = pts(sample_checkerboard(n, gen, DType::f64));

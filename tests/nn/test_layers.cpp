@@ -12,8 +12,8 @@ using namespace sg::nn;
 
 namespace {
 // gradcheck of fwd(x) with respect to x and every parameter of m (all float64).
-GradcheckReport check_module(Module& m, const Tensor& x, const std::function<Tensor(const Tensor&)>& fwd,
-                             int order = 2) {
+GradcheckReport check_module(Module& m, const Tensor& x,
+                             const std::function<Tensor(const Tensor&)>& fwd, int order = 2) {
   std::vector<std::string> names;
   std::vector<Tensor> inputs = {x};
   for (auto& [n, p] : m.named_parameters()) names.push_back(n), inputs.push_back(*p);
@@ -50,7 +50,8 @@ TEST_CASE("module bookkeeping: names, state dicts, modes, dtype", "[nn][module]"
     FAIL("load_state_dict accepted a bad state");
   } catch (const ValueError& e) {
     const std::string m = e.what();
-    CHECK_THAT(m, Catch::Contains("mismatch: layers.0.weight expects float32[3,4], got float32[3,5]"));
+    CHECK_THAT(m,
+               Catch::Contains("mismatch: layers.0.weight expects float32[3,4], got float32[3,5]"));
     CHECK_THAT(m, Catch::Contains("missing: layers.1.bias"));
     CHECK_THAT(m, Catch::Contains("unexpected: extra"));
   }
@@ -80,29 +81,36 @@ TEST_CASE("layers pass gradient checks of order 1 and 2", "[nn][gradcheck]") {
   }
   SECTION("LayerNorm") {
     LayerNorm m(5, 1e-5, f64);
-    const auto r = check_module(m, randn({3, 5}, g, f64), [&](const Tensor& x) { return m(x) * m(x); });
+    const auto r =
+        check_module(m, randn({3, 5}, g, f64), [&](const Tensor& x) { return m(x) * m(x); });
     INFO(show(r));
     CHECK(r.ok());
   }
   SECTION("GroupNorm") {
     GroupNorm m(2, 4, 1e-5, f64);
-    const auto r = check_module(m, randn({2, 4, 3, 3}, g, f64), [&](const Tensor& x) { return m(x) * m(x); });
+    const auto r =
+        check_module(m, randn({2, 4, 3, 3}, g, f64), [&](const Tensor& x) { return m(x) * m(x); });
     INFO(show(r));
     CHECK(r.ok());
   }
   SECTION("Conv2d, stride 1 and 2") {
     Conv2d a(2, 3, 3, g, {.padding = 1, .dtype = f64});
-    const auto r1 = check_module(a, randn({2, 2, 4, 4}, g, f64), [&](const Tensor& x) { return a(x); });
+    const auto r1 =
+        check_module(a, randn({2, 2, 4, 4}, g, f64), [&](const Tensor& x) { return a(x); });
     INFO(show(r1));
     CHECK(r1.ok());
     Conv2d b(2, 2, 2, g, {.stride = 2, .dtype = f64});
-    const auto r2 = check_module(b, randn({1, 2, 4, 4}, g, f64), [&](const Tensor& x) { return square(b(x)); });
+    const auto r2 =
+        check_module(b, randn({1, 2, 4, 4}, g, f64), [&](const Tensor& x) { return square(b(x)); });
     INFO(show(r2));
     CHECK(r2.ok());
   }
   SECTION("pooling and upsampling") {
-    const auto r = gradcheck([](const std::vector<Tensor>& v) { return square(upsample_nearest2d(avg_pool2d(v[0], 2), 2)); },
-                             {randn({1, 2, 4, 4}, g, f64)}, {.order = 2});
+    const auto r = gradcheck(
+        [](const std::vector<Tensor>& v) {
+          return square(upsample_nearest2d(avg_pool2d(v[0], 2), 2));
+        },
+        {randn({1, 2, 4, 4}, g, f64)}, {.order = 2});
     INFO(show(r));
     CHECK(r.ok());
   }
@@ -132,17 +140,20 @@ TEST_CASE("layers pass gradient checks of order 1 and 2", "[nn][gradcheck]") {
   }
   SECTION("time embeddings and FiLM") {
     GaussianFourierFeatures ff(4, 2.0, g, f64);
-    const auto r1 = gradcheck([&](const std::vector<Tensor>& v) { return ff(v[0]); }, {rand({3}, g, f64)}, {.order = 2});
+    const auto r1 = gradcheck([&](const std::vector<Tensor>& v) { return ff(v[0]); },
+                              {rand({3}, g, f64)}, {.order = 2});
     INFO(show(r1));
     CHECK(r1.ok());
-    const auto r2 = gradcheck([](const std::vector<Tensor>& v) { return sinusoidal_embedding(v[0], 5); },
-                              {rand({3}, g, f64)}, {.order = 2});
+    const auto r2 =
+        gradcheck([](const std::vector<Tensor>& v) { return sinusoidal_embedding(v[0], 5); },
+                  {rand({3}, g, f64)}, {.order = 2});
     INFO(show(r2));
     CHECK(r2.ok());
     FiLM film(3, 2, g, f64);
     film.proj.weight = randn({3, 4}, g, f64).requires_grad_();  // away from the zero init
     const Tensor c = randn({2, 3}, g, f64);
-    const auto r3 = check_module(film, randn({2, 2, 3}, g, f64), [&](const Tensor& h) { return film(h, c); });
+    const auto r3 =
+        check_module(film, randn({2, 2, 3}, g, f64), [&](const Tensor& h) { return film(h, c); });
     INFO(show(r3));
     CHECK(r3.ok());
   }
@@ -174,10 +185,13 @@ TEST_CASE("score networks pass gradient checks, including d/dtheta tr(ds/dx)", "
     CHECK(r2.ok());
   }
   SECTION("U-Net") {
-    UNet u(1, {.channels = 4, .multipliers = {1, 2}, .groups = 2, .attention = true, .dtype = f64}, g);
-    for (auto& [n, p] : u.named_parameters()) *p = (randn(p->shape(), g, f64) * 0.3).requires_grad_();
+    UNet u(1, {.channels = 4, .multipliers = {1, 2}, .groups = 2, .attention = true, .dtype = f64},
+           g);
+    for (auto& [n, p] : u.named_parameters())
+      *p = (randn(p->shape(), g, f64) * 0.3).requires_grad_();
     const Tensor x = randn({2, 1, 4, 4}, g, f64);
-    const auto r = check_module(u, x, [&](const Tensor& z) { return u(z, slice(t, 0, 0, 2)); }, 1);
+    const auto r = check_module(
+        u, x, [&](const Tensor& z) { return u(z, slice(t, 0, 0, 2)); }, 1);
     INFO(show(r));
     CHECK(r.ok());
     CHECK(u(x, slice(t, 0, 0, 2)).shape() == x.shape());
@@ -207,7 +221,8 @@ TEST_CASE("Conv2d matches a plain-loop convolution", "[nn][reference]") {
     const Tensor y = conv(x);
     const int64_t Ho = (7 + 2 * padding - 3) / stride + 1, Wo = (6 + 2 * padding - 3) / stride + 1;
     REQUIRE(y.shape() == Shape({2, 4, Ho, Wo}));
-    const auto xv = x.to_vector(), wv = conv.weight.to_vector(), bv = conv.bias->to_vector(), yv = y.to_vector();
+    const auto xv = x.to_vector(), wv = conv.weight.to_vector(), bv = conv.bias->to_vector(),
+               yv = y.to_vector();
     double worst = 0;
     for (int n = 0; n < 2; ++n)
       for (int o = 0; o < 4; ++o)
@@ -241,13 +256,15 @@ TEST_CASE("self-attention matches a plain-loop reference", "[nn][reference]") {
         double mx = -1e300, z = 0;
         for (int j = 0; j < T; ++j) {
           double acc = 0;
-          for (int d = 0; d < dh; ++d) acc += Q[(b * T + i) * D + h * dh + d] * K[(b * T + j) * D + h * dh + d];
+          for (int d = 0; d < dh; ++d)
+            acc += Q[(b * T + i) * D + h * dh + d] * K[(b * T + j) * D + h * dh + d];
           s[j] = acc / std::sqrt(double(dh));
           mx = std::max(mx, s[j]);
         }
         for (int j = 0; j < T; ++j) z += (s[j] = std::exp(s[j] - mx));
         for (int j = 0; j < T; ++j)
-          for (int d = 0; d < dh; ++d) y[(b * T + i) * D + h * dh + d] += s[j] / z * V[(b * T + j) * D + h * dh + d];
+          for (int d = 0; d < dh; ++d)
+            y[(b * T + i) * D + h * dh + d] += s[j] / z * V[(b * T + j) * D + h * dh + d];
       }
   const Tensor expect = m.out(from_vector(y, {B, T, D}, f64));
   CHECK(max(abs(m(x) - expect)).item() < 1e-12);

@@ -100,13 +100,18 @@ TEST_CASE("optim: SGD with momentum or Nesterov and Adam/AdamW minimise a quadra
   }
 }
 
-TEST_CASE("optim: SGD arithmetic is exact with weight decay and momentum and dampening and Nesterov", "[optim]") {
+TEST_CASE(
+    "optim: SGD arithmetic is exact with weight decay and momentum and dampening and Nesterov",
+    "[optim]") {
   for (bool nesterov : {false, true}) {
     QuadParams m({1.0, -2.0, 0.5}, {0.25, 3.0});
     const double lr = 0.1, mu = 0.9, wd = 0.01, damp = nesterov ? 0.0 : 0.25;
-    SGD opt({{"x", &m.x}}, {.lr = lr, .momentum = mu, .dampening = damp, .weight_decay = wd, .nesterov = nesterov});
+    SGD opt(
+        {{"x", &m.x}},
+        {.lr = lr, .momentum = mu, .dampening = damp, .weight_decay = wd, .nesterov = nesterov});
     std::vector<double> p = {1.0, -2.0, 0.5}, buf(3);
-    const std::vector<std::vector<double>> gs = {{0.3, -0.7, 1.1}, {-0.2, 0.05, 0.9}, {1.5, 0.0, -0.4}};
+    const std::vector<std::vector<double>> gs = {
+        {0.3, -0.7, 1.1}, {-0.2, 0.05, 0.9}, {1.5, 0.0, -0.4}};
     for (int s = 0; s < 3; ++s) {
       opt.step({from_vector(gs[s], {3}, f64)});
       for (int i = 0; i < 3; ++i) {
@@ -124,12 +129,17 @@ TEST_CASE("optim: SGD arithmetic is exact with weight decay and momentum and dam
 
 TEST_CASE("optim: Adam and AdamW arithmetic is exact", "[optim]") {
   const double lr = 0.01, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.1;
-  const std::vector<std::vector<double>> gs = {{0.3, -0.7, 1.1}, {-0.2, 0.05, 0.9}, {1.5, 0.0, -0.4}};
+  const std::vector<std::vector<double>> gs = {
+      {0.3, -0.7, 1.1}, {-0.2, 0.05, 0.9}, {1.5, 0.0, -0.4}};
   for (bool decoupled : {false, true}) {
     QuadParams m({1.0, -2.0, 0.5}, {0, 0});
     std::unique_ptr<Optimizer> opt;
-    if (decoupled) opt = std::make_unique<AdamW>(ParamSlots{{"x", &m.x}}, AdamWOptions{.lr = lr, .weight_decay = wd});
-    else opt = std::make_unique<Adam>(ParamSlots{{"x", &m.x}}, AdamOptions{.lr = lr, .weight_decay = wd});
+    if (decoupled)
+      opt = std::make_unique<AdamW>(ParamSlots{{"x", &m.x}},
+                                    AdamWOptions{.lr = lr, .weight_decay = wd});
+    else
+      opt = std::make_unique<Adam>(ParamSlots{{"x", &m.x}},
+                                   AdamOptions{.lr = lr, .weight_decay = wd});
     std::vector<double> p = {1.0, -2.0, 0.5}, mm(3, 0.0), vv(3, 0.0);
     for (int s = 0; s < 3; ++s) {
       opt->step({from_vector(gs[s], {3}, f64)});
@@ -137,8 +147,10 @@ TEST_CASE("optim: Adam and AdamW arithmetic is exact", "[optim]") {
       const double c1 = 1 - std::pow(b1, t), c2 = 1 - std::pow(b2, t);
       for (int i = 0; i < 3; ++i) {
         double g = gs[s][i];
-        if (decoupled) p[i] = p[i] * (1 - lr * wd);
-        else g = g + rmul(p[i], wd);
+        if (decoupled)
+          p[i] = p[i] * (1 - lr * wd);
+        else
+          g = g + rmul(p[i], wd);
         mm[i] = rmul(mm[i], b1) + rmul(g, 1 - b1);
         vv[i] = rmul(vv[i], b2) + rmul(rmul(g, g), 1 - b2);
         p[i] = p[i] - rmul(mm[i] / (std::sqrt(vv[i]) / std::sqrt(c2) + eps), lr / c1);
@@ -177,15 +189,17 @@ TEST_CASE("optim: argument checks name the problem", "[optim][errors]") {
   SGD opt(m.named_parameters(), {.lr = 0.1});
   CHECK_THROWS_WITH(opt.step({ones({3}, f64)}), Catch::Contains("1 gradients for 2 parameters"));
   CHECK_THROWS_AS(opt.step({ones({2}, f64), ones({2}, f64)}), ShapeError);
-  CHECK_THROWS_WITH(opt.step({ones({2}, f64), ones({2}, f64)}), Catch::Contains("gradient for 'x' is float64[2]"));
+  CHECK_THROWS_WITH(opt.step({ones({2}, f64), ones({2}, f64)}),
+                    Catch::Contains("gradient for 'x' is float64[2]"));
   CHECK_THROWS_AS(opt.step({ones({3}), ones({2}, f64)}), DTypeError);
   CHECK_THROWS_AS(opt.step({Tensor(), Tensor()}), GradError);
-  CHECK_THROWS_AS(opt.step(), GradError);  // no backward yet
+  CHECK_THROWS_AS(opt.step(), GradError);                  // no backward yet
   CHECK(m.x.to_vector() == std::vector<double>{1, 2, 3});  // nothing changed by failed steps
   CHECK(opt.steps() == 0);
   CHECK_THROWS_AS(opt.set_lr(-1), ValueError);
   CHECK_THROWS_AS(opt.set_lr(std::nan("")), ValueError);
-  CHECK_THROWS_WITH((SGD(m.named_parameters(), {.momentum = 0, .nesterov = true})), Catch::Contains("nesterov"));
+  CHECK_THROWS_WITH((SGD(m.named_parameters(), {.momentum = 0, .nesterov = true})),
+                    Catch::Contains("nesterov"));
   CHECK_THROWS_WITH((Adam(m.named_parameters(), {.beta1 = 1.0})), Catch::Contains("beta1"));
   CHECK_THROWS_AS((Adam(ParamSlots{{"x", &m.x}, {"x", &m.y}})), ValueError);
   CHECK_THROWS_AS((Adam(ParamSlots{{"x", nullptr}})), ValueError);
@@ -193,13 +207,15 @@ TEST_CASE("optim: argument checks name the problem", "[optim][errors]") {
   CHECK_THROWS_AS((Adam(ParamSlots{{"i", &idx}})), DTypeError);
 }
 
-TEST_CASE("optim: state export/import resumes identically and rejects foreign state", "[optim][state]") {
+TEST_CASE("optim: state export/import resumes identically and rejects foreign state",
+          "[optim][state]") {
   QuadParams a({0, 0, 0}, {0, 0});
   Adam opt_a(a.named_parameters(), {.lr = 0.05});
   for (int s = 0; s < 5; ++s) opt_a.step(grad(quad_loss(a), a.parameters()));
   const NamedTensors st = opt_a.state();
-  for (const char* k : {"optim.step", "optim.lr", "optim.adam.m.x", "optim.adam.v.x", "optim.adam.step.x",
-                        "optim.adam.m.y", "optim.adam.v.y", "optim.adam.step.y"})
+  for (const char* k :
+       {"optim.step", "optim.lr", "optim.adam.m.x", "optim.adam.v.x", "optim.adam.step.x",
+        "optim.adam.m.y", "optim.adam.v.y", "optim.adam.step.y"})
     CHECK(st.count(k) == 1);
   CHECK(st.size() == 8);
 
@@ -222,7 +238,8 @@ TEST_CASE("optim: state export/import resumes identically and rejects foreign st
     sgd.step(grad(quad_loss(c), c.parameters()));
     Adam adam(c.named_parameters());
     CHECK_THROWS_AS(adam.load_state(sgd.state()), ValueError);
-    CHECK_THROWS_WITH(adam.load_state(sgd.state()), Catch::Contains("unexpected: optim.sgd.momentum.x"));
+    CHECK_THROWS_WITH(adam.load_state(sgd.state()),
+                      Catch::Contains("unexpected: optim.sgd.momentum.x"));
   }
   SECTION("wrong shapes, unknown parameters and missing step are all listed") {
     NamedTensors bad = st;
@@ -236,7 +253,8 @@ TEST_CASE("optim: state export/import resumes identically and rejects foreign st
       FAIL("no error");
     } catch (const ValueError& e) {
       const std::string msg = e.what();
-      CHECK_THAT(msg, Catch::Contains("mismatch: optim.adam.m.x expects float64[3], got float64[4]"));
+      CHECK_THAT(msg,
+                 Catch::Contains("mismatch: optim.adam.m.x expects float64[3], got float64[4]"));
       CHECK_THAT(msg, Catch::Contains("unexpected: optim.adam.m.z (no parameter named 'z')"));
       CHECK_THAT(msg, Catch::Contains("missing: optim.step"));
     }
@@ -244,7 +262,8 @@ TEST_CASE("optim: state export/import resumes identically and rejects foreign st
   }
 }
 
-TEST_CASE("optim: clip_grad_norm returns the norm and scales exactly by max_norm/(norm+eps)", "[optim][clip]") {
+TEST_CASE("optim: clip_grad_norm returns the norm and scales exactly by max_norm/(norm+eps)",
+          "[optim][clip]") {
   const std::vector<double> g1 = {3.0, -4.0}, g2 = {12.0};  // global norm 13
   SECTION("above the threshold") {
     std::vector<Tensor> gs = {from_vector(g1, {2}, f64), Tensor(), from_vector(g2, {1, 1}, f64)};
@@ -297,7 +316,8 @@ TEST_CASE("optim: warm-up then cosine decay to a floor", "[optim][schedule]") {
   CHECK(s.lr(4) == 0.5);
   CHECK(s.lr(9) == 1.0);
   CHECK(s.lr(10) == 1.0);
-  CHECK(s.lr(35) == Approx(0.1 + 0.9 * 0.5 * (1 + std::cos(std::numbers::pi * 0.25))).epsilon(1e-14));
+  CHECK(s.lr(35) ==
+        Approx(0.1 + 0.9 * 0.5 * (1 + std::cos(std::numbers::pi * 0.25))).epsilon(1e-14));
   CHECK(s.lr(60) == Approx(0.55).epsilon(1e-14));
   CHECK(s.lr(109) == Approx(0.1 + 0.45 * (1 + std::cos(std::numbers::pi * 0.99))).epsilon(1e-14));
   CHECK(s.lr(110) == 0.1);
@@ -308,17 +328,20 @@ TEST_CASE("optim: warm-up then cosine decay to a floor", "[optim][schedule]") {
   CHECK(no_warmup.lr(2) == Approx(1.0).epsilon(1e-15));
   CHECK(no_warmup.lr(4) == 0.0);
   CHECK_THROWS_AS(s.lr(-1), ValueError);
-  CHECK_THROWS_WITH((WarmupCosine{.base_lr = 1, .min_lr = 0, .warmup_steps = 5, .total_steps = 4}.lr(0)),
-                    Catch::Contains("warmup_steps <= total_steps"));
+  CHECK_THROWS_WITH(
+      (WarmupCosine{.base_lr = 1, .min_lr = 0, .warmup_steps = 5, .total_steps = 4}.lr(0)),
+      Catch::Contains("warmup_steps <= total_steps"));
   CHECK_THROWS_AS((WarmupCosine{.base_lr = 0.1, .min_lr = 0.2}.lr(0)), ValueError);
 }
 
-TEST_CASE("optim: EMA arithmetic is exact with apply_to and swap and a state round trip", "[optim][ema]") {
+TEST_CASE("optim: EMA arithmetic is exact with apply_to and swap and a state round trip",
+          "[optim][ema]") {
   QuadParams m({1.0, -2.0, 0.5}, {0.25, 3.0});
   const double d = 0.9;
   Ema ema(m, d);
   std::vector<double> sx = {1.0, -2.0, 0.5}, sy = {0.25, 3.0};
-  const std::vector<std::vector<double>> xs = {{2.0, 0.1, -0.3}, {0.7, 0.7, 0.7}, {-1.0, 5.0, 1e-3}};
+  const std::vector<std::vector<double>> xs = {
+      {2.0, 0.1, -0.3}, {0.7, 0.7, 0.7}, {-1.0, 5.0, 1e-3}};
   for (int s = 0; s < 3; ++s) {
     m.x = from_vector(xs[s], {3}, f64).requires_grad_();
     m.y = (m.y.detach() * 1.5).detach().requires_grad_();
@@ -351,7 +374,8 @@ TEST_CASE("optim: EMA arithmetic is exact with apply_to and swap and a state rou
     CHECK(same_bits(other.y, sy));
     CHECK(other.x.requires_grad());
     QuadParams wrong({0, 0}, {0, 0});
-    CHECK_THROWS_WITH(ema.apply_to(wrong), Catch::Contains("mismatch: x is float64[2], its average is float64[3]"));
+    CHECK_THROWS_WITH(ema.apply_to(wrong),
+                      Catch::Contains("mismatch: x is float64[2], its average is float64[3]"));
   }
   SECTION("load_state restores and checks") {
     QuadParams m2({0, 0, 0}, {0, 0});

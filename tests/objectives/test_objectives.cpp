@@ -29,10 +29,13 @@ Tensor sigma_inv(double s2) {
   const double a = 1 + s2, b = 0.6, d = 2 + s2, det = a * d - b * b;
   return from_vector({d / det, -b / det, -b / det, a / det}, {2, 2}, f64);
 }
-Tensor true_score(const Tensor& x, double s2 = 0) { return -matmul(x.to(f64) - mu(), sigma_inv(s2)); }
+Tensor true_score(const Tensor& x, double s2 = 0) {
+  return -matmul(x.to(f64) - mu(), sigma_inv(s2));
+}
 
 // gradcheck of loss(params) for a small f64 network, randomness re-seeded on every call.
-template <class Net, class Loss> GradcheckReport check_params(Net& net, Loss loss, int order = 1) {
+template <class Net, class Loss>
+GradcheckReport check_params(Net& net, Loss loss, int order = 1) {
   std::vector<std::string> names;
   std::vector<Tensor> ps;
   for (auto& [n, p] : net.named_parameters()) names.push_back(n), ps.push_back(p->detach());
@@ -54,10 +57,12 @@ std::string show(const GradcheckReport& r) {
 }
 }  // namespace
 
-TEST_CASE("every objective passes a parameter gradient check in float64", "[objectives][gradcheck]") {
+TEST_CASE("every objective passes a parameter gradient check in float64",
+          "[objectives][gradcheck]") {
   Generator g0(1);
   nn::MlpScoreNet net(2, {.hidden = 5, .layers = 1, .embed_dim = 2, .dtype = f64}, g0);
-  for (auto& [n, p] : net.named_parameters()) *p = (randn(p->shape(), g0, f64) * 0.5).requires_grad_();
+  for (auto& [n, p] : net.named_parameters())
+    *p = (randn(p->shape(), g0, f64) * 0.5).requires_grad_();
   nn::EnergyNet energy(2, {.hidden = 5, .layers = 1, .embed_dim = 2, .dtype = f64}, g0);
   const Tensor x = sample(6, g0);
   const Tensor t = full({6}, 0.3, f64);
@@ -68,33 +73,49 @@ TEST_CASE("every objective passes a parameter gradient check in float64", "[obje
     INFO(show(r));
     CHECK(r.ok());
   };
-  SECTION("explicit") { expect_ok(check_params(net, [&](Generator&) { return explicit_sm(s, x, true_score(x)); })); }
-  SECTION("implicit") { expect_ok(check_params(net, [&](Generator&) { return implicit_sm(s, x); }, 2)); }
+  SECTION("explicit") {
+    expect_ok(check_params(net, [&](Generator&) { return explicit_sm(s, x, true_score(x)); }));
+  }
+  SECTION("implicit") {
+    expect_ok(check_params(
+        net, [&](Generator&) { return implicit_sm(s, x); }, 2));
+  }
   SECTION("ssm") {
     expect_ok(check_params(net, [&](Generator& g) { return ssm(s, x, g, {.projections = 2}); }));
-    expect_ok(check_params(net, [&](Generator& g) { return ssm(s, x, g, {.projection = Projection::gaussian, .variance_reduced = true}); }));
-    expect_ok(check_params(net, [&](Generator& g) { return ssm(s, x, g, {.projection = Projection::sphere, .projections = 3}); }));
+    expect_ok(check_params(net, [&](Generator& g) {
+      return ssm(s, x, g, {.projection = Projection::gaussian, .variance_reduced = true});
+    }));
+    expect_ok(check_params(net, [&](Generator& g) {
+      return ssm(s, x, g, {.projection = Projection::sphere, .projections = 3});
+    }));
   }
   SECTION("fd-ssm") {
     expect_ok(check_params(net, [&](Generator& g) { return fd_ssm_score(s, x, g, 0.1); }));
     expect_ok(check_params(energy, [&](Generator& g) { return fd_ssm_energy(E, x, g, 0.1); }));
-    expect_ok(check_params(energy, [&](Generator& g) { return fd_dsm_energy(E, x, 0.3, g, 0.01); }));
+    expect_ok(
+        check_params(energy, [&](Generator& g) { return fd_dsm_energy(E, x, 0.3, g, 0.01); }));
   }
   SECTION("dsm") {
     expect_ok(check_params(net, [&](Generator& g) { return dsm(s, x, 0.3, g); }));
-    expect_ok(check_params(energy, [&](Generator& g) { return dsm(score_of_energy(E), x, 0.3, g); }));
-    expect_ok(check_params(net, [&](Generator& g) { return ncsn_dsm([&](auto& z, auto& sg) { return net(z, sg); }, x, geometric_sigmas(1, 0.01, 5, f64), g); }));
+    expect_ok(
+        check_params(energy, [&](Generator& g) { return dsm(score_of_energy(E), x, 0.3, g); }));
+    expect_ok(check_params(net, [&](Generator& g) {
+      return ncsn_dsm([&](auto& z, auto& sg) { return net(z, sg); }, x,
+                      geometric_sigmas(1, 0.01, 5, f64), g);
+    }));
     for (auto w : {Weighting::variance, Weighting::likelihood})
       for (auto ts : {TimeSampling::uniform, TimeSampling::importance})
         expect_ok(check_params(net, [&](Generator& g) {
-          return dsm_sde([&](auto& z, auto& tt) { return net(z, tt); }, vp, x, g, {.weighting = w, .sampling = ts, .t_eps = 1e-3});
+          return dsm_sde([&](auto& z, auto& tt) { return net(z, tt); }, vp, x, g,
+                         {.weighting = w, .sampling = ts, .t_eps = 1e-3});
         }));
   }
   SECTION("registered objectives") {
     for (const std::string& name : objective_names()) {
       INFO(name);
       expect_ok(check_params(net, [&](Generator& g) {
-        return find_objective(name).fn([&](auto& z, auto& tt) { return net(z, tt); }, x, g, {.sde = &vp, .t_eps = 1e-3});
+        return find_objective(name).fn([&](auto& z, auto& tt) { return net(z, tt); }, x, g,
+                                       {.sde = &vp, .t_eps = 1e-3});
       }));
     }
   }
@@ -102,21 +123,24 @@ TEST_CASE("every objective passes a parameter gradient check in float64", "[obje
 
 TEST_CASE("registering an objective makes it available like a built-in", "[objectives]") {
   const auto n0 = objective_names().size();
-  register_objective({"test-ssm-sphere4", "SSM with 4 sphere projections", true,
-                      [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
-                        return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
-                          return ssm_per_sample(st, xt, g, {.projection = Projection::sphere, .projections = 4});
-                        });
-                      }});
+  register_objective(
+      {"test-ssm-sphere4", "SSM with 4 sphere projections", true,
+       [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
+         return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
+           return ssm_per_sample(st, xt, g, {.projection = Projection::sphere, .projections = 4});
+         });
+       }});
   CHECK(objective_names().size() == n0 + 1);
   CHECK(find_objective("test-ssm-sphere4").second_order);
-  CHECK_THROWS_WITH(find_objective("nope"), Catch::Contains("unknown objective 'nope'") && Catch::Contains("dsm"));
+  CHECK_THROWS_WITH(find_objective("nope"),
+                    Catch::Contains("unknown objective 'nope'") && Catch::Contains("dsm"));
   Generator g(0);
   CHECK_THROWS_AS(find_objective("dsm").fn([](auto& x, auto&) { return x; }, zeros({2, 2}), g, {}),
                   ValueError);  // no SDE configured
 }
 
-TEST_CASE("training an MLP on Gaussian data recovers the analytic score with each objective", "[objectives][training]") {
+TEST_CASE("training an MLP on Gaussian data recovers the analytic score with each objective",
+          "[objectives][training]") {
   // Relative error E|s - s*|^2 / E|s*|^2 on held-out points after 1500 Adam steps (batch 256,
   // MLP 2-64-64-2, SiLU); stated accuracy: below 5% (FD and sliced objectives: below 8%).
   struct Case {
@@ -128,8 +152,12 @@ TEST_CASE("training an MLP on Gaussian data recovers the analytic score with eac
   const std::vector<Case> cases = {
       {"implicit", 0, 0.05, [](auto& s, auto& x, auto&) { return implicit_sm(s, x); }},
       {"ssm (rademacher)", 0, 0.08, [](auto& s, auto& x, auto& g) { return ssm(s, x, g); }},
-      {"ssm-vr (gaussian)", 0, 0.08, [](auto& s, auto& x, auto& g) { return ssm(s, x, g, {.projection = Projection::gaussian, .variance_reduced = true}); }},
-      {"fd-ssm (score net)", 0, 0.08, [](auto& s, auto& x, auto& g) { return fd_ssm_score(s, x, g, 0.05); }},
+      {"ssm-vr (gaussian)", 0, 0.08,
+       [](auto& s, auto& x, auto& g) {
+         return ssm(s, x, g, {.projection = Projection::gaussian, .variance_reduced = true});
+       }},
+      {"fd-ssm (score net)", 0, 0.08,
+       [](auto& s, auto& x, auto& g) { return fd_ssm_score(s, x, g, 0.05); }},
       {"dsm (sigma 0.3)", 0.09, 0.05, [](auto& s, auto& x, auto& g) { return dsm(s, x, 0.3, g); }},
   };
   for (const Case& c : cases) {
@@ -146,7 +174,8 @@ TEST_CASE("training an MLP on Gaussian data recovers the analytic score with eac
       NoGradGuard off;
       const Tensor xe = sample(4000, g, DType::f32);
       const Tensor truth = true_score(xe, c.sigma2);
-      const double err = mean(sum(square(net(xe).to(f64) - truth), {1})).item() / mean(sum(square(truth), {1})).item();
+      const double err = mean(sum(square(net(xe).to(f64) - truth), {1})).item() /
+                         mean(sum(square(truth), {1})).item();
       INFO(c.name << ": relative score error " << err << " (limit " << c.limit << ")");
       CHECK(err < c.limit);
     }
@@ -154,7 +183,8 @@ TEST_CASE("training an MLP on Gaussian data recovers the analytic score with eac
 }
 // The identity catalogue runs as its own ctest entry (cli: scoregrad-verify).
 
-TEST_CASE("energy and noise-conditional objectives recover the analytic score", "[objectives][training]") {
+TEST_CASE("energy and noise-conditional objectives recover the analytic score",
+          "[objectives][training]") {
   // Energy E(x) = MLP(x) (2-64-64-1, SiLU), score -dE/dx; relative score error below 8% after
   // 1500 Adam steps; noise-conditional and SDE models (MLP score nets conditioned on sigma or t)
   // checked at one level against the noised data's score, below 10%.
@@ -164,9 +194,12 @@ TEST_CASE("energy and noise-conditional objectives recover the analytic score", 
     std::function<Tensor(const EnergyFn&, const Tensor&, Generator&)> loss;
   };
   const std::vector<Case> cases = {
-      {"fd-ssm (energy)", 0, [](auto& E, auto& x, auto& g) { return fd_ssm_energy(E, x, g, 0.05); }},
-      {"fd-dsm (energy, sigma 0.3)", 0.09, [](auto& E, auto& x, auto& g) { return fd_dsm_energy(E, x, 0.3, g, 0.01); }},
-      {"dsm on an energy (sigma 0.3)", 0.09, [](auto& E, auto& x, auto& g) { return dsm(score_of_energy(E), x, 0.3, g); }},
+      {"fd-ssm (energy)", 0,
+       [](auto& E, auto& x, auto& g) { return fd_ssm_energy(E, x, g, 0.05); }},
+      {"fd-dsm (energy, sigma 0.3)", 0.09,
+       [](auto& E, auto& x, auto& g) { return fd_dsm_energy(E, x, 0.3, g, 0.01); }},
+      {"dsm on an energy (sigma 0.3)", 0.09,
+       [](auto& E, auto& x, auto& g) { return dsm(score_of_energy(E), x, 0.3, g); }},
   };
   for (const Case& c : cases) {
     SECTION(c.name) {
@@ -177,12 +210,14 @@ TEST_CASE("energy and noise-conditional objectives recover the analytic score", 
       for (int step = 0; step < 1500; ++step) {
         if (step == 1000) opt.set_lr(1e-3);
         // the output bias does not reach a score: allow_unused gives it a zero gradient
-        opt.step(grad(c.loss(E, sample(256, g, DType::f32), g), net.parameters(), {.allow_unused = true}));
+        opt.step(grad(c.loss(E, sample(256, g, DType::f32), g), net.parameters(),
+                      {.allow_unused = true}));
       }
       const Tensor xe = sample(4000, g, DType::f32);
       const Tensor truth = true_score(xe, c.sigma2);
       const Tensor s = score_of_energy(E)(xe).detach();
-      const double err = mean(sum(square(s.to(f64) - truth), {1})).item() / mean(sum(square(truth), {1})).item();
+      const double err =
+          mean(sum(square(s.to(f64) - truth), {1})).item() / mean(sum(square(truth), {1})).item();
       INFO(c.name << ": relative score error " << err);
       CHECK(err < 0.08);
     }
@@ -213,7 +248,8 @@ TEST_CASE("energy and noise-conditional objectives recover the analytic score", 
     const TimeScoreFn s = [&](const Tensor& x, const Tensor& t) { return net(x, t); };
     for (int step = 0; step < 1500; ++step) {
       if (step == 1000) opt.set_lr(1e-3);
-      opt.step(grad(dsm_sde(s, vp, sample(256, g, DType::f32), g, {.t_eps = 1e-3}), net.parameters()));
+      opt.step(
+          grad(dsm_sde(s, vp, sample(256, g, DType::f32), g, {.t_eps = 1e-3}), net.parameters()));
     }
     NoGradGuard off;
     const double t = 0.3;
@@ -221,16 +257,18 @@ TEST_CASE("energy and noise-conditional objectives recover the analytic score", 
     const double a = alpha.item(), sd = std.item();
     // q_t = N(a mu, a^2 Sigma + sd^2 I): a data sample scaled and noised.
     const Tensor xe = (sample(4000, g) * a + randn({4000, 2}, g, f64) * sd);
-    const Tensor L = from_vector({a * a + sd * sd, 0.6 * a * a, 0.6 * a * a, 2 * a * a + sd * sd}, {2, 2}, f64);
+    const Tensor L =
+        from_vector({a * a + sd * sd, 0.6 * a * a, 0.6 * a * a, 2 * a * a + sd * sd}, {2, 2}, f64);
     const double det = (a * a + sd * sd) * (2 * a * a + sd * sd) - 0.36 * a * a * a * a;
-    const Tensor inv = from_vector({(2 * a * a + sd * sd) / det, -0.6 * a * a / det, -0.6 * a * a / det, (a * a + sd * sd) / det},
+    const Tensor inv = from_vector({(2 * a * a + sd * sd) / det, -0.6 * a * a / det,
+                                    -0.6 * a * a / det, (a * a + sd * sd) / det},
                                    {2, 2}, f64);
     (void)L;
     const Tensor truth = -matmul(xe - mu() * a, inv);
-    const double err = mean(sum(square(net(xe.to(DType::f32), full({4000}, t)).to(f64) - truth), {1})).item() /
-                       mean(sum(square(truth), {1})).item();
+    const double err =
+        mean(sum(square(net(xe.to(DType::f32), full({4000}, t)).to(f64) - truth), {1})).item() /
+        mean(sum(square(truth), {1})).item();
     INFO("dsm_sde relative score error at t = 0.3: " << err);
     CHECK(err < 0.1);
   }
 }
-

@@ -19,8 +19,8 @@ std::vector<double> expm2(const std::vector<double>& a) {
   std::vector<double> r = {1, 0, 0, 1}, term = {1, 0, 0, 1};
   for (int k = 1; k < 30; ++k) {
     const std::vector<double> t = term;
-    term = {(t[0] * a[0] + t[1] * a[2]) / k, (t[0] * a[1] + t[1] * a[3]) / k, (t[2] * a[0] + t[3] * a[2]) / k,
-            (t[2] * a[1] + t[3] * a[3]) / k};
+    term = {(t[0] * a[0] + t[1] * a[2]) / k, (t[0] * a[1] + t[1] * a[3]) / k,
+            (t[2] * a[0] + t[3] * a[2]) / k, (t[2] * a[1] + t[3] * a[3]) / k};
     for (int i = 0; i < 4; ++i) r[i] += term[i];
   }
   return r;
@@ -42,13 +42,18 @@ TEST_CASE("a linear CNF reproduces the analytic Gaussian log-density", "[cnf]") 
   CHECK(max(abs(r.z - z1)).item() < 1e-8);
   // Hutchinson with a probe held fixed per solve: unbiased over probes.
   const MeanCheck c = mean_equals(
-      [&](Generator& gen) { return cnf_log_likelihood(f, x, {.ode = {.rtol = 1e-8, .atol = 1e-8}, .exact_trace = false, .gen = &gen}).logp; },
+      [&](Generator& gen) {
+        return cnf_log_likelihood(
+                   f, x, {.ode = {.rtol = 1e-8, .atol = 1e-8}, .exact_trace = false, .gen = &gen})
+            .logp;
+      },
       expect, {.samples = 400, .sigmas = 4, .seed = 3}, "hutchinson cnf");
   INFO(c);
   CHECK(c.pass);
 }
 
-TEST_CASE("CNF log-likelihood gradients: adjoint and checkpointed agree with backprop", "[cnf][adjoint]") {
+TEST_CASE("CNF log-likelihood gradients: adjoint and checkpointed agree with backprop",
+          "[cnf][adjoint]") {
   Generator g(2);
   nn::CnfDynamics net(2, {8, 8}, nn::Activation::tanh, g, f64);
   const Tensor x = randn({5, 2}, g, f64);
@@ -56,10 +61,14 @@ TEST_CASE("CNF log-likelihood gradients: adjoint and checkpointed agree with bac
   const std::vector<Tensor> params = net.parameters();
   const ode::Options tight{.rtol = 1e-10, .atol = 1e-10};
   auto grads = [&](SolveGradient how) {
-    const Tensor nll = -mean(cnf_log_likelihood(f, x, {.ode = tight, .adjoint_ode = tight, .gradient = how, .params = params}).logp);
+    const Tensor nll =
+        -mean(cnf_log_likelihood(
+                  f, x, {.ode = tight, .adjoint_ode = tight, .gradient = how, .params = params})
+                  .logp);
     return grad(nll, params);
   };
-  const auto bp = grads(SolveGradient::backprop), adj = grads(SolveGradient::adjoint), ck = grads(SolveGradient::checkpointed);
+  const auto bp = grads(SolveGradient::backprop), adj = grads(SolveGradient::adjoint),
+             ck = grads(SolveGradient::checkpointed);
   for (std::size_t i = 0; i < params.size(); ++i) {
     const double scale = std::max(1e-8, max(abs(bp[i])).item());
     CHECK(max(abs(adj[i] - bp[i])).item() / scale < 1e-6);
@@ -67,7 +76,8 @@ TEST_CASE("CNF log-likelihood gradients: adjoint and checkpointed agree with bac
   }
 }
 
-TEST_CASE("a CNF trained briefly by maximum likelihood (adjoint) improves its log-likelihood", "[cnf][training]") {
+TEST_CASE("a CNF trained briefly by maximum likelihood (adjoint) improves its log-likelihood",
+          "[cnf][training]") {
   Generator g(4);
   nn::CnfDynamics net(2, {32, 32}, nn::Activation::tanh, g);
   nn::Adam opt(net.named_parameters(), {.lr = 1e-2});
@@ -80,7 +90,9 @@ TEST_CASE("a CNF trained briefly by maximum likelihood (adjoint) improves its lo
   const double before = nll(held_out);
   for (int step = 0; step < 60; ++step) {
     const Tensor x = nn::sample_toy("moons", 256, g);
-    const Tensor loss = -mean(cnf_log_likelihood(f, x, {.gradient = SolveGradient::adjoint, .params = net.parameters()}).logp);
+    const Tensor loss = -mean(
+        cnf_log_likelihood(f, x, {.gradient = SolveGradient::adjoint, .params = net.parameters()})
+            .logp);
     opt.step(grad(loss, net.parameters()));
   }
   const double after = nll(held_out);

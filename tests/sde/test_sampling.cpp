@@ -23,12 +23,14 @@ TEST_CASE("Euler-Maruyama has weak order 1 on an Ornstein-Uhlenbeck process", "[
   const Tensor x0 = ones({200000}, f64);
   std::vector<double> hs, errs;
   for (int64_t steps : {5, 10, 20}) {
-    const Tensor x = euler_maruyama([&](const Tensor& x, double) { return x * -theta; },
-                                    [&](const Tensor& x, double) { return full_like(x, s); }, x0, W, steps);
+    const Tensor x =
+        euler_maruyama([&](const Tensor& x, double) { return x * -theta; },
+                       [&](const Tensor& x, double) { return full_like(x, s); }, x0, W, steps);
     hs.push_back(1.0 / double(steps));
     errs.push_back(std::abs(mean(x).item() - std::exp(-theta)));
   }
-  INFO("weak errors " << errs[0] << " " << errs[1] << " " << errs[2] << ", slope " << slope(hs, errs));
+  INFO("weak errors " << errs[0] << " " << errs[1] << " " << errs[2] << ", slope "
+                      << slope(hs, errs));
   CHECK(std::abs(slope(hs, errs) - 1.0) < 0.25);
 }
 
@@ -46,7 +48,8 @@ TEST_CASE("Euler-Maruyama has strong order 1/2 on geometric Brownian motion", "[
     hs.push_back(1.0 / double(steps));
     errs.push_back(mean(abs(x - exact)).item());
   }
-  INFO("strong errors " << errs[0] << " " << errs[1] << " " << errs[2] << ", slope " << slope(hs, errs));
+  INFO("strong errors " << errs[0] << " " << errs[1] << " " << errs[2] << ", slope "
+                        << slope(hs, errs));
   CHECK(std::abs(slope(hs, errs) - 0.5) < 0.15);
 }
 
@@ -60,15 +63,21 @@ TEST_CASE("forward SDE samples match the closed-form marginal moments", "[sde][m
       const BrownianPath W(11, {n, 2}, 0.0, t1, steps, f64);
       const Tensor x = euler_maruyama(
           [&](const Tensor& x, double t) { return sde->drift(x, full({x.dim(0)}, t, f64)); },
-          [&](const Tensor& x, double t) { return full_like(x, sde->diffusion(scalar(t, f64)).item()); }, x0, W, steps);
+          [&](const Tensor& x, double t) {
+            return full_like(x, sde->diffusion(scalar(t, f64)).item());
+          },
+          x0, W, steps);
       const auto [alpha, std] = sde->marginal(scalar(t1, f64));
       const double a = alpha.item();
       // VE's marginal() follows score_sde and reports sigma(t), treating data as pre-smoothed
       // by sigma_min; started from exact data the variance is sigma(t)^2 - sigma_min^2.
-      const double sd = std::string(name) == "ve" ? std::sqrt(std.item() * std.item() - 1e-4) : std.item();
+      const double sd =
+          std::string(name) == "ve" ? std::sqrt(std.item() * std.item() - 1e-4) : std.item();
       const Tensor m = mean(x, {0}), v = var(x, {0});
-      const double se_m = sd / std::sqrt(double(n)), se_v = sd * sd * std::sqrt(2.0 / double(n - 1));
-      INFO(name << " t=" << t1 << ": mean " << m << " expected " << c * a << ", var " << v << " expected " << sd * sd);
+      const double se_m = sd / std::sqrt(double(n)),
+                   se_v = sd * sd * std::sqrt(2.0 / double(n - 1));
+      INFO(name << " t=" << t1 << ": mean " << m << " expected " << c * a << ", var " << v
+                << " expected " << sd * sd);
       CHECK(max(abs(m - c * a)).item() < 4 * se_m + 5e-3 * std::max(1.0, sd));
       CHECK(max(abs(v - sd * sd)).item() < 4 * se_v + 5e-3 * sd * sd);
     }
@@ -76,8 +85,10 @@ TEST_CASE("forward SDE samples match the closed-form marginal moments", "[sde][m
 }
 
 TEST_CASE("samplers draw Gaussian data given its exact score", "[sde][samplers]") {
-  // Data N(mu, Sigma); under VP, q_t = N(alpha mu, alpha^2 Sigma + std^2 I) with a closed-form score.
-  const Tensor mu = from_vector({1.0, -0.5}, {2}, f64), Sigma = from_vector({1.0, 0.6, 0.6, 2.0}, {2, 2}, f64);
+  // Data N(mu, Sigma); under VP, q_t = N(alpha mu, alpha^2 Sigma + std^2 I) with a closed-form
+  // score.
+  const Tensor mu = from_vector({1.0, -0.5}, {2}, f64),
+               Sigma = from_vector({1.0, 0.6, 0.6, 2.0}, {2, 2}, f64);
   VpSde vp;
   const ScoreModelFn score = [&](const Tensor& x, const Tensor& t) {
     const auto [alpha, std] = vp.marginal(t);
@@ -88,7 +99,8 @@ TEST_CASE("samplers draw Gaussian data given its exact score", "[sde][samplers]"
                        select(select(S, 1, 0), 1, 1) * select(select(S, 1, 1), 1, 0);
     const Tensor d = x - reshape(alpha, {-1, 1}) * mu;
     const Tensor d0 = select(d, 1, 0), d1 = select(d, 1, 1);
-    const Tensor s00 = select(select(S, 1, 0), 1, 0), s01 = select(select(S, 1, 0), 1, 1), s11 = select(select(S, 1, 1), 1, 1);
+    const Tensor s00 = select(select(S, 1, 0), 1, 0), s01 = select(select(S, 1, 0), 1, 1),
+                 s11 = select(select(S, 1, 1), 1, 1);
     return -stack({(s11 * d0 - s01 * d1) / det, (s00 * d1 - s01 * d0) / det}, 1);
   };
   Generator gen(21);

@@ -7,13 +7,15 @@ namespace {
 
 using V = const std::vector<Tensor>&;
 
-OpCase unary(OpId op, std::string name, Tensor (*fn)(const Tensor&), double lo = -2, double hi = 2) {
+OpCase unary(OpId op, std::string name, Tensor (*fn)(const Tensor&), double lo = -2,
+             double hi = 2) {
   return {op, std::move(name), {{3, 4}}, [fn](V x) { return fn(x[0]); }, lo, hi, 3};
 }
 OpCase binary(OpId op, std::string name, Tensor (*fn)(const Tensor&, const Tensor&), double lo = -2,
               double hi = 2) {
   // Broadcasting: [3,1,4] with [2,4] -> [3,2,4].
-  return {op, std::move(name), {{3, 1, 4}, {2, 4}}, [fn](V x) { return fn(x[0], x[1]); }, lo, hi, 3};
+  return {op, std::move(name), {{3, 1, 4}, {2, 4}}, [fn](V x) { return fn(x[0], x[1]); }, lo, hi,
+          3};
 }
 Tensor fixed_mask(const Shape& s) {
   Generator g(7);
@@ -37,8 +39,10 @@ std::vector<OpCase> build() {
   c.push_back(unary(OpId::tanh, "tanh", tanh));
   c.push_back(unary(OpId::sigmoid, "sigmoid", sigmoid));
   c.push_back(unary(OpId::erf, "erf", erf));
-  c.push_back({OpId::pow_scalar, "pow(x, 2.5)", {{3, 4}}, [](V x) { return pow(x[0], 2.5); }, 0.5, 2, 3});
-  c.push_back({OpId::pow_scalar, "pow(x, 3)", {{3, 4}}, [](V x) { return pow(x[0], 3.0); }, -2, 2, 3});
+  c.push_back(
+      {OpId::pow_scalar, "pow(x, 2.5)", {{3, 4}}, [](V x) { return pow(x[0], 2.5); }, 0.5, 2, 3});
+  c.push_back(
+      {OpId::pow_scalar, "pow(x, 3)", {{3, 4}}, [](V x) { return pow(x[0], 3.0); }, -2, 2, 3});
   c.push_back(binary(OpId::add, "add", add));
   c.push_back(binary(OpId::sub, "sub", sub));
   c.push_back(binary(OpId::mul, "mul", mul));
@@ -46,46 +50,89 @@ std::vector<OpCase> build() {
   c.push_back(binary(OpId::pow, "pow", pow, 0.5, 2));
   c.push_back(binary(OpId::maximum, "maximum", maximum));
   c.push_back(binary(OpId::minimum, "minimum", minimum));
-  c.push_back({OpId::compare, "compare", {{3, 4}, {4}}, [](V x) { return cast(lt(x[0], x[1]), DType::f64); },
-               -2, 2, 1, false});
-  c.push_back({OpId::where, "where", {{3, 4}, {4}},
-               [](V x) { return where(fixed_mask({3, 4}).to(x[0].device()), x[0] * x[0], sin(x[1])); }});
-  c.push_back({OpId::sum, "sum(axis 1, keepdim)", {{3, 4, 5}}, [](V x) { return square(sum(x[0], {1}, true)); }});
+  c.push_back({OpId::compare,
+               "compare",
+               {{3, 4}, {4}},
+               [](V x) { return cast(lt(x[0], x[1]), DType::f64); },
+               -2,
+               2,
+               1,
+               false});
+  c.push_back({OpId::where, "where", {{3, 4}, {4}}, [](V x) {
+                 return where(fixed_mask({3, 4}).to(x[0].device()), x[0] * x[0], sin(x[1]));
+               }});
+  c.push_back({OpId::sum, "sum(axis 1, keepdim)", {{3, 4, 5}}, [](V x) {
+                 return square(sum(x[0], {1}, true));
+               }});
   c.push_back({OpId::sum, "sum(all)", {{3, 4}}, [](V x) { return sum(x[0] * x[0]); }});
-  c.push_back({OpId::max, "max(axes 0,2)", {{3, 4, 5}}, [](V x) { return square(max(x[0], {0, 2})); }});
-  c.push_back({OpId::min, "min(axis -1, keepdim)", {{3, 4}}, [](V x) { return square(min(x[0], {-1}, true)); }});
+  c.push_back({OpId::max, "max(axes 0,2)", {{3, 4, 5}}, [](V x) {
+                 return square(max(x[0], {0, 2}));
+               }});
+  c.push_back({OpId::min, "min(axis -1, keepdim)", {{3, 4}}, [](V x) {
+                 return square(min(x[0], {-1}, true));
+               }});
   c.push_back({OpId::matmul, "matmul", {{3, 4}, {4, 2}}, [](V x) { return matmul(x[0], x[1]); }});
-  c.push_back({OpId::matmul, "matmul(broadcast batch)", {{2, 3, 4}, {4, 5}},
-               [](V x) { return matmul(x[0], x[1]); }});
-  c.push_back({OpId::matmul, "matmul(transposed, vector)", {{4, 3}, {4}},
-               [](V x) { return tanh(matmul(x[0].mT(), x[1])); }});
-  c.push_back({OpId::reshape, "reshape", {{3, 4}}, [](V x) { return square(reshape(x[0], {2, 6})); }});
-  c.push_back({OpId::permute, "permute", {{2, 3, 4}}, [](V x) { return square(permute(x[0], {2, 0, 1})); }});
-  c.push_back({OpId::expand, "expand", {{3, 1}}, [](V x) { return square(expand(x[0], {2, 3, 4})); }});
-  c.push_back({OpId::slice, "slice(step 1)", {{5, 4}}, [](V x) { return square(slice(x[0], 0, 1, 4)); }});
-  c.push_back({OpId::slice, "slice(step 2)", {{5, 4}}, [](V x) { return square(slice(x[0], 1, 0, 4, 2)); }});
-  c.push_back({OpId::pad, "pad", {{2, 3}}, [](V x) { return square(pad(x[0], {1, 0}, {2, 1}, 0.5)); }});
-  c.push_back({OpId::concat, "concat", {{2, 3}, {4, 3}}, [](V x) { return square(concat({x[0], x[1]}, 0)); }});
-  c.push_back({OpId::index_select, "index_select", {{4, 3}},
-               [](V x) { return square(index_select(x[0], 0, fixed_index({3, 0, 3, 1}, {4}).to(x[0].device()))); }});
-  c.push_back({OpId::gather, "gather", {{3, 4}},
-               [](V x) { return square(gather(x[0], 1, fixed_index({0, 3, 3, 1, 2, 2}, {3, 2}).to(x[0].device()))); }});
+  c.push_back({OpId::matmul, "matmul(broadcast batch)", {{2, 3, 4}, {4, 5}}, [](V x) {
+                 return matmul(x[0], x[1]);
+               }});
+  c.push_back({OpId::matmul, "matmul(transposed, vector)", {{4, 3}, {4}}, [](V x) {
+                 return tanh(matmul(x[0].mT(), x[1]));
+               }});
+  c.push_back({OpId::reshape, "reshape", {{3, 4}}, [](V x) {
+                 return square(reshape(x[0], {2, 6}));
+               }});
+  c.push_back({OpId::permute, "permute", {{2, 3, 4}}, [](V x) {
+                 return square(permute(x[0], {2, 0, 1}));
+               }});
+  c.push_back({OpId::expand, "expand", {{3, 1}}, [](V x) {
+                 return square(expand(x[0], {2, 3, 4}));
+               }});
+  c.push_back(
+      {OpId::slice, "slice(step 1)", {{5, 4}}, [](V x) { return square(slice(x[0], 0, 1, 4)); }});
+  c.push_back({OpId::slice, "slice(step 2)", {{5, 4}}, [](V x) {
+                 return square(slice(x[0], 1, 0, 4, 2));
+               }});
+  c.push_back({OpId::pad, "pad", {{2, 3}}, [](V x) {
+                 return square(pad(x[0], {1, 0}, {2, 1}, 0.5));
+               }});
+  c.push_back({OpId::concat, "concat", {{2, 3}, {4, 3}}, [](V x) {
+                 return square(concat({x[0], x[1]}, 0));
+               }});
+  c.push_back(
+      {OpId::index_select, "index_select", {{4, 3}}, [](V x) {
+         return square(index_select(x[0], 0, fixed_index({3, 0, 3, 1}, {4}).to(x[0].device())));
+       }});
+  c.push_back(
+      {OpId::gather, "gather", {{3, 4}}, [](V x) {
+         return square(gather(x[0], 1, fixed_index({0, 3, 3, 1, 2, 2}, {3, 2}).to(x[0].device())));
+       }});
   c.push_back({OpId::scatter_add, "scatter_add", {{3, 4}, {3, 2}}, [](V x) {
-                 return square(scatter_add(x[0], 1, fixed_index({0, 3, 3, 3, 1, 2}, {3, 2}).to(x[0].device()), x[1]));
+                 return square(scatter_add(
+                     x[0], 1, fixed_index({0, 3, 3, 3, 1, 2}, {3, 2}).to(x[0].device()), x[1]));
                }});
   c.push_back({OpId::cast, "cast", {{3, 4}}, [](V x) { return square(cast(x[0], DType::f64)); }});
   c.push_back({OpId::copy, "copy", {{3, 4}}, [](V x) { return square(x[0].mT().clone()); }});
-  c.push_back({OpId::to_device, "to_device", {{3, 4}},
-               [](V x) { return square(apply(OpId::to_device, {x[0]}, Attrs{.device = Device::cpu()})); }});
-  c.push_back({OpId::custom, "custom (x^2 with its rule)", {{3, 4}}, [](V x) {
+  c.push_back({OpId::to_device, "to_device", {{3, 4}}, [](V x) {
+                 return square(apply(OpId::to_device, {x[0]}, Attrs{.device = Device::cpu()}));
+               }});
+  c.push_back({OpId::custom,
+               "custom (x^2 with its rule)",
+               {{3, 4}},
+               [](V x) {
                  struct Square : CustomRule {
                    std::string name() const override { return "square"; }
-                   std::vector<Tensor> vjp(std::span<const Tensor> in, const Tensor&, const Tensor& g) const override {
+                   std::vector<Tensor> vjp(std::span<const Tensor> in, const Tensor&,
+                                           const Tensor& g) const override {
                      return {g * in[0] * 2.0};
                    }
                  };
                  return custom_op({x[0]}, (x[0] * x[0]).detach(), std::make_shared<Square>());
-               }, -2, 2, 2, true, /*has_jvp=*/false});
+               },
+               -2,
+               2,
+               2,
+               true,
+               /*has_jvp=*/false});
   // Composites: every derivative order comes from their parts.
   const OpId comp = OpId::count;
   c.push_back({comp, "square", {{3, 4}}, [](V x) { return square(x[0]); }, -2, 2, 3});
@@ -102,8 +149,12 @@ std::vector<OpCase> build() {
   c.push_back({comp, "logsumexp", {{3, 4}}, [](V x) { return logsumexp(x[0], {1}); }});
   c.push_back({comp, "softmax", {{3, 4}}, [](V x) { return softmax(x[0], -1); }});
   c.push_back({comp, "log_softmax", {{3, 4}}, [](V x) { return log_softmax(x[0], 0); }});
-  c.push_back({comp, "stack", {{2, 3}, {2, 3}}, [](V x) { return square(stack({x[0], x[1]}, 1)); }});
-  c.push_back({comp, "select+transpose", {{3, 4, 2}}, [](V x) { return square(select(transpose(x[0], 0, 2), 1, 1)); }});
+  c.push_back({comp, "stack", {{2, 3}, {2, 3}}, [](V x) {
+                 return square(stack({x[0], x[1]}, 1));
+               }});
+  c.push_back({comp, "select+transpose", {{3, 4, 2}}, [](V x) {
+                 return square(select(transpose(x[0], 0, 2), 1, 1));
+               }});
   c.push_back({comp, "sum_to", {{3, 4}}, [](V x) { return square(sum_to(x[0], {1, 4})); }});
   return c;
 }

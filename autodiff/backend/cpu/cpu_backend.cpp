@@ -28,7 +28,8 @@ constexpr std::size_t kAlign = 64;
 // Iterates an index space of `shape` over K operands with per-operand strides, calling
 // body(ptrs, inner_strides, n) once per innermost row. Adjacent dims are merged when every
 // operand allows it, so contiguous views become one flat row.
-template <int K> struct Loop {
+template <int K>
+struct Loop {
   Shape shape;
   Shape strides[K];
   char* base[K];
@@ -63,7 +64,8 @@ template <int K> struct Loop {
   int64_t rows() const { return shape.numel() / shape.back(); }
 
   // Runs rows [r0, r1).
-  template <class Body> void run_rows(int64_t r0, int64_t r1, Body&& body) const {
+  template <class Body>
+  void run_rows(int64_t r0, int64_t r1, Body&& body) const {
     const int R = shape.rank();
     const int64_t n = shape.back();
     int64_t idx[kMaxDims] = {};
@@ -92,7 +94,8 @@ template <int K> struct Loop {
     }
   }
 
-  template <class Body> void run(Body&& body, bool parallel_ok = true) const {
+  template <class Body>
+  void run(Body&& body, bool parallel_ok = true) const {
     const int64_t nrows = rows();
     if (!parallel_ok || shape.numel() < kParallelMin || nrows < 2) {
       run_rows(0, nrows, body);
@@ -107,7 +110,8 @@ template <int K> struct Loop {
   }
 };
 
-template <int K> Loop<K> make_loop(const Shape& shape, std::initializer_list<const KView*> views) {
+template <int K>
+Loop<K> make_loop(const Shape& shape, std::initializer_list<const KView*> views) {
   Loop<K> L;
   L.shape = shape;
   int k = 0;
@@ -122,7 +126,8 @@ template <int K> Loop<K> make_loop(const Shape& shape, std::initializer_list<con
 }
 
 // Splits [0, n) across threads when n is large.
-template <class Body> void parallel_range(int64_t n, Body&& body) {
+template <class Body>
+void parallel_range(int64_t n, Body&& body) {
   if (n < kParallelMin) {
     body(int64_t{0}, n);
     return;
@@ -153,13 +158,15 @@ int flat_kind(const KView& v) {
 bool flat_out(const KView& v) { return flat_kind(v) == 1 || v.shape.numel() <= 1; }
 
 // ---- elementwise kernels -------------------------------------------------------------------
-template <class T, class F> void unary_row(const F& f, const T* x, int64_t sx, T* y, int64_t n) {
+template <class T, class F>
+void unary_row(const F& f, const T* x, int64_t sx, T* y, int64_t n) {
   if (sx == 1) {
     int64_t i = 0;
     if constexpr (cpu::PacketForm<F, T>::ok) {
       constexpr int L = cpu::kLanes<T>;
       for (; i + L <= n; i += L)
-        cpu::ei::pstoreu(y + i, cpu::PacketForm<F, T>::run(f, cpu::ei::ploadu<cpu::Packet<T>>(x + i)));
+        cpu::ei::pstoreu(y + i,
+                         cpu::PacketForm<F, T>::run(f, cpu::ei::ploadu<cpu::Packet<T>>(x + i)));
     }
     for (; i < n; ++i) y[i] = f(x[i]);
   } else {
@@ -198,11 +205,13 @@ void binary_row(const F& f, const T* a, int64_t sa, const T* b, int64_t sb, R* y
   for (int64_t i = 0; i < n; ++i) y[i] = f(a[i * sa], b[i * sb]);
 }
 
-template <class S, class D> void copy_row(const S* s, int64_t ss, D* d, int64_t sd, int64_t n) {
+template <class S, class D>
+void copy_row(const S* s, int64_t ss, D* d, int64_t sd, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i * sd] = static_cast<D>(s[i * ss]);
 }
 
-template <class T> T reduce_init(ReduceOp op) {
+template <class T>
+T reduce_init(ReduceOp op) {
   if (op == ReduceOp::sum) return T(0);
   if constexpr (std::numeric_limits<T>::has_infinity) {
     return op == ReduceOp::max ? -std::numeric_limits<T>::infinity()
@@ -212,7 +221,8 @@ template <class T> T reduce_init(ReduceOp op) {
   }
 }
 
-template <class T> T reduce_contiguous(ReduceOp op, const T* x, int64_t n) {
+template <class T>
+T reduce_contiguous(ReduceOp op, const T* x, int64_t n) {
   Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> a(x, n);
   if (op == ReduceOp::sum) return a.sum();
   T r = reduce_init<T>(op);
@@ -225,9 +235,12 @@ template <class T> T reduce_contiguous(ReduceOp op, const T* x, int64_t n) {
 }
 
 // ---- GEMM -----------------------------------------------------------------------------------
-template <class T> using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-template <class T> using MapC = Eigen::Map<const ColMat<T>, 0, Eigen::OuterStride<>>;
-template <class T> using MapM = Eigen::Map<ColMat<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using ColMat = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
+template <class T>
+using MapC = Eigen::Map<const ColMat<T>, 0, Eigen::OuterStride<>>;
+template <class T>
+using MapM = Eigen::Map<ColMat<T>, 0, Eigen::OuterStride<>>;
 
 // Row-major C[m,n] = A[m,k] B[k,n] written as column-major C^T = B^T A^T. A matrix with unit
 // column stride is row-major (seen column-major it is its transpose); with unit row stride it
@@ -246,7 +259,8 @@ void gemm_one(const T* a, int64_t as0, int64_t as1, const T* b, int64_t bs0, int
   const bool a_row = as1 == 1, b_row = bs1 == 1;
   // At = A^T as column-major [k, m]; Bt = B^T as column-major [n, k].
   if (b_row && a_row) {
-    Ct.noalias() = MapC<T>(b, n, k, Eigen::OuterStride<>(bs0)) * MapC<T>(a, k, m, Eigen::OuterStride<>(as0));
+    Ct.noalias() =
+        MapC<T>(b, n, k, Eigen::OuterStride<>(bs0)) * MapC<T>(a, k, m, Eigen::OuterStride<>(as0));
   } else if (b_row) {
     Ct.noalias() = MapC<T>(b, n, k, Eigen::OuterStride<>(bs0)) *
                    MapC<T>(a, m, k, Eigen::OuterStride<>(as1)).transpose();
@@ -327,7 +341,8 @@ class CpuBackend final : public Backend {
         const T* xp = static_cast<const T*>(x.data);
         T* yp = static_cast<T*>(out.data);
         if (flat) {
-          parallel_range(out.shape.numel(), [&](int64_t a, int64_t b) { unary_row<T>(f, xp + a, 1, yp + a, b - a); });
+          parallel_range(out.shape.numel(),
+                         [&](int64_t a, int64_t b) { unary_row<T>(f, xp + a, 1, yp + a, b - a); });
           return;
         }
         L.run([&](char** p, const int64_t* st, int64_t n) {
@@ -369,9 +384,11 @@ class CpuBackend final : public Backend {
           }
           L.run([&](char** p, const int64_t* st, int64_t n) {
             binary_row<T, bool>(f, reinterpret_cast<const T*>(p[0]), st[0],
-                                reinterpret_cast<const T*>(p[1]), st[1], reinterpret_cast<bool*>(p[2]), n);
+                                reinterpret_cast<const T*>(p[1]), st[1],
+                                reinterpret_cast<bool*>(p[2]), n);
           });
-        } else if constexpr (std::is_same_v<T, bool> || (!std::is_floating_point_v<T> && !takes_integers<F>)) {
+        } else if constexpr (std::is_same_v<T, bool> ||
+                             (!std::is_floating_point_v<T> && !takes_integers<F>)) {
           fail<DTypeError>("cpu binary: unsupported dtype ", dtype_name(a.dtype));
         } else {
           if (flat) {
@@ -383,7 +400,8 @@ class CpuBackend final : public Backend {
           }
           L.run([&](char** p, const int64_t* st, int64_t n) {
             binary_row<T, T>(f, reinterpret_cast<const T*>(p[0]), st[0],
-                             reinterpret_cast<const T*>(p[1]), st[1], reinterpret_cast<T*>(p[2]), n);
+                             reinterpret_cast<const T*>(p[1]), st[1], reinterpret_cast<T*>(p[2]),
+                             n);
           });
         }
       };
@@ -400,7 +418,8 @@ class CpuBackend final : public Backend {
         const T* aa = reinterpret_cast<const T*>(p[1]);
         const T* bb = reinterpret_cast<const T*>(p[2]);
         T* y = reinterpret_cast<T*>(p[3]);
-        for (int64_t i = 0; i < n; ++i) y[i * st[3]] = cc[i * st[0]] ? aa[i * st[1]] : bb[i * st[2]];
+        for (int64_t i = 0; i < n; ++i)
+          y[i * st[3]] = cc[i * st[0]] ? aa[i * st[1]] : bb[i * st[2]];
       });
     });
   }
@@ -417,7 +436,7 @@ class CpuBackend final : public Backend {
         T* o0 = reinterpret_cast<T*>(out.data);
         std::fill(o0, o0 + out.shape.numel(), reduce_init<T>(op));
         auto combine = [op](T a, T b) {
-          return op == ReduceOp::sum ? a + b
+          return op == ReduceOp::sum   ? a + b
                  : op == ReduceOp::max ? fn::Maximum{}(a, b)
                                        : fn::Minimum{}(a, b);
         };
@@ -474,8 +493,9 @@ class CpuBackend final : public Backend {
 #pragma omp parallel for schedule(static)
         for (int64_t bi = 0; bi < nb; ++bi) one(bi);
       } else if (big && std::min({m, n, k}) >= kBlisMin &&
-                 cpu::blis_gemm(sizeof(T) == 8, m, n, k, ap, a.strides[R - 2], a.strides[R - 1], bp, b.strides[R - 2],
-                                b.strides[R - 1], cp, n, 1, omp_get_max_threads())) {
+                 cpu::blis_gemm(sizeof(T) == 8, m, n, k, ap, a.strides[R - 2], a.strides[R - 1], bp,
+                                b.strides[R - 2], b.strides[R - 1], cp, n, 1,
+                                omp_get_max_threads())) {
         // One large product: BLIS threads it.
       } else if (big && m > 1 && k > 0) {
         // One large product: the rows of C split across threads, Eigen single-threaded inside.
@@ -484,8 +504,8 @@ class CpuBackend final : public Backend {
           const int nt = omp_get_num_threads(), ti = omp_get_thread_num();
           const int64_t r0 = m * ti / nt, r1 = m * (ti + 1) / nt;
           if (r0 < r1)
-            gemm_one<T>(ap + r0 * a.strides[R - 2], a.strides[R - 2], a.strides[R - 1], bp, b.strides[R - 2],
-                        b.strides[R - 1], cp + r0 * n, r1 - r0, n, k);
+            gemm_one<T>(ap + r0 * a.strides[R - 2], a.strides[R - 2], a.strides[R - 1], bp,
+                        b.strides[R - 2], b.strides[R - 1], cp + r0 * n, r1 - r0, n, k);
         }
       } else {
         for (int64_t bi = 0; bi < nb; ++bi) one(bi);
@@ -509,7 +529,8 @@ class CpuBackend final : public Backend {
             for (int64_t i = 0; i < n; ++i) {
               const int64_t j = ib[i * st[1]];
               if (j < 0 || j >= size)
-                fail<ValueError>("gather: index ", j, " is out of range for axis ", axis, " of size ", size);
+                fail<ValueError>("gather: index ", j, " is out of range for axis ", axis,
+                                 " of size ", size);
               o[i * st[2]] = xb[i * st[0] + j * ax_stride];
             }
           },
@@ -545,7 +566,8 @@ class CpuBackend final : public Backend {
     });
   }
 
-  void random(RandomKind kind, double p, uint64_t seed, uint64_t offset, const KView& out) override {
+  void random(RandomKind kind, double p, uint64_t seed, uint64_t offset,
+              const KView& out) override {
     const int64_t n = out.shape.numel();
     visit_floating(out.dtype, [&](auto z) {
       using T = decltype(z);
@@ -557,7 +579,10 @@ class CpuBackend final : public Backend {
   }
 
  private:
-  template <class F> static void visit_any(DType t, F&& f) { visit_dtype(t, std::forward<F>(f)); }
+  template <class F>
+  static void visit_any(DType t, F&& f) {
+    visit_dtype(t, std::forward<F>(f));
+  }
   // Rows of a reduction loop write distinct outputs when the output advances on every outer axis.
   static bool rows_distinct(const Loop<2>& L) {
     for (int d = 0; d + 1 < L.shape.rank(); ++d)

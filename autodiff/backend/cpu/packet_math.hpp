@@ -9,13 +9,16 @@
 namespace sg::cpu {
 
 namespace ei = Eigen::internal;
-template <class T> using Packet = typename ei::packet_traits<T>::type;
-template <class T> inline constexpr int kLanes = ei::unpacket_traits<Packet<T>>::size;
+template <class T>
+using Packet = typename ei::packet_traits<T>::type;
+template <class T>
+inline constexpr int kLanes = ei::unpacket_traits<Packet<T>>::size;
 
 // Eigen's vectorised exp clamps its argument and so never underflows (exp(-1000) comes out
 // as the smallest normal number instead of 0). Packets with a lane below the clamp take the
 // scalar path, which is exact there.
-template <class T> Packet<T> exp_packet(const Packet<T>& x) {
+template <class T>
+Packet<T> exp_packet(const Packet<T>& x) {
   const T lowest = sizeof(T) == 4 ? T(-87.0) : T(-708.0);
   const Packet<T> low = ei::pcmp_lt(x, ei::pset1<Packet<T>>(lowest));
   if (!ei::predux_any(low)) return ei::pexp(x);
@@ -26,13 +29,17 @@ template <class T> Packet<T> exp_packet(const Packet<T>& x) {
 }
 
 // PacketForm<F, T>::ok says whether F has a SIMD form for T; run(f, p) applies it.
-template <class F, class T> struct PacketForm { static constexpr bool ok = false; };
+template <class F, class T>
+struct PacketForm {
+  static constexpr bool ok = false;
+};
 
-#define SG_PACKET1(Functor, flag, expr)                                               \
-  template <class T> struct PacketForm<fn::Functor, T> {                              \
-    using Tr = ei::packet_traits<T>;                                                  \
+#define SG_PACKET1(Functor, flag, expr)                                                     \
+  template <class T>                                                                        \
+  struct PacketForm<fn::Functor, T> {                                                       \
+    using Tr = ei::packet_traits<T>;                                                        \
     static constexpr bool ok = std::is_floating_point_v<T> && (Tr::Vectorizable) && (flag); \
-    static Packet<T> run(const fn::Functor&, const Packet<T>& x) { return expr; }     \
+    static Packet<T> run(const fn::Functor&, const Packet<T>& x) { return expr; }           \
   };
 SG_PACKET1(Neg, Tr::HasNegate, ei::pnegate(x))
 SG_PACKET1(Exp, Tr::HasExp, exp_packet<T>(x))
@@ -44,16 +51,19 @@ SG_PACKET1(Abs, Tr::HasAbs, ei::pabs(x))
 SG_PACKET1(Sin, Tr::HasSin, ei::psin(x))
 SG_PACKET1(Cos, Tr::HasCos, ei::pcos(x))
 SG_PACKET1(Tanh, Tr::HasTanh, ei::ptanh(x))
-SG_PACKET1(Sigmoid, Tr::HasExp && Tr::HasDiv,
+SG_PACKET1(Sigmoid, Tr::HasExp&& Tr::HasDiv,
            ei::pdiv(ei::pset1<Packet<T>>(T(1)),
                     ei::padd(ei::pset1<Packet<T>>(T(1)), exp_packet<T>(ei::pnegate(x)))))
-SG_PACKET1(Rsqrt, Tr::HasSqrt && Tr::HasDiv, ei::pdiv(ei::pset1<Packet<T>>(T(1)), ei::psqrt(x)))
+SG_PACKET1(Rsqrt, Tr::HasSqrt&& Tr::HasDiv, ei::pdiv(ei::pset1<Packet<T>>(T(1)), ei::psqrt(x)))
 #undef SG_PACKET1
 
-#define SG_PACKET2(Functor, expr)                                                           \
-  template <class T> struct PacketForm<fn::Functor, T> {                                    \
+#define SG_PACKET2(Functor, expr)                                                                 \
+  template <class T>                                                                              \
+  struct PacketForm<fn::Functor, T> {                                                             \
     static constexpr bool ok = std::is_floating_point_v<T> && ei::packet_traits<T>::Vectorizable; \
-    static Packet<T> run(const fn::Functor&, const Packet<T>& a, const Packet<T>& b) { return expr; } \
+    static Packet<T> run(const fn::Functor&, const Packet<T>& a, const Packet<T>& b) {            \
+      return expr;                                                                                \
+    }                                                                                             \
   };
 SG_PACKET2(Add, ei::padd(a, b))
 SG_PACKET2(Sub, ei::psub(a, b))

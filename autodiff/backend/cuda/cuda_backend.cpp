@@ -27,19 +27,21 @@ namespace sg::cuda {
 void throw_cuda_error(int code, const char* expr, const char* file, int line) {
   const auto e = static_cast<cudaError_t>(code);
   (void)cudaGetLastError();  // clear a non-sticky error so later calls start clean
-  fail<DeviceError>("CUDA error ", cudaGetErrorName(e), ": ", cudaGetErrorString(e), " (", expr, " at ", file, ":",
-                    line, ")");
+  fail<DeviceError>("CUDA error ", cudaGetErrorName(e), ": ", cudaGetErrorString(e), " (", expr,
+                    " at ", file, ":", line, ")");
 }
 void throw_cublas_error(int code, const char* expr, const char* file, int line) {
-  fail<DeviceError>("cuBLAS error: ", cublasGetStatusString(static_cast<cublasStatus_t>(code)), " (", expr, " at ",
-                    file, ":", line, ")");
+  fail<DeviceError>("cuBLAS error: ", cublasGetStatusString(static_cast<cublasStatus_t>(code)),
+                    " (", expr, " at ", file, ":", line, ")");
 }
-void throw_dtype_error(const char* op, DType t) { fail<DTypeError>(op, ": unsupported dtype ", dtype_name(t)); }
-#define SG_CUBLAS_CHECK(expr)                                                                \
-  do {                                                                                       \
-    const cublasStatus_t sg_st_ = (expr);                                                    \
-    if (sg_st_ != CUBLAS_STATUS_SUCCESS)                                                     \
-      ::sg::cuda::throw_cublas_error(static_cast<int>(sg_st_), #expr, __FILE__, __LINE__);   \
+void throw_dtype_error(const char* op, DType t) {
+  fail<DTypeError>(op, ": unsupported dtype ", dtype_name(t));
+}
+#define SG_CUBLAS_CHECK(expr)                                                              \
+  do {                                                                                     \
+    const cublasStatus_t sg_st_ = (expr);                                                  \
+    if (sg_st_ != CUBLAS_STATUS_SUCCESS)                                                   \
+      ::sg::cuda::throw_cublas_error(static_cast<int>(sg_st_), #expr, __FILE__, __LINE__); \
   } while (0)
 
 // ---- devices and streams ------------------------------------------------------------------------
@@ -53,7 +55,8 @@ int device_count(std::string* reason) {
   const cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess) {
     (void)cudaGetLastError();
-    if (reason) *reason = cat("cudaGetDeviceCount: ", cudaGetErrorName(e), ": ", cudaGetErrorString(e));
+    if (reason)
+      *reason = cat("cudaGetDeviceCount: ", cudaGetErrorName(e), ": ", cudaGetErrorString(e));
     return 0;
   }
   if (n == 0 && reason) *reason = "cudaGetDeviceCount reports no device";
@@ -75,8 +78,10 @@ bool allow_tf32() { return g_allow_tf32; }
 namespace {
 
 std::size_t bucket(std::size_t n) {
-  constexpr std::size_t kSmall = std::size_t{1} << 20, kSmallStep = 512, kLargeStep = std::size_t{2} << 20;
-  return n <= kSmall ? (n + kSmallStep - 1) / kSmallStep * kSmallStep : (n + kLargeStep - 1) / kLargeStep * kLargeStep;
+  constexpr std::size_t kSmall = std::size_t{1} << 20, kSmallStep = 512,
+                        kLargeStep = std::size_t{2} << 20;
+  return n <= kSmall ? (n + kSmallStep - 1) / kSmallStep * kSmallStep
+                     : (n + kLargeStep - 1) / kLargeStep * kLargeStep;
 }
 
 class Allocator {
@@ -100,8 +105,9 @@ class Allocator {
       }
       if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        fail<DeviceError>("cuda:", device, ": cannot allocate ", nbytes, " bytes (", stats_.bytes_in_use,
-                          " in use, ", stats_.bytes_cached, " cached): ", cudaGetErrorString(e));
+        fail<DeviceError>("cuda:", device, ": cannot allocate ", nbytes, " bytes (",
+                          stats_.bytes_in_use, " in use, ", stats_.bytes_cached,
+                          " cached): ", cudaGetErrorString(e));
       }
       ++stats_.device_allocs;
     }
@@ -219,7 +225,8 @@ cublasHandle_t cublas_handle() {
     HandlePool& pool = handle_pool();
     {
       std::lock_guard<std::mutex> lock(pool.mu);
-      auto it = std::find_if(pool.idle.begin(), pool.idle.end(), [&](const auto& e) { return e.first == dev; });
+      auto it = std::find_if(pool.idle.begin(), pool.idle.end(),
+                             [&](const auto& e) { return e.first == dev; });
       if (it != pool.idle.end()) {
         h = it->second;
         pool.idle.erase(it);
@@ -230,7 +237,8 @@ cublasHandle_t cublas_handle() {
   }
   SG_CUBLAS_CHECK(cublasSetStream(h, t_stream));
   // CUBLAS_DEFAULT_MATH: float GEMMs in full FP32, never TF32, unless set_allow_tf32(true).
-  SG_CUBLAS_CHECK(cublasSetMathMode(h, g_allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+  SG_CUBLAS_CHECK(
+      cublasSetMathMode(h, g_allow_tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
   return h;
 }
 
@@ -266,12 +274,14 @@ Iter make_iter(const Shape& shape, std::initializer_list<const Shape*> strides) 
 }
 
 void check_index_dtype(const char* op, const KView& idx) {
-  if (idx.dtype != DType::i64) fail<DTypeError>(op, ": index must be int64, got ", dtype_name(idx.dtype));
+  if (idx.dtype != DType::i64)
+    fail<DTypeError>(op, ": index must be int64, got ", dtype_name(idx.dtype));
 }
 
 // Runs an index kernel with a device error slot, then reports an out-of-range index the way
 // the CPU backend does (ValueError). This synchronises the stream.
-template <class Launch> void with_index_check(const char* op, int axis, int64_t size, Launch&& launch) {
+template <class Launch>
+void with_index_check(const char* op, int axis, int64_t size, Launch&& launch) {
   Scratch slot(sizeof(IndexError));
   auto* err = static_cast<IndexError*>(slot.p);
   SG_CUDA_CHECK(cudaMemsetAsync(err, 0, sizeof(IndexError), t_stream));
@@ -280,12 +290,14 @@ template <class Launch> void with_index_check(const char* op, int axis, int64_t 
   SG_CUDA_CHECK(cudaMemcpyAsync(&host, err, sizeof(IndexError), cudaMemcpyDeviceToHost, t_stream));
   SG_CUDA_CHECK(cudaStreamSynchronize(t_stream));
   if (host.flag)
-    fail<ValueError>(op, ": index ", host.index, " is out of range for axis ", axis, " of size ", size);
+    fail<ValueError>(op, ": index ", host.index, " is out of range for axis ", axis, " of size ",
+                     size);
 }
 
 // ---- GEMM ---------------------------------------------------------------------------------------
 // How cuBLAS (column-major) sees one row-major matrix operand [rows, cols] with strides (s0, s1):
-// unit column stride -> its transpose with ld s0 (op N); unit row stride -> itself with ld s1 (op T).
+// unit column stride -> its transpose with ld s0 (op N); unit row stride -> itself with ld s1 (op
+// T).
 struct GemmOperand {
   bool ok = false;
   cublasOperation_t op = CUBLAS_OP_N;
@@ -300,15 +312,18 @@ GemmOperand gemm_operand(int64_t rows, int64_t cols, int64_t s0, int64_t s1) {
 }
 
 template <class T>
-void gemm_strided_batched(cublasHandle_t h, const GemmOperand& ga, const GemmOperand& gb, int m, int n, int k,
-                          const T* a, long long sa, const T* b, long long sb, T* c, long long sc, int count) {
+void gemm_strided_batched(cublasHandle_t h, const GemmOperand& ga, const GemmOperand& gb, int m,
+                          int n, int k, const T* a, long long sa, const T* b, long long sb, T* c,
+                          long long sc, int count) {
   const T one = 1, zero = 0;
   // Row-major C = A B is column-major C^T = B^T A^T: cuBLAS computes [n, m] = op(B) op(A).
   if constexpr (std::is_same_v<T, float>) {
-    SG_CUBLAS_CHECK(cublasSgemmStridedBatched(h, gb.op, ga.op, n, m, k, &one, b, static_cast<int>(gb.ld), sb, a,
+    SG_CUBLAS_CHECK(cublasSgemmStridedBatched(h, gb.op, ga.op, n, m, k, &one, b,
+                                              static_cast<int>(gb.ld), sb, a,
                                               static_cast<int>(ga.ld), sa, &zero, c, n, sc, count));
   } else {
-    SG_CUBLAS_CHECK(cublasDgemmStridedBatched(h, gb.op, ga.op, n, m, k, &one, b, static_cast<int>(gb.ld), sb, a,
+    SG_CUBLAS_CHECK(cublasDgemmStridedBatched(h, gb.op, ga.op, n, m, k, &one, b,
+                                              static_cast<int>(gb.ld), sb, a,
                                               static_cast<int>(ga.ld), sa, &zero, c, n, sc, count));
   }
 }
@@ -331,27 +346,30 @@ class CudaBackend final : public Backend {
 
   void memcpy_host(void* dst, const void* src, std::size_t nbytes, bool dst_on_host) override {
     if (!nbytes) return;
-    SG_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, dst_on_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice,
-                                  t_stream));
+    SG_CUDA_CHECK(cudaMemcpyAsync(
+        dst, src, nbytes, dst_on_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice, t_stream));
     SG_CUDA_CHECK(cudaStreamSynchronize(t_stream));
   }
 
   void copy(const KView& src, const KView& dst) override {
-    launch_copy(src.dtype, dst.dtype, src.data, dst.data, make_iter(dst.shape, {&src.strides, &dst.strides}), t_stream);
+    launch_copy(src.dtype, dst.dtype, src.data, dst.data,
+                make_iter(dst.shape, {&src.strides, &dst.strides}), t_stream);
   }
   void fill(const KView& dst, double value) override {
     launch_fill(dst.dtype, dst.data, value, make_iter(dst.shape, {&dst.strides}), t_stream);
   }
   void unary(UnaryOp op, double scalar, const KView& x, const KView& out) override {
-    launch_unary(op, scalar, x.dtype, x.data, out.data, make_iter(out.shape, {&x.strides, &out.strides}), t_stream);
+    launch_unary(op, scalar, x.dtype, x.data, out.data,
+                 make_iter(out.shape, {&x.strides, &out.strides}), t_stream);
   }
   void binary(BinaryOp op, const KView& a, const KView& b, const KView& out) override {
-    launch_binary(op, a.dtype, a.data, b.data, out.data, make_iter(out.shape, {&a.strides, &b.strides, &out.strides}),
-                  t_stream);
+    launch_binary(op, a.dtype, a.data, b.data, out.data,
+                  make_iter(out.shape, {&a.strides, &b.strides, &out.strides}), t_stream);
   }
   void where(const KView& c, const KView& a, const KView& b, const KView& out) override {
     launch_where(out.dtype, c.data, a.data, b.data, out.data,
-                 make_iter(out.shape, {&c.strides, &a.strides, &b.strides, &out.strides}), t_stream);
+                 make_iter(out.shape, {&c.strides, &a.strides, &b.strides, &out.strides}),
+                 t_stream);
   }
 
   // Kept axes index the outputs, reduced axes (extent 1 in out, not in x) are summed over.
@@ -377,8 +395,10 @@ class CudaBackend final : public Backend {
     if (out.shape.numel() == 0) return;
     if (k == 0) return fill(out, 0.0);
     if (a.dtype != out.dtype || b.dtype != out.dtype || !is_floating(out.dtype))
-      fail<DTypeError>("cuda matmul: unsupported dtypes ", dtype_name(a.dtype), ", ", dtype_name(b.dtype));
-    if (std::max({m, n, k}) > INT_MAX) fail<DeviceError>("cuda matmul: a matrix extent exceeds cuBLAS's int range");
+      fail<DTypeError>("cuda matmul: unsupported dtypes ", dtype_name(a.dtype), ", ",
+                       dtype_name(b.dtype));
+    if (std::max({m, n, k}) > INT_MAX)
+      fail<DeviceError>("cuda matmul: a matrix extent exceeds cuBLAS's int range");
     // Operands without a unit stride (never produced by the matmul op) go through a copy.
     std::unique_ptr<Storage, void (*)(Storage*)> tmp_a(nullptr, release), tmp_b(nullptr, release);
     const KView av = usable(a, m, k) ? a : contiguous_copy(a, tmp_a);
@@ -387,7 +407,8 @@ class CudaBackend final : public Backend {
     const GemmOperand gb = gemm_operand(k, n, bv.strides[R - 2], bv.strides[R - 1]);
     if (!(out.strides[R - 1] == 1 && (m == 1 || out.strides[R - 2] == n)))
       fail<DeviceError>("cuda matmul: the output must be row-major contiguous");
-    if (std::max(ga.ld, gb.ld) > INT_MAX) fail<DeviceError>("cuda matmul: a leading dimension exceeds int range");
+    if (std::max(ga.ld, gb.ld) > INT_MAX)
+      fail<DeviceError>("cuda matmul: a leading dimension exceeds int range");
     // Batch axes, coalesced: the innermost goes to one strided-batched call, the rest loop here.
     Shape batch = out.shape, sa = av.strides, sb = bv.strides, so = out.strides;
     for (Shape* s : {&batch, &sa, &sb, &so}) s->resize(R - 2);
@@ -405,10 +426,11 @@ class CudaBackend final : public Backend {
           rem /= bi.shape[d];
           for (int q = 0; q < 3; ++q) off[q] += c * bi.stride[q][d];
         }
-        gemm_strided_batched<T>(h, ga, gb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
-                                static_cast<const T*>(av.data) + off[0], bi.stride[0][last],
-                                static_cast<const T*>(bv.data) + off[1], bi.stride[1][last],
-                                static_cast<T*>(out.data) + off[2], bi.stride[2][last], static_cast<int>(inner));
+        gemm_strided_batched<T>(h, ga, gb, static_cast<int>(m), static_cast<int>(n),
+                                static_cast<int>(k), static_cast<const T*>(av.data) + off[0],
+                                bi.stride[0][last], static_cast<const T*>(bv.data) + off[1],
+                                bi.stride[1][last], static_cast<T*>(out.data) + off[2],
+                                bi.stride[2][last], static_cast<int>(inner));
       }
     });
   }
@@ -417,7 +439,8 @@ class CudaBackend final : public Backend {
     check_index_dtype("gather", idx);
     Shape xs = x.strides;
     xs[axis] = 0;  // walk x along every axis but `axis`
-    const IndexArgs args{make_iter(out.shape, {&xs, &idx.strides, &out.strides}), x.strides[axis], x.shape[axis]};
+    const IndexArgs args{make_iter(out.shape, {&xs, &idx.strides, &out.strides}), x.strides[axis],
+                         x.shape[axis]};
     with_index_check("gather", axis, args.size, [&](IndexError* err) {
       launch_gather(out.dtype, x.data, idx.data, out.data, args, err, t_stream);
     });
@@ -427,13 +450,15 @@ class CudaBackend final : public Backend {
     check_index_dtype("scatter_add", idx);
     Shape os = out.strides;
     os[axis] = 0;
-    const IndexArgs args{make_iter(src.shape, {&idx.strides, &src.strides, &os}), out.strides[axis], out.shape[axis]};
+    const IndexArgs args{make_iter(src.shape, {&idx.strides, &src.strides, &os}), out.strides[axis],
+                         out.shape[axis]};
     with_index_check("scatter_add", axis, args.size, [&](IndexError* err) {
       launch_scatter_add(out.dtype, idx.data, src.data, out.data, args, err, t_stream);
     });
   }
 
-  void random(RandomKind kind, double p, uint64_t seed, uint64_t offset, const KView& out) override {
+  void random(RandomKind kind, double p, uint64_t seed, uint64_t offset,
+              const KView& out) override {
     if (!(out.shape.numel() <= 1 || out.strides == contiguous_strides(out.shape)))
       fail<DeviceError>("cuda random: the output must be contiguous");
     launch_random(kind, p, seed, offset, out.dtype, out.data, out.shape.numel(), t_stream);

@@ -36,7 +36,7 @@ void set_device(int index);
 int current_device();
 void synchronize();  // waits for all work on the current device
 
-Stream current_stream();              // this thread's; nullptr = legacy default stream
+Stream current_stream();  // this thread's; nullptr = legacy default stream
 void set_current_stream(Stream s);
 class StreamGuard {  // RAII: run this scope's work on `s`
  public:
@@ -56,12 +56,12 @@ class StreamGuard {  // RAII: run this scope's work on `s`
 // tensor used on a stream other than the one it was allocated on must be synchronised by the
 // caller before it dies (its block may be reused at once on its allocation stream).
 struct AllocatorStats {
-  std::size_t bytes_in_use = 0;       // bucket bytes held by live storages
-  std::size_t bytes_cached = 0;       // bucket bytes kept for reuse
+  std::size_t bytes_in_use = 0;  // bucket bytes held by live storages
+  std::size_t bytes_cached = 0;  // bucket bytes kept for reuse
   std::size_t peak_bytes_in_use = 0;
-  uint64_t device_allocs = 0;         // cudaMalloc calls
-  uint64_t device_frees = 0;          // cudaFree calls
-  uint64_t cache_hits = 0;            // allocations served from the cache
+  uint64_t device_allocs = 0;  // cudaMalloc calls
+  uint64_t device_frees = 0;   // cudaFree calls
+  uint64_t cache_hits = 0;     // allocations served from the cache
 };
 AllocatorStats allocator_stats();
 void release_cache();  // synchronises, then cudaFree's every cached block

@@ -8,30 +8,35 @@
 namespace sg::cuda {
 namespace {
 
-template <class T> struct FillBody {
+template <class T>
+struct FillBody {
   T v;
   T* y;
   __device__ void operator()(const int64_t* o) const { y[o[0]] = v; }
 };
-template <class S, class D> struct CopyBody {
+template <class S, class D>
+struct CopyBody {
   const S* x;
   D* y;
   __device__ void operator()(const int64_t* o) const { y[o[1]] = static_cast<D>(x[o[0]]); }
 };
-template <class T, class F> struct UnaryBody {
+template <class T, class F>
+struct UnaryBody {
   F f;
   const T* x;
   T* y;
   __device__ void operator()(const int64_t* o) const { y[o[1]] = f(x[o[0]]); }
 };
-template <class T, class R, class F> struct BinaryBody {
+template <class T, class R, class F>
+struct BinaryBody {
   F f;
   const T* a;
   const T* b;
   R* y;
   __device__ void operator()(const int64_t* o) const { y[o[2]] = f(a[o[0]], b[o[1]]); }
 };
-template <class T> struct WhereBody {
+template <class T>
+struct WhereBody {
   const bool* c;
   const T* a;
   const T* b;
@@ -58,12 +63,14 @@ void launch_copy(DType from, DType to, const void* x, void* y, const Iter& it, c
   });
 }
 
-void launch_unary(UnaryOp op, double scalar, DType t, const void* x, void* y, const Iter& it, cudaStream_t s) {
+void launch_unary(UnaryOp op, double scalar, DType t, const void* x, void* y, const Iter& it,
+                  cudaStream_t s) {
   visit_unary(op, scalar, [&](auto f) {
     using F = decltype(f);
     visit_dtype(t, [&](auto z) {
       using T = decltype(z);
-      if constexpr (std::is_floating_point_v<T> || (std::is_same_v<T, int64_t> && takes_integers<F>)) {
+      if constexpr (std::is_floating_point_v<T> ||
+                    (std::is_same_v<T, int64_t> && takes_integers<F>)) {
         for_each<2>(it, UnaryBody<T, F>{f, static_cast<const T*>(x), static_cast<T*>(y)}, s);
       } else {
         throw_dtype_error("cuda unary", t);
@@ -72,7 +79,8 @@ void launch_unary(UnaryOp op, double scalar, DType t, const void* x, void* y, co
   });
 }
 
-void launch_binary(BinaryOp op, DType t, const void* a, const void* b, void* y, const Iter& it, cudaStream_t s) {
+void launch_binary(BinaryOp op, DType t, const void* a, const void* b, void* y, const Iter& it,
+                   cudaStream_t s) {
   visit_binary(op, [&](auto f) {
     using F = decltype(f);
     constexpr bool cmp = std::is_same_v<std::invoke_result_t<F, double, double>, bool>;
@@ -82,7 +90,8 @@ void launch_binary(BinaryOp op, DType t, const void* a, const void* b, void* y, 
       const T* pb = static_cast<const T*>(b);
       if constexpr (cmp) {
         for_each<3>(it, BinaryBody<T, bool, F>{f, pa, pb, static_cast<bool*>(y)}, s);
-      } else if constexpr (std::is_floating_point_v<T> || (std::is_same_v<T, int64_t> && takes_integers<F>)) {
+      } else if constexpr (std::is_floating_point_v<T> ||
+                           (std::is_same_v<T, int64_t> && takes_integers<F>)) {
         for_each<3>(it, BinaryBody<T, T, F>{f, pa, pb, static_cast<T*>(y)}, s);
       } else {
         throw_dtype_error("cuda binary", t);
@@ -91,11 +100,13 @@ void launch_binary(BinaryOp op, DType t, const void* a, const void* b, void* y, 
   });
 }
 
-void launch_where(DType t, const void* c, const void* a, const void* b, void* y, const Iter& it, cudaStream_t s) {
+void launch_where(DType t, const void* c, const void* a, const void* b, void* y, const Iter& it,
+                  cudaStream_t s) {
   visit_dtype(t, [&](auto z) {
     using T = decltype(z);
-    for_each<4>(it, WhereBody<T>{static_cast<const bool*>(c), static_cast<const T*>(a), static_cast<const T*>(b),
-                                 static_cast<T*>(y)},
+    for_each<4>(it,
+                WhereBody<T>{static_cast<const bool*>(c), static_cast<const T*>(a),
+                             static_cast<const T*>(b), static_cast<T*>(y)},
                 s);
   });
 }

@@ -32,7 +32,7 @@ struct ReduceIter {
 
 // Gather (out[i] = x[i, axis := idx[i]]) or scatter-add (out[i, axis := idx[i]] += src[i]).
 struct IndexArgs {
-  Iter it;                  // gather: x (axis stride 0), idx, out; scatter: idx, src, out (axis stride 0)
+  Iter it;  // gather: x (axis stride 0), idx, out; scatter: idx, src, out (axis stride 0)
   int64_t axis_stride = 0;  // of x (gather) or out (scatter)
   int64_t size = 0;         // extent of that axis
 };
@@ -47,10 +47,10 @@ struct IndexError {
 [[noreturn]] void throw_cuda_error(int code, const char* expr, const char* file, int line);
 [[noreturn]] void throw_cublas_error(int code, const char* expr, const char* file, int line);
 [[noreturn]] void throw_dtype_error(const char* op, DType t);  // sg::DTypeError
-#define SG_CUDA_CHECK(expr)                                                                \
-  do {                                                                                     \
-    const cudaError_t sg_cuda_err_ = (expr);                                               \
-    if (sg_cuda_err_ != cudaSuccess)                                                       \
+#define SG_CUDA_CHECK(expr)                                                                    \
+  do {                                                                                         \
+    const cudaError_t sg_cuda_err_ = (expr);                                                   \
+    if (sg_cuda_err_ != cudaSuccess)                                                           \
       ::sg::cuda::throw_cuda_error(static_cast<int>(sg_cuda_err_), #expr, __FILE__, __LINE__); \
   } while (0)
 
@@ -58,17 +58,21 @@ struct IndexError {
 // next synchronising call). Unsupported dtype/op pairs throw DTypeError.
 void launch_fill(DType t, void* y, double value, const Iter& it, cudaStream_t s);
 void launch_copy(DType from, DType to, const void* x, void* y, const Iter& it, cudaStream_t s);
-void launch_unary(UnaryOp op, double scalar, DType t, const void* x, void* y, const Iter& it, cudaStream_t s);
-void launch_binary(BinaryOp op, DType t, const void* a, const void* b, void* y, const Iter& it, cudaStream_t s);
-void launch_where(DType t, const void* c, const void* a, const void* b, void* y, const Iter& it, cudaStream_t s);
-void launch_reduce(ReduceOp op, DType t, const void* x, void* y, const ReduceIter& r, cudaStream_t s);
-void launch_gather(DType t, const void* x, const void* idx, void* y, const IndexArgs& a, IndexError* err,
+void launch_unary(UnaryOp op, double scalar, DType t, const void* x, void* y, const Iter& it,
+                  cudaStream_t s);
+void launch_binary(BinaryOp op, DType t, const void* a, const void* b, void* y, const Iter& it,
                    cudaStream_t s);
+void launch_where(DType t, const void* c, const void* a, const void* b, void* y, const Iter& it,
+                  cudaStream_t s);
+void launch_reduce(ReduceOp op, DType t, const void* x, void* y, const ReduceIter& r,
+                   cudaStream_t s);
+void launch_gather(DType t, const void* x, const void* idx, void* y, const IndexArgs& a,
+                   IndexError* err, cudaStream_t s);
 void launch_scatter_add(DType t, const void* idx, const void* src, void* y, const IndexArgs& a,
                         IndexError* err, cudaStream_t s);
 // Contiguous y[i] = philox::sample<T>(kind, seed, offset + i, p), T = float or double.
-void launch_random(RandomKind kind, double p, uint64_t seed, uint64_t offset, DType t, void* y, int64_t n,
-                   cudaStream_t s);
+void launch_random(RandomKind kind, double p, uint64_t seed, uint64_t offset, DType t, void* y,
+                   int64_t n, cudaStream_t s);
 
 #if defined(__CUDACC__)
 // ---- device side, shared by the .cu files -------------------------------------------------
@@ -78,7 +82,8 @@ inline unsigned grid_for(int64_t n) {  // grid-stride loops cover the rest
   return static_cast<unsigned>(blocks < (1 << 16) ? (blocks > 0 ? blocks : 1) : (1 << 16));
 }
 // Offsets (in elements) of element i of the index space for the first K operands.
-template <int K> __device__ __forceinline__ void unravel(const Iter& it, int64_t i, int64_t (&off)[K]) {
+template <int K>
+__device__ __forceinline__ void unravel(const Iter& it, int64_t i, int64_t (&off)[K]) {
 #pragma unroll
   for (int k = 0; k < K; ++k) off[k] = 0;
   for (int d = it.rank - 1; d > 0; --d) {
@@ -91,15 +96,18 @@ template <int K> __device__ __forceinline__ void unravel(const Iter& it, int64_t
   for (int k = 0; k < K; ++k) off[k] += i * it.stride[k][0];
 }
 // One grid-stride kernel for every elementwise body: body(off) for each element.
-template <int K, class Body> __global__ void for_each_kernel(Iter it, Body body) {
+template <int K, class Body>
+__global__ void for_each_kernel(Iter it, Body body) {
   const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < it.numel; i += step) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < it.numel;
+       i += step) {
     int64_t off[K];
     unravel<K>(it, i, off);
     body(off);
   }
 }
-template <int K, class Body> void for_each(const Iter& it, const Body& body, cudaStream_t s) {
+template <int K, class Body>
+void for_each(const Iter& it, const Body& body, cudaStream_t s) {
   if (it.numel == 0) return;
   for_each_kernel<K><<<grid_for(it.numel), kThreads, 0, s>>>(it, body);
   SG_CUDA_CHECK(cudaGetLastError());

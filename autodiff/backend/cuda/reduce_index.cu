@@ -9,7 +9,8 @@ namespace {
 
 // ---- reductions ------------------------------------------------------------------------------
 // max/min start from -inf/+inf (integer extremes for int64) and propagate NaN like the CPU.
-template <class T, ReduceOp Op> __device__ __forceinline__ T init() {
+template <class T, ReduceOp Op>
+__device__ __forceinline__ T init() {
   if constexpr (Op == ReduceOp::sum) {
     return T(0);
   } else if constexpr (std::is_floating_point_v<T>) {
@@ -18,12 +19,14 @@ template <class T, ReduceOp Op> __device__ __forceinline__ T init() {
     return Op == ReduceOp::max ? T(-9223372036854775807LL - 1) : T(9223372036854775807LL);
   }
 }
-template <class T, ReduceOp Op> __device__ __forceinline__ T combine(T a, T b) {
+template <class T, ReduceOp Op>
+__device__ __forceinline__ T combine(T a, T b) {
   if constexpr (Op == ReduceOp::sum) return a + b;
   if constexpr (Op == ReduceOp::max) return fn::Maximum{}(a, b);
   return fn::Minimum{}(a, b);
 }
-template <class T, ReduceOp Op> __device__ T reduce_range(const T* x, const Iter& r, int64_t j0, int64_t step) {
+template <class T, ReduceOp Op>
+__device__ T reduce_range(const T* x, const Iter& r, int64_t j0, int64_t step) {
   T acc = init<T, Op>();
   for (int64_t j = j0; j < r.numel; j += step) {
     int64_t o[1];
@@ -33,9 +36,11 @@ template <class T, ReduceOp Op> __device__ T reduce_range(const T* x, const Iter
   return acc;
 }
 // Many outputs: one thread per output walks its reduced index space in order.
-template <class T, ReduceOp Op> __global__ void reduce_per_thread(const T* x, T* y, ReduceIter r) {
+template <class T, ReduceOp Op>
+__global__ void reduce_per_thread(const T* x, T* y, ReduceIter r) {
   const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < r.keep.numel; i += step) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < r.keep.numel;
+       i += step) {
     int64_t o[2];
     unravel<2>(r.keep, i, o);
     y[o[1]] = reduce_range<T, Op>(x + o[0], r.reduce, 0, 1);
@@ -43,7 +48,8 @@ template <class T, ReduceOp Op> __global__ void reduce_per_thread(const T* x, T*
 }
 // Long reductions: one block per output, threads stride over the reduced space, then a
 // shared-memory tree (fixed order, so results are deterministic).
-template <class T, ReduceOp Op> __global__ void reduce_per_block(const T* x, T* y, ReduceIter r) {
+template <class T, ReduceOp Op>
+__global__ void reduce_per_block(const T* x, T* y, ReduceIter r) {
   __shared__ T buf[kThreads];
   const int t = threadIdx.x;
   for (int64_t i = blockIdx.x; i < r.keep.numel; i += gridDim.x) {
@@ -59,7 +65,8 @@ template <class T, ReduceOp Op> __global__ void reduce_per_block(const T* x, T* 
     __syncthreads();
   }
 }
-template <class T, ReduceOp Op> void reduce_as(const T* x, T* y, const ReduceIter& r, cudaStream_t s) {
+template <class T, ReduceOp Op>
+void reduce_as(const T* x, T* y, const ReduceIter& r, cudaStream_t s) {
   const bool inner_contiguous = r.reduce.stride[0][r.reduce.rank - 1] == 1;
   if (r.reduce.numel >= kThreads && (r.keep.numel < 4096 || inner_contiguous)) {
     const int64_t blocks = r.keep.numel < (1 << 16) ? r.keep.numel : (1 << 16);
@@ -76,9 +83,11 @@ __device__ __forceinline__ bool bad_index(int64_t j, int64_t size, IndexError* e
   if (atomicExch(&err->flag, 1) == 0) err->index = j;
   return true;
 }
-template <class T> __global__ void gather_kernel(const T* x, const int64_t* idx, T* y, IndexArgs a, IndexError* err) {
+template <class T>
+__global__ void gather_kernel(const T* x, const int64_t* idx, T* y, IndexArgs a, IndexError* err) {
   const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < a.it.numel; i += step) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < a.it.numel;
+       i += step) {
     int64_t o[3];
     unravel<3>(a.it, i, o);
     const int64_t j = idx[o[1]];
@@ -88,12 +97,15 @@ template <class T> __global__ void gather_kernel(const T* x, const int64_t* idx,
 __device__ __forceinline__ void atomic_add(float* p, float v) { atomicAdd(p, v); }
 __device__ __forceinline__ void atomic_add(double* p, double v) { atomicAdd(p, v); }  // sm_60+
 __device__ __forceinline__ void atomic_add(int64_t* p, int64_t v) {
-  atomicAdd(reinterpret_cast<unsigned long long*>(p), static_cast<unsigned long long>(v));  // two's complement
+  atomicAdd(reinterpret_cast<unsigned long long*>(p),
+            static_cast<unsigned long long>(v));  // two's complement
 }
 template <class T>
-__global__ void scatter_kernel(const int64_t* idx, const T* src, T* y, IndexArgs a, IndexError* err) {
+__global__ void scatter_kernel(const int64_t* idx, const T* src, T* y, IndexArgs a,
+                               IndexError* err) {
   const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < a.it.numel; i += step) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < a.it.numel;
+       i += step) {
     int64_t o[3];
     unravel<3>(a.it, i, o);
     const int64_t j = idx[o[0]];
@@ -103,7 +115,8 @@ __global__ void scatter_kernel(const int64_t* idx, const T* src, T* y, IndexArgs
 
 // ---- random ----------------------------------------------------------------------------------
 template <class T>
-__global__ void random_kernel(RandomKind kind, double p, uint64_t seed, uint64_t offset, T* y, int64_t n) {
+__global__ void random_kernel(RandomKind kind, double p, uint64_t seed, uint64_t offset, T* y,
+                              int64_t n) {
   const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += step)
     y[i] = philox::sample<T>(kind, seed, offset + static_cast<uint64_t>(i), p);
@@ -111,7 +124,8 @@ __global__ void random_kernel(RandomKind kind, double p, uint64_t seed, uint64_t
 
 }  // namespace
 
-void launch_reduce(ReduceOp op, DType t, const void* x, void* y, const ReduceIter& r, cudaStream_t s) {
+void launch_reduce(ReduceOp op, DType t, const void* x, void* y, const ReduceIter& r,
+                   cudaStream_t s) {
   if (r.keep.numel == 0) return;
   visit_dtype(t, [&](auto z) {
     using T = decltype(z);
@@ -127,8 +141,8 @@ void launch_reduce(ReduceOp op, DType t, const void* x, void* y, const ReduceIte
   });
 }
 
-void launch_gather(DType t, const void* x, const void* idx, void* y, const IndexArgs& a, IndexError* err,
-                   cudaStream_t s) {
+void launch_gather(DType t, const void* x, const void* idx, void* y, const IndexArgs& a,
+                   IndexError* err, cudaStream_t s) {
   if (a.it.numel == 0) return;
   visit_dtype(t, [&](auto z) {
     using T = decltype(z);
@@ -153,13 +167,15 @@ void launch_scatter_add(DType t, const void* idx, const void* src, void* y, cons
   SG_CUDA_CHECK(cudaGetLastError());
 }
 
-void launch_random(RandomKind kind, double p, uint64_t seed, uint64_t offset, DType t, void* y, int64_t n,
-                   cudaStream_t s) {
+void launch_random(RandomKind kind, double p, uint64_t seed, uint64_t offset, DType t, void* y,
+                   int64_t n, cudaStream_t s) {
   if (n == 0) return;
   if (t == DType::f32) {
-    random_kernel<float><<<grid_for(n), kThreads, 0, s>>>(kind, p, seed, offset, static_cast<float*>(y), n);
+    random_kernel<float>
+        <<<grid_for(n), kThreads, 0, s>>>(kind, p, seed, offset, static_cast<float*>(y), n);
   } else if (t == DType::f64) {
-    random_kernel<double><<<grid_for(n), kThreads, 0, s>>>(kind, p, seed, offset, static_cast<double*>(y), n);
+    random_kernel<double>
+        <<<grid_for(n), kThreads, 0, s>>>(kind, p, seed, offset, static_cast<double*>(y), n);
   } else {
     throw_dtype_error("cuda random", t);
   }
