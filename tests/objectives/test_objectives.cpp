@@ -150,6 +150,8 @@ TEST_CASE("training an MLP on Gaussian data recovers the analytic score with eac
     std::function<Tensor(const ScoreFn&, const Tensor&, Generator&)> loss;
   };
   const std::vector<Case> cases = {
+      {"explicit", 0, 0.05,
+       [](auto& s, auto& x, auto&) { return explicit_sm(s, x, true_score(x).to(x.dtype())); }},
       {"implicit", 0, 0.05, [](auto& s, auto& x, auto&) { return implicit_sm(s, x); }},
       {"ssm (rademacher)", 0, 0.08, [](auto& s, auto& x, auto& g) { return ssm(s, x, g); }},
       {"ssm-vr (gaussian)", 0, 0.08,
