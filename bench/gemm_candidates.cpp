@@ -6,13 +6,21 @@
 // interleaved cell by cell, the whole sweep is repeated (then cells whose two best medians disagree
 // by > 5% are re-swept), and each cell reports the best (over sweeps) median (over repetitions of
 // >= --min-ms each). A timing during which other processes used > 10% of the CPUs (per /proc/stat)
-// is re-taken after waiting for a quiet machine (bounded wait). Options: --only A,B  --sweeps N
-// --reps N  --min-ms MS  --threads N  --label TEXT  --shapes all|square|score
-//          --extra N (re-sweeps of unsettled cells)  --wait-budget S (total wait for a quiet
-//          machine, <= 60 s each time)  --peak32/--peak64 GF/s (default: measured)
+// is re-taken after waiting for a quiet machine (bounded wait). A last table times each library's
+// GEMM interleaved with an OpenMP elementwise pass (thread-runtime interference).
+//
+// Options: --only A,B  --sweeps N  --reps N  --min-ms MS  --threads N  --label TEXT
+//          --shapes all|square|score|none (none: only the interleaving table)
+//          --extra N (re-sweeps of unsettled cells)
+//          --wait-budget S (total wait for a quiet machine, <= 60 s each time)
+//          --peak32/--peak64 GF/s (default: measured)
 // Build/run: bench/gemm_candidates.sh
-#include <blis.h>
+
+// OpenBLAS's cblas.h must come before blis.h: blis.h declares its own CBLAS under the same include
+// guard (CBLAS_H), which would hide openblas_set_num_threads() and the other OpenBLAS extensions.
 #include <cblas.h>  // OpenBLAS (include dir .../openblas-pthread)
+
+#include <blis.h>
 #include <dlfcn.h>
 #include <dnnl.h>
 #include <omp.h>
@@ -105,11 +113,10 @@ double now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Machine fraction used by other processes: a clock over /proc/stat busy ticks minus this process's
-// ticks.
+// Share of the machine used by other processes since construction: busy ticks of all CPUs
+// (/proc/stat) minus the ticks of this process, all threads (/proc/self/stat).
 struct OthersClock {
-  static long long
-  ticks() {  // busy ticks of the whole machine minus those of this process (all threads)
+  static long long ticks() {
     long long v[8] = {}, ut = 0, st = 0;
     if (FILE* f = std::fopen("/proc/stat", "r")) {
       if (std::fscanf(f, "cpu %lld %lld %lld %lld %lld %lld %lld %lld", v, v + 1, v + 2, v + 3,
@@ -123,20 +130,20 @@ struct OthersClock {
       buf[r] = 0;
       std::fclose(f);
     }
-    if (const char* p =
-            std::strrchr(buf, ')'))  // fields after "(comm)": state is #3, utime #14, stime #15
+    // Fields after "(comm)": state is #3, utime #14, stime #15.
+    if (const char* p = std::strrchr(buf, ')'))
       std::sscanf(p + 2, "%*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %*s %lld %lld", &ut, &st);
     return v[0] + v[1] + v[2] + v[5] + v[6] + v[7] - ut - st;  // user nice system irq softirq steal
   }
   long long t0 = ticks();
   double w0 = now();
-  double share() const {  // since construction, as a fraction of all CPUs
+  double share() const {
     return (ticks() - t0) /
            ((now() - w0) * sysconf(_SC_CLK_TCK) * std::thread::hardware_concurrency());
   }
 };
-constexpr double kQuiet =
-    0.10;  // a timing is "contaminated" if others used > 10% of the machine meanwhile
+// A timing is "contaminated" if other processes used > 10% of the machine meanwhile.
+constexpr double kQuiet = 0.10;
 
 // Sleeps >= 150 ms (lets the previous library's worker threads go idle), then until other processes
 // use < kQuiet of the machine over a 250 ms window, at most max_s. Returns the seconds spent.
@@ -202,6 +209,11 @@ double fma_peak_1core() {
   return best;
 }
 
+const char* env_or_unset(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "(unset)";
+}
+
 std::string loadavg() {
   char b[128] = "?\n";
   if (FILE* f = std::fopen("/proc/loadavg", "r")) {
@@ -229,12 +241,11 @@ double gap(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v[1] / v[0] - 1;
 }
-constexpr double kAgree =
-    0.05;  // extra sweeps re-time (candidate, cell) pairs whose gap is above this
+// Extra sweeps re-time the (candidate, cell) pairs whose gap is above this.
+constexpr double kAgree = 0.05;
 
-// Runs all (shape, op) cells of one dtype for one sweep; on sweep 0 also checks correctness. With
-// `redo`, only re-times the (candidate, cell) pairs whose best two medians still disagree by >
-// kAgree.
+// Runs all (shape, op) cells of one dtype for one sweep; on sweep 0 also checks correctness.
+// With `redo`, only re-times the (candidate, cell) pairs whose gap is still above kAgree.
 template <class T>
 void sweep(const std::vector<Candidate>& cands, const std::vector<Shape>& shapes,
            std::vector<Cell>& cells, size_t& ci, bool first, bool redo, double min_s, int reps) {
@@ -277,8 +288,8 @@ void sweep(const std::vector<Candidate>& cands, const std::vector<Shape>& shapes
       for (size_t c = 0; c < cands.size(); ++c) {
         const GemmFn<T>& f = fn<T>(cands[c]);
         if (!f || (redo && gap(cell.secs[c]) <= kAgree)) continue;
-        if (first) {  // |C - R| <= k eps (|A||B|) elementwise: the classic gamma_k bound with 2x
-                      // slack
+        // Check: |C - R| <= k eps (|A||B|) elementwise, the classic gamma_k bound with 2x slack.
+        if (first) {
           std::fill(C.begin(), C.end(), T(std::nan("")));
           bool ok = f(op, m, n, k, A.data(), B.data(), C.data());
           double err = 0;
@@ -292,8 +303,8 @@ void sweep(const std::vector<Candidate>& cands, const std::vector<Shape>& shapes
             std::printf("FAIL %s %s %s %s: max rel err %.3g > tol %.3g\n", cands[c].name.c_str(),
                         dt, cell.shape.c_str(), cell.op.c_str(), err, tol);
         }
-        for (int attempt = 0; attempt < 3;
-             ++attempt) {  // re-time (after waiting) if another process interfered
+        // Time it; re-time (after waiting for a quiet machine) if another process interfered.
+        for (int attempt = 0; attempt < 3; ++attempt) {
           g_stats.waited += settle(std::clamp(g_stats.wait_budget - g_stats.waited, 0.0, 60.0));
           double others;
           cell.secs[c].push_back(time_call([&] { f(op, m, n, k, A.data(), B.data(), C.data()); },
@@ -304,6 +315,37 @@ void sweep(const std::vector<Candidate>& cands, const std::vector<Shape>& shapes
         }
       }
     }
+  }
+}
+
+// Table 3: a training-like loop alternating each library's f32 GEMM (512x128x128 NN) with an OpenMP
+// elementwise pass (SiLU of the product), as scoregrad interleaves its own OpenMP kernels with
+// GEMMs. Shows thread-runtime interference, e.g. a pthread-based BLAS pool against OpenMP threads.
+void mixed_table(const std::vector<Candidate>& cands, double min_s, int reps, int sweeps) {
+  const int m = 512, k = 128, n = 128;
+  std::vector<float> A(m * k, 0.5f), B(k * n, 0.25f), C(m * n), D(m * n);
+  auto silu = [&] {
+#pragma omp parallel for
+    for (int i = 0; i < m * n; ++i) D[i] = C[i] / (1 + std::exp(-C[i]));
+  };
+  auto best_of = [&](const std::function<void()>& call) {
+    double best = INFINITY, others;
+    for (int s = 0; s < sweeps; ++s) {
+      g_stats.waited += settle(std::clamp(g_stats.wait_budget - g_stats.waited, 0.0, 60.0));
+      best = std::min(best, time_call(call, min_s, reps, &others));
+    }
+    return 1e6 * best;
+  };
+  double t_silu = best_of(silu);
+  std::printf(
+      "\n| f32 512x128x128 NN, then OpenMP SiLU | GEMM alone us | GEMM + SiLU us/iter |"
+      " vs GEMM alone + SiLU alone (%.1f us) |\n|---|---:|---:|---:|\n",
+      t_silu);
+  for (auto& c : cands) {
+    auto gemm = [&] { c.f32(Op::NN, m, n, k, A.data(), B.data(), C.data()); };
+    double t_gemm = best_of(gemm), t_both = best_of([&] { gemm(), silu(); });
+    std::printf("| %s | %.1f | %.1f | %.2fx |\n", c.name.c_str(), t_gemm, t_both,
+                t_both / (t_gemm + t_silu));
   }
 }
 
@@ -330,7 +372,7 @@ int main(int argc, char** argv) {
     else if (a == "--label")
       label = argv[i + 1];
     else if (a == "--shapes")
-      which = argv[i + 1];  // all | square | score
+      which = argv[i + 1];  // all | square | score | none
     else if (a == "--peak32")
       peak[0] = std::atof(argv[i + 1]);
     else if (a == "--peak64")
@@ -361,8 +403,8 @@ int main(int argc, char** argv) {
               label.empty() ? (only.empty() ? "all" : only.c_str()) : label.c_str());
   std::printf(
       "- threads=%d sweeps=%d reps=%d min-ms=%.0f; OPENBLAS_CORETYPE=%s OPENBLAS_L2_SIZE=%s\n",
-      threads, sweeps, reps, min_ms, getenv("OPENBLAS_CORETYPE") ?: "(unset)",
-      getenv("OPENBLAS_L2_SIZE") ?: "(unset)");
+      threads, sweeps, reps, min_ms, env_or_unset("OPENBLAS_CORETYPE"),
+      env_or_unset("OPENBLAS_L2_SIZE"));
   std::printf(
       "- Eigen %d.%d.%d (nbThreads=%d); OpenBLAS \"%s\" core=%s threads=%d, cblas_sgemm from %s\n",
       EIGEN_WORLD_VERSION, EIGEN_MAJOR_VERSION, EIGEN_MINOR_VERSION, Eigen::nbThreads(),
@@ -378,11 +420,11 @@ int main(int argc, char** argv) {
   std::vector<Shape> score = {{512, 2, 128},  {512, 128, 128}, {128, 512, 128},
                               {64, 1152, 64}, {8, 64, 64},     {1, 1, 1}};
   std::vector<Shape> shapes;
-  if (which != "score") shapes = square;
-  if (which != "square") shapes.insert(shapes.end(), score.begin(), score.end());
+  if (which == "all" || which == "square") shapes = square;
+  if (which == "all" || which == "score") shapes.insert(shapes.end(), score.begin(), score.end());
   std::vector<Cell> cells;
-  double meas[2] = {
-      0, 0};  // FMA peak, max over probes before each sweep (a busy machine lowers a probe)
+  // FMA peak: max over probes before each sweep (a busy machine lowers a probe).
+  double meas[2] = {0, 0};
   for (int s = 0; s < sweeps + extra; ++s) {
     int todo = 0;
     for (auto& cell : cells)
@@ -405,11 +447,14 @@ int main(int argc, char** argv) {
   for (int i = 0; i < 2; ++i)
     if (peak[i] <= 0) peak[i] = meas[i];
   std::printf(
-      "- measured FMA peak (1 core x %d): f32 %.1f GFLOP/s, f64 %.1f GFLOP/s; %%pk below uses %.1f "
-      "/ %.1f\n",
+      "- measured FMA peak (1 core x %d): f32 %.1f GFLOP/s, f64 %.1f GFLOP/s; "
+      "%%pk below uses %.1f / %.1f\n",
       threads, meas[0], meas[1], peak[0], peak[1]);
-  // Noise: how often the worst sweep was far off the best (a competing process), over all timed
-  // cells.
+  if (cells.empty()) {  // --shapes none
+    mixed_table(cands, min_ms / 1e3, reps, sweeps);
+    return 0;
+  }
+  // Noise: how often the worst sweep was far off the best (a competing process).
   int n = 0, off = 0, unsettled = 0;
   double worst = 1;
   for (auto& cell : cells)
@@ -419,15 +464,14 @@ int main(int argc, char** argv) {
         ++n, off += r > 1.25, worst = std::max(worst, r), unsettled += gap(v) > kAgree;
       }
   std::printf(
-      "- interference: %ld of %ld timings saw other processes use > %.0f%% of the CPUs (each "
-      "re-timed, up to"
-      " 3 tries); %.0f s spent in pauses before timings (wait budget for a quiet machine: %.0f "
-      "s)\n",
+      "- interference: %ld of %ld timings saw other processes use > %.0f%% of the CPUs "
+      "(each re-timed, up to 3 tries); %.0f s spent in pauses before timings "
+      "(wait budget for a quiet machine: %.0f s)\n",
       g_stats.contaminated, g_stats.timings, 100 * kQuiet, g_stats.waited, g_stats.wait_budget);
   std::printf(
-      "- noise: worst sweep > 1.25x slower than best in %d of %d timed (candidate, cell) pairs "
-      "(max %.1fx);"
-      " best two medians still > %.0f%% apart after extra sweeps: %d (marked *)\n",
+      "- noise: worst sweep > 1.25x slower than best in %d of %d timed (candidate, cell) "
+      "pairs (max %.1fx); best two medians still > %.0f%% apart after extra sweeps: %d "
+      "(marked *)\n",
       off, n, worst, 100 * kAgree, unsettled);
   // Table 1: best median GFLOP/s (% of peak); 2nd/best = gap between the two best sweep medians,
   // max over the row.
@@ -451,10 +495,12 @@ int main(int argc, char** argv) {
       std::printf(cell.fail[c] ? " FAIL %.1f |" : " %.1f (%.0f%%)%s |", gf, 100 * gf / pk,
                   gap(v) > kAgree ? "*" : "");
     }
-    std::printf(" +%.0f%% |\n", 100 * g);
+    if (std::isinf(g))
+      std::printf(" - |\n");
+    else
+      std::printf(" +%.0f%% |\n", 100 * g);
   }
-  // Table 2: microseconds per call for the small (score-network) shapes: shows fixed per-call
-  // overhead.
+  // Table 2: microseconds per call for the small (score-network) shapes: per-call overhead.
   std::printf("\n| dtype | MxKxN | op |");
   for (auto& c : cands) std::printf(" %s us/call |", c.name.c_str());
   std::printf("\n|---|---|---|");
@@ -473,5 +519,6 @@ int main(int argc, char** argv) {
     }
     std::printf("\n");
   }
+  mixed_table(cands, min_ms / 1e3, reps, sweeps);
   return 0;
 }
