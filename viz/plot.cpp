@@ -108,6 +108,7 @@ Ticks fitting_x_ticks(double lo, double hi, int pixels) {
 
 // Widens a degenerate range and pads it by `pad` of its span on each side.
 void pad_range(double& lo, double& hi, double pad) {
+  if (!std::isfinite(hi - lo)) lo = std::max(lo, -1e307), hi = std::min(hi, 1e307);
   if (!(hi > lo)) {
     const double d = lo != 0 ? std::fabs(lo) * 0.1 : 1.0;
     lo -= d, hi += d;
@@ -213,7 +214,7 @@ LineLayout line_layout(const std::vector<Series>& series, const LineOptions& o) 
   if (f.height < 20)
     bad("line_plot: a " + std::to_string(o.width) + " x " + std::to_string(o.height) +
         " image leaves no room for the plotting area");
-  L.yt = o.log_y ? log_ticks(y0, y1) : linear_ticks(y0, y1, std::clamp(f.height / 50, 3, 8));
+  L.yt = o.log_y ? log_ticks(y0, y1) : linear_ticks(y0, y1, std::clamp(f.height / 50, 4, 8));
   f.left = kOuter + (o.ylabel.empty() ? 0 : Image::text_height() + 8) + L.yt.max_width() +
            kTickGap + kTick + 1;
   f.width = o.width - f.left - 24;
@@ -244,7 +245,7 @@ Frame square_frame(double x0, double x1, double y0, double y1, int size, const s
   f.xmin = x0, f.xmax = x1, f.ymin = y0, f.ymax = y1;
   f.width = f.height = size;
   f.top = title_band(title);
-  yt = linear_ticks(y0, y1, std::clamp(size / 60, 3, 7));
+  yt = linear_ticks(y0, y1, std::clamp(size / 50, 4, 8));
   f.left = kOuter + yt.max_width() + kTickGap + kTick + 1;
   xt = fitting_x_ticks(x0, x1, size);
   return f;
@@ -329,18 +330,19 @@ std::vector<double> nice_ticks(double lo, double hi, int target) {
   target = std::max(target, 2);
   const double raw = (hi - lo) / (target - 1), mag = std::pow(10.0, std::floor(std::log10(raw)));
   // The nice step whose tick count comes closest to target (2.5 counting as half a tick off,
-  // the coarser step winning a tie).
+  // fewer than three ticks as one more, the finer step winning a tie).
   const auto miss = [&](double m) {
     const double step = m * mag;
     const double n = std::floor(hi / step + 1e-9) - std::ceil(lo / step - 1e-9) + 1;
-    return std::fabs(n - target) + (m == 2.5 ? 0.5 : 0.0);
+    return std::fabs(n - target) + (m == 2.5 ? 0.5 : 0.0) + (n < 3 ? 1.0 : 0.0);
   };
-  double best = 10;
-  for (double m : {5.0, 2.5, 2.0, 1.0})
+  double best = 1;
+  for (double m : {2.0, 2.5, 5.0, 10.0})
     if (miss(m) < miss(best)) best = m;
   const double step = best * mag;
   std::vector<double> out;
   const double k0 = std::ceil(lo / step - 1e-9), k1 = std::floor(hi / step + 1e-9);
+  if (!(std::fabs(k0) < 1e15 && std::fabs(k1) < 1e15)) return {lo, hi};  // beyond precision
   for (double k = k0; k <= k1; ++k) {
     const double v = k * step;
     out.push_back(std::fabs(v) < step * 1e-9 ? 0.0 : v);
@@ -506,7 +508,7 @@ Image heatmap(const std::vector<double>& values, int nx, int ny, const HeatmapOp
   // Colorbar geometry to the right of the area.
   const int bar_x = f.left + f.width + 1 + 14, bar_w = 16;
   Ticks ct;
-  if (any) ct = linear_ticks(vmin, vmax, std::clamp(o.size / 60, 3, 7));
+  if (any) ct = linear_ticks(vmin, vmax, std::clamp(o.size / 50, 4, 8));
   int right = 24;
   if (o.colorbar)
     right = 14 + bar_w + 2 + kTick + kTickGap + ct.max_width() +

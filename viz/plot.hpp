@@ -87,6 +87,7 @@ struct Series {
   std::string label;
   Rgb color;
 };
+// Axis limits: the finite data's extent padded (x 2%, y 5%; in decades for log_y).
 struct LineOptions {
   std::string title, xlabel, ylabel;
   bool log_y = false;
@@ -98,9 +99,10 @@ Image line_plot(const std::vector<Series>& series, const LineOptions& o);
 Frame line_plot_frame(const std::vector<Series>& series, const LineOptions& o);
 
 // size is the side of the square plotting area; the image adds margins for title and ticks.
-// Equal limits (xmin == xmax, or ymin == ymax) fit the data robustly: the 0.5% .. 99.5%
-// quantiles of the finite values, padded 5%; when both axes are fitted they get the same span
-// (equal aspect). Points outside the limits are not drawn, and their count is noted.
+// Equal limits (xmin == xmax, or ymin == ymax) fit the data robustly: the extent of the points
+// with finite x and y, leaving out values more than a quarter of the 0.5% .. 99.5% quantile
+// range beyond it, padded 5%; when both axes are fitted they get the same span (equal aspect).
+// Points outside the limits are not drawn; "k of N outside" is noted under the plot.
 struct ScatterOptions {
   std::string title;
   double xmin = 0, xmax = 0, ymin = 0, ymax = 0;

@@ -366,6 +366,30 @@ TEST_CASE("line_plot: series pixels land where the Frame says, with gaps at non-
   CHECK_NOTHROW(line_plot({Series{{}, {NAN, INFINITY}, "x", kRed}}, LineOptions{}));
 }
 
+TEST_CASE("Plots survive extreme and degenerate data") {
+  const double big = 1.7e308, tiny = 4e-320;
+  const std::vector<std::vector<double>> cases = {
+      {big, -big}, {tiny, 2 * tiny}, {1e20, std::nextafter(1e20, 1e21)}, {3, 3, 3}, {-5}, {}};
+  for (const auto& y : cases) {
+    INFO("first value " << (y.empty() ? 0.0 : y[0]));
+    for (bool log_y : {false, true}) {
+      LineOptions o;
+      o.log_y = log_y;
+      CHECK_NOTHROW(line_plot({Series{{}, y, "y", kRed}}, o));
+    }
+    std::vector<double> xy;
+    for (double v : y) xy.push_back(v), xy.push_back(-v);
+    CHECK_NOTHROW(scatter_plot(xy, ScatterOptions{}));
+    if (!y.empty()) {
+      HeatmapOptions h;
+      h.size = 50;
+      CHECK_NOTHROW(heatmap(y, static_cast<int>(y.size()), 1, h));
+    }
+  }
+  const std::vector<double> inf_cells = {INFINITY, -INFINITY, NAN, 1};
+  CHECK_NOTHROW(heatmap(inf_cells, 2, 2, HeatmapOptions{}));
+}
+
 TEST_CASE("hconcat and vconcat place images side by side with a white gap") {
   const Image a(3, 2, kRed), b(4, 5, {0, 0, 0});
   const Image h = hconcat({a, b}, 2);
