@@ -117,7 +117,7 @@ void pad_range(double& lo, double& hi, double pad) {
   lo -= p, hi += p;
 }
 
-// Title centred over the area (scale 2 when it fits), x label under the ticks, y label turned.
+// Title centred over the area (scale 2 when it fits in the image).
 void draw_title(Image& img, const std::string& title, int center_x, int y) {
   if (title.empty()) return;
   const int scale = Image::text_width(title, 2) <= img.width() - 8 ? 2 : 1;
@@ -128,13 +128,18 @@ void draw_title(Image& img, const std::string& title, int center_x, int y) {
 
 int title_band(const std::string& title) { return title.empty() ? 14 : kOuter + 16 + 12; }
 
+// A one-pixel outline just outside the box [l, r) x [t, b).
+void outline(Image& img, int l, int t, int r, int b, Rgb c) {
+  img.fill_rect(l - 1, t - 1, r + 1, t, c);
+  img.fill_rect(l - 1, b, r + 1, b + 1, c);
+  img.fill_rect(l - 1, t - 1, l, b + 1, c);
+  img.fill_rect(r, t - 1, r + 1, b + 1, c);
+}
+
 // The frame border, tick marks and labels around f's area (which the caller has drawn).
 void draw_axes(Image& img, const Frame& f, const Ticks& xt, const Ticks& yt) {
-  const int l = f.left, t = f.top, r = f.left + f.width, b = f.top + f.height;
-  img.fill_rect(l - 1, t - 1, r + 1, t, kAxis);
-  img.fill_rect(l - 1, b, r + 1, b + 1, kAxis);
-  img.fill_rect(l - 1, t - 1, l, b + 1, kAxis);
-  img.fill_rect(r, t - 1, r + 1, b + 1, kAxis);
+  const int l = f.left, b = f.top + f.height;
+  outline(img, l, f.top, f.left + f.width, b, kAxis);
   for (size_t i = 0; i < xt.at.size(); ++i) {
     const int x = static_cast<int>(std::lround(f.px(xt.at[i])));
     img.fill_rect(x, b + 1, x + 1, b + 1 + kTick, kAxis);
@@ -173,13 +178,13 @@ int count_changed(const Image& a, const Image& b, int x0, int y0, int x1, int y1
   return n;
 }
 
-// Line plot layout: the frame and both axes' ticks.
-struct LineLayout {
+// A plot's layout: its frame and both axes' ticks.
+struct Layout {
   Frame f;
   Ticks xt, yt;
 };
 
-LineLayout line_layout(const std::vector<Series>& series, const LineOptions& o) {
+Layout line_layout(const std::vector<Series>& series, const LineOptions& o) {
   if (o.width <= 0 || o.height <= 0)
     bad("line_plot: width and height must be positive (got " + std::to_string(o.width) + " x " +
         std::to_string(o.height) + ")");
@@ -202,7 +207,7 @@ LineLayout line_layout(const std::vector<Series>& series, const LineOptions& o) 
   if (o.log_y && !(y1 > y0)) y0 -= 0.5, y1 += 0.5;
   pad_range(y0, y1, 0.05);
 
-  LineLayout L;
+  Layout L;
   Frame& f = L.f;
   f.log_y = o.log_y;
   f.xmin = x0, f.xmax = x1;
@@ -238,17 +243,18 @@ void check_limits(const char* fn, const char* axis, double lo, double hi) {
         " .. " + num(hi) + ")");
 }
 
-// Frame for a square area of `size` with ticks on both axes; fills the tick sets.
-Frame square_frame(double x0, double x1, double y0, double y1, int size, const std::string& title,
-                   Ticks& xt, Ticks& yt) {
-  Frame f;
+// Layout of a square area of `size` with ticks on both axes.
+Layout square_layout(double x0, double x1, double y0, double y1, int size,
+                     const std::string& title) {
+  Layout L;
+  Frame& f = L.f;
   f.xmin = x0, f.xmax = x1, f.ymin = y0, f.ymax = y1;
   f.width = f.height = size;
   f.top = title_band(title);
-  yt = linear_ticks(y0, y1, std::clamp(size / 50, 4, 8));
-  f.left = kOuter + yt.max_width() + kTickGap + kTick + 1;
-  xt = fitting_x_ticks(x0, x1, size);
-  return f;
+  L.yt = linear_ticks(y0, y1, std::clamp(size / 50, 4, 8));
+  f.left = kOuter + L.yt.max_width() + kTickGap + kTick + 1;
+  L.xt = fitting_x_ticks(x0, x1, size);
+  return L;
 }
 
 int square_height(const Frame& f, bool note = false) {
@@ -256,12 +262,7 @@ int square_height(const Frame& f, bool note = false) {
          (note ? Image::text_height() + 4 : 0);
 }
 
-struct ScatterLayout {
-  Frame f;
-  Ticks xt, yt;
-};
-
-ScatterLayout scatter_layout(const std::vector<double>& xy, const ScatterOptions& o) {
+Layout scatter_layout(const std::vector<double>& xy, const ScatterOptions& o) {
   if (o.size <= 0 || o.radius < 0 || xy.size() % 2 != 0)
     bad("scatter_plot: needs size > 0, radius >= 0 and an even number of values (got size " +
         std::to_string(o.size) + ", radius " + std::to_string(o.radius) + ", " +
@@ -289,13 +290,13 @@ ScatterLayout scatter_layout(const std::vector<double>& xy, const ScatterOptions
   const bool fit_x = x0 == x1, fit_y = y0 == y1;
   if (fit_x) fit(xs, x0, x1);
   if (fit_y) fit(ys, y0, y1);
-  if (fit_x && fit_y) {  // equal aspect: both spans become the larger one
-    const double span = std::max(x1 - x0, y1 - y0), cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+  const double sx = x1 - x0, sy = y1 - y0;
+  if (fit_x && fit_y && std::max(sx, sy) <= 4 * std::min(sx, sy)) {
+    // Equal aspect: both spans become the larger one.
+    const double span = std::max(sx, sy), cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
     x0 = cx - span / 2, x1 = cx + span / 2, y0 = cy - span / 2, y1 = cy + span / 2;
   }
-  ScatterLayout L;
-  L.f = square_frame(x0, x1, y0, y1, o.size, o.title, L.xt, L.yt);
-  return L;
+  return square_layout(x0, x1, y0, y1, o.size, o.title);
 }
 
 void check_heatmap(const std::vector<double>* values, int nx, int ny, const HeatmapOptions& o) {
@@ -308,17 +309,10 @@ void check_heatmap(const std::vector<double>* values, int nx, int ny, const Heat
   check_limits("heatmap", "y", o.ymin, o.ymax);
 }
 
-struct HeatmapLayout {
-  Frame f;
-  Ticks xt, yt;
-};
-
-HeatmapLayout heatmap_layout(int nx, int ny, const HeatmapOptions& o) {
+Layout heatmap_layout(int nx, int ny, const HeatmapOptions& o) {
   const bool ix = o.xmin == o.xmax, iy = o.ymin == o.ymax;
-  HeatmapLayout L;
-  L.f = square_frame(ix ? 0 : o.xmin, ix ? nx : o.xmax, iy ? 0 : o.ymin, iy ? ny : o.ymax, o.size,
-                     o.title, L.xt, L.yt);
-  return L;
+  return square_layout(ix ? 0 : o.xmin, ix ? nx : o.xmax, iy ? 0 : o.ymin, iy ? ny : o.ymax, o.size,
+                       o.title);
 }
 
 }  // namespace
@@ -387,7 +381,7 @@ Frame line_plot_frame(const std::vector<Series>& series, const LineOptions& o) {
 }
 
 Image line_plot(const std::vector<Series>& series, const LineOptions& o) {
-  const LineLayout L = line_layout(series, o);
+  const Layout L = line_layout(series, o);
   const Frame& f = L.f;
   Image img(o.width, o.height);
   Image area(f.width, f.height);
@@ -425,10 +419,7 @@ Image line_plot(const std::vector<Series>& series, const LineOptions& o) {
     const int bx = corners[best][0], by = corners[best][1];
     for (int y = by; y < by + bh; ++y)
       for (int x = bx; x < bx + bw; ++x) area.blend(x, y, kWhite, 0.85);
-    area.fill_rect(bx, by, bx + bw, by + 1, kGrid);
-    area.fill_rect(bx, by + bh - 1, bx + bw, by + bh, kGrid);
-    area.fill_rect(bx, by, bx + 1, by + bh, kGrid);
-    area.fill_rect(bx + bw - 1, by, bx + bw, by + bh, kGrid);
+    outline(area, bx + 1, by + 1, bx + bw - 1, by + bh - 1, kGrid);
     for (size_t i = 0; i < labelled.size(); ++i) {
       const int y = by + 5 + row * static_cast<int>(i);
       area.line(bx + 6, y + 3, bx + 26, y + 3, labelled[i]->color, 2.0);
@@ -452,7 +443,7 @@ Frame scatter_frame(const std::vector<double>& xy, const ScatterOptions& o) {
 }
 
 Image scatter_plot(const std::vector<double>& xy, const ScatterOptions& o) {
-  const ScatterLayout L = scatter_layout(xy, o);
+  const Layout L = scatter_layout(xy, o);
   const Frame& f = L.f;
   size_t outside = 0, points = 0;
   for (size_t i = 0; i + 1 < xy.size(); i += 2) {
@@ -494,7 +485,7 @@ Frame heatmap_frame(int nx, int ny, const HeatmapOptions& o) {
 
 Image heatmap(const std::vector<double>& values, int nx, int ny, const HeatmapOptions& o) {
   check_heatmap(&values, nx, ny, o);
-  const HeatmapLayout L = heatmap_layout(nx, ny, o);
+  const Layout L = heatmap_layout(nx, ny, o);
   const Frame& f = L.f;
   double vmin = INFINITY, vmax = -INFINITY;
   for (double v : values)
@@ -528,10 +519,7 @@ Image heatmap(const std::vector<double>& values, int nx, int ny, const HeatmapOp
   for (int j = 0; j < f.height; ++j)
     img.fill_rect(bar_x, t + j, bar_x + bar_w, t + j + 1,
                   viridis(1.0 - static_cast<double>(j) / std::max(1, f.height - 1)));
-  img.fill_rect(bar_x - 1, t - 1, bar_x + bar_w + 1, t, kAxis);
-  img.fill_rect(bar_x - 1, b, bar_x + bar_w + 1, b + 1, kAxis);
-  img.fill_rect(bar_x - 1, t - 1, bar_x, b + 1, kAxis);
-  img.fill_rect(bar_x + bar_w, t - 1, bar_x + bar_w + 1, b + 1, kAxis);
+  outline(img, bar_x, t, bar_x + bar_w, b, kAxis);
   const int tick_x = bar_x + bar_w + 1;
   for (size_t i = 0; i < ct.at.size(); ++i) {
     const double u = vmax > vmin ? (ct.at[i] - vmin) / (vmax - vmin) : 0.5;

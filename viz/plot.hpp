@@ -101,8 +101,9 @@ Frame line_plot_frame(const std::vector<Series>& series, const LineOptions& o);
 // size is the side of the square plotting area; the image adds margins for title and ticks.
 // Equal limits (xmin == xmax, or ymin == ymax) fit the data robustly: the extent of the points
 // with finite x and y, leaving out values more than a quarter of the 0.5% .. 99.5% quantile
-// range beyond it, padded 5%; when both axes are fitted they get the same span (equal aspect).
-// Points outside the limits are not drawn; "k of N outside" is noted under the plot.
+// range beyond it, padded 5%; when both axes are fitted and their spans are within a factor of 4,
+// both get the larger span (equal aspect). Points outside the limits are not drawn; "k of N
+// outside" is noted under the plot.
 struct ScatterOptions {
   std::string title;
   double xmin = 0, xmax = 0, ymin = 0, ymax = 0;

@@ -271,6 +271,18 @@ TEST_CASE("scatter_plot: fitted limits ignore non-finite values and far outliers
   CHECK(f.xmax - f.xmin == Approx(f.ymax - f.ymin));  // equal aspect
   CHECK_NOTHROW(scatter_plot(xy, ScatterOptions{}));
   CHECK_NOTHROW(scatter_plot({}, ScatterOptions{}));
+  // Very different spreads keep their own spans; one fixed axis leaves the other fitted.
+  std::vector<double> wide;
+  for (int i = 0; i <= 100; ++i) wide.push_back(i * 10.0), wide.push_back(std::sin(i));
+  const Frame w = scatter_frame(wide, ScatterOptions{});
+  CHECK(w.xmax - w.xmin > 1000);
+  CHECK(w.ymax - w.ymin < 3);
+  ScatterOptions fixed;
+  fixed.xmin = -5, fixed.xmax = 5;
+  const Frame fx = scatter_frame(wide, fixed);
+  CHECK(fx.xmin == -5);
+  CHECK(fx.xmax == 5);
+  CHECK(fx.ymax - fx.ymin < 3);
 }
 
 TEST_CASE("heatmap: corners take the colormap ends, NaN is grey, rows go up") {
