@@ -16,7 +16,8 @@ TITLES = {"scoregrad": "scoregrad", "libtorch": "LibTorch", "pytorch-eager": "Py
           "pytorch-compile": "torch.compile", "jax-jit": "JAX jit"}
 WORKLOADS = [  # (name, description)
     ("op_chain", "per-op overhead: 1000 elementwise ops (sin, *c, tanh, +c) on 1-element f32, fwd + bwd"),
-    ("mlp_dsm", "MLP score net, DSM step (loss + parameter gradient), batch 512"),
+    ("mlp_dsm", "MLP score net ([x, 16 Fourier features of t] -> 128 -> 128 -> 128 -> 2, SiLU), "
+                "DSM step (loss + parameter gradient), batch 512"),
     ("mlp_ssm", "SSM, one Rademacher projection"),
     ("mlp_ssm_vr", "SSM-VR"),
     ("mlp_ism_d2", "exact implicit SM, D = 2"),
@@ -92,7 +93,8 @@ def write_section(times, extra, meta, env, chart_rel):
     L.append(f"Run {env['date']} on `{env['cpu']}` ({env['cpu_id']}, {env['nproc']} cores, {env['isa']}), commit `{env['commit']}`"
              f"{' plus uncommitted changes' if env.get('dirty') else ''}, built from {env['source']}.")
     L.append("")
-    L.append(f"- **Threads: {threads} for every system** (OMP_NUM_THREADS / MKL_NUM_THREADS = {threads}; "
+    L.append(f"- **Threads: {threads} for every system**, each process pinned to {threads} core(s) with "
+             f"`taskset -c {env['cpus']}` (OMP_NUM_THREADS / MKL_NUM_THREADS = {threads}; "
              f"scoregrad `omp_set_num_threads({threads})`; LibTorch and PyTorch `set_num_threads({threads})`, one "
              f"inter-op thread; JAX `XLA_FLAGS={meta['python'].get('jax-jit', {}).get('notes', {}).get('xla_flags', '?')}`).")
     L.append(f"- Load average before: {env['load_before']}, after: {env['load_after']} "
@@ -132,6 +134,8 @@ def write_section(times, extra, meta, env, chart_rel):
             err = extra[s].get(w, {}).get("error")
             if err:
                 cell = "failed ¹"
+            elif extra[s].get(w, {}).get("agreement", "").startswith("DISAGREE"):
+                cell = "wrong result ²"
             cells.append(cell)
         L.append(f"| `{w}` {desc} | " + " | ".join(cells) + " |")
     failures = [(s, w, extra[s][w]["error"]) for s in SYSTEMS for w in extra[s] if extra[s][w].get("error")]
@@ -139,6 +143,12 @@ def write_section(times, extra, meta, env, chart_rel):
         L.append("")
         L.append("¹ Failed on this CPU build (the error as raised): " + "; ".join(
             f"{TITLES[s]} `{w}`: `{e}`" for s, w, e in failures) + ".")
+    wrong = [(s, w, extra[s][w]["agreement"]) for s in SYSTEMS for w in extra[s]
+             if extra[s][w].get("agreement", "").startswith("DISAGREE")]
+    if wrong:
+        L.append("")
+        L.append("² Ran, but its outputs disagree with scoregrad's (and with the same code run eagerly), so it "
+                 "was not timed: " + "; ".join(f"{TITLES[s]} `{w}`: {a}" for s, w, a in wrong) + ".")
     L.append("")
 
     # CPU time
@@ -159,7 +169,8 @@ def write_section(times, extra, meta, env, chart_rel):
     # per-op overhead
     L.append("**Per-op overhead** (op_chain time / 1000, forward + backward per op): " + ", ".join(
         f"{TITLES[s]} {times[s]['op_chain'] / 1000 * 1e9:.0f} ns" for s in SYSTEMS if "op_chain" in times[s])
-        + ". JAX jit compiles the whole chain into one kernel, so its figure is not a per-op dispatch cost.")
+        + ". JAX jit and torch.compile compile the whole chain into fused code, so their figures are not a "
+        "per-op dispatch cost; they are what a user of those systems gets for a fixed chain.")
     L.append("")
 
     # HVP relative to gradient
@@ -217,7 +228,7 @@ def write_section(times, extra, meta, env, chart_rel):
              f"scoregrad {float(ctx.get('first_step_ms.scoregrad', 'nan')) / 1e3:.3g}, "
              f"LibTorch {float(ctx.get('first_step_ms.libtorch', 'nan')) / 1e3:.3g}" + "".join(
                  f", {TITLES[s]} {extra[s]['mlp_dsm']['first_call_s']:.3g}"
-                 + (" (includes compilation)" if s == "pytorch-compile" else "")
+                 + (" (includes compilation, inductor caches disabled)" if s == "pytorch-compile" else "")
                  for s in ("pytorch-eager", "pytorch-compile") if "first_call_s" in extra[s].get("mlp_dsm", {}))
              + (f", JAX jit compile {extra['jax-jit']['mlp_dsm']['compile_s']:.3g} + first call "
                 f"{extra['jax-jit']['mlp_dsm']['first_call_s']:.3g}" if "compile_s" in extra["jax-jit"].get("mlp_dsm", {}) else "")
