@@ -5,27 +5,24 @@
 #include <set>
 #include <sstream>
 
-#include "tests/support/op_cases.hpp"
+#include "autodiff/verify/op_cases.hpp"
 
 using namespace sg;
 
 TEST_CASE("every primitive op has a test row", "[optable]") {
   std::set<int> covered;
-  for (const auto& c : test::op_cases()) covered.insert(static_cast<int>(c.op));
+  for (const auto& c : verify::op_cases()) covered.insert(static_cast<int>(c.op));
   for (int i = 0; i < kOpCount; ++i) {
-    INFO("op " << op_def(static_cast<OpId>(i)).name << " has no row in tests/support/op_cases.cpp");
+    INFO("op " << op_def(static_cast<OpId>(i)).name << " has no row in autodiff/verify/op_cases.cpp");
     CHECK(covered.count(i) == 1);
   }
 }
 
 TEST_CASE("op table rows pass gradient checks of every order", "[optable][gradcheck]") {
-  for (const auto& c : test::op_cases()) {
+  for (const auto& c : verify::op_cases()) {
     if (!c.differentiable) continue;
     SECTION(c.name) {
-      const auto xs = test::make_inputs(c, 11);
-      const GradcheckReport r = gradcheck(
-          c.f, xs,
-          {.order = c.order, .atol = 1e-7, .rtol = 1e-5, .seed = 3, .check_jvp = c.has_jvp});
+      const GradcheckReport r = verify::check_op_case(c);
       std::ostringstream s;
       s << r;
       INFO(c.name << "\n" << s.str());

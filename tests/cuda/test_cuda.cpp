@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "autodiff/backend/cuda/cuda_backend.hpp"
-#include "tests/support/op_cases.hpp"
+#include "autodiff/verify/op_cases.hpp"
 
 using namespace sg;
 
@@ -82,12 +82,12 @@ void section(const char* name, const std::function<void()>& body) {
 // ---- the op table ------------------------------------------------------------------------------
 std::vector<std::string> g_not_device_generic;
 
-void op_row(const test::OpCase& c, DType dt) {
+void op_row(const verify::OpCase& c, DType dt) {
   const bool f64 = dt == DType::f64;
   const double tol1 = f64 ? 1e-10 : 1e-4, tol2 = f64 ? 1e-9 : 1e-3;
   const std::string tag = c.name + (f64 ? " [f64]" : " [f32]");
   std::vector<Tensor> xc, xg;
-  for (const Tensor& x : test::make_inputs(c, 11)) {
+  for (const Tensor& x : verify::make_inputs(c, 11)) {
     xc.push_back(cast(x, dt).detach());
     xg.push_back(xc.back().to(kGpu).detach());
     if (c.differentiable) {
@@ -140,7 +140,7 @@ void op_row(const test::OpCase& c, DType dt) {
 
 void op_table() {
   int rows = 0;
-  for (const test::OpCase& c : test::op_cases()) {
+  for (const verify::OpCase& c : verify::op_cases()) {
     for (DType dt : {DType::f64, DType::f32}) {
       const int before = g_failures;
       try {
