@@ -362,6 +362,12 @@ void save_safetensors(const std::string& path, const NamedTensors& tensors,
   write_safetensors(path, tensors, metadata, "save_safetensors");
 }
 
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+  TempFile f(path, "write_file_atomic");
+  f.write(bytes.data(), bytes.size());
+  f.commit();
+}
+
 SafetensorsFile load_safetensors(const std::string& path) {
   return parse_safetensors(path, read_file(path, "load_safetensors"), "load_safetensors");
 }
@@ -391,6 +397,10 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
   if (ck.ema) {
     add_section("ema");
     for (auto& [k, v] : ck.ema->state()) tensors[k] = v;
+  }
+  if (!ck.extra.empty()) {
+    add_section("extra");
+    for (auto& [k, v] : ck.extra) tensors["extra." + k] = v;
   }
   if (ck.generator) {
     add_section("generator");
@@ -424,17 +434,19 @@ void load_checkpoint(const std::string& path, Checkpoint& ck) {
       start = comma + 1;
     }
   }
-  NamedTensors model, optim, ema;
+  NamedTensors model, optim, ema, extra;
   for (const auto& [k, v] : f.tensors) {
     if (k.rfind("model.", 0) == 0)
       model[k.substr(6)] = v;
+    else if (k.rfind("extra.", 0) == 0)
+      extra[k.substr(6)] = v;
     else if (k.rfind("optim.", 0) == 0)
       optim[k] = v;
     else if (k.rfind("ema.", 0) == 0)
       ema[k] = v;
     else
       fail<IOError>("load_checkpoint ", path, ": unexpected tensor '", k,
-                    "' (not under model., optim. or ema.)");
+                    "' (not under model., optim., ema. or extra.)");
   }
   const std::string have = md.at("sections").empty() ? "none" : md.at("sections");
   auto need = [&](const void* obj, const char* section) {
@@ -475,6 +487,7 @@ void load_checkpoint(const std::string& path, Checkpoint& ck) {
   if (ck.generator) ck.generator->set_state(seed, offset);
   ck.step = step;
   ck.config = config;
+  ck.extra = std::move(extra);
 }
 
 namespace testing {

@@ -28,6 +28,7 @@
 //   model.<name>          Module::state_dict() (parameters and buffers)
 //   optim.*               Optimizer::state()  (see nn/optim.hpp)
 //   ema.*                 Ema::state()
+//   extra.<name>          Checkpoint::extra
 //   __metadata__          format = "scoregrad.checkpoint/1", step, rng.seed, rng.offset
 //                         (decimal), config (a JSON string), and only the sections present.
 #pragma once
@@ -56,6 +57,9 @@ struct SafetensorsFile {
 void save_safetensors(const std::string& path, const NamedTensors& tensors,
                       const Metadata& metadata = {});
 SafetensorsFile load_safetensors(const std::string& path);
+// Writes `bytes` to `path` the same atomic way (temporary file, fsync, rename); IOError naming
+// the path and the system error.
+void write_file_atomic(const std::string& path, const std::string& bytes);
 
 struct Checkpoint {
   Module* model = nullptr;
@@ -64,6 +68,9 @@ struct Checkpoint {
   Generator* generator = nullptr;
   int64_t step = 0;
   std::string config;  // JSON text (checked to parse when saved); empty = none
+  // Any other state a run needs to resume (e.g. a data loader's position), saved under
+  // "extra.<name>" when non-empty and always restored from the file (replacing the map).
+  NamedTensors extra;
 };
 
 // Saves the non-null parts of `ck`, its step and its config.
@@ -72,7 +79,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck);
 // a part the file does not hold is a ValueError; so is a state that does not fit its object
 // (for the model, Module::load_state_dict's list of missing / unexpected / mismatched names,
 // shapes and dtypes). All parts are checked before any object changes. A malformed file, or
-// tensors outside the model./optim./ema. sections, is an IOError.
+// tensors outside the model./optim./ema./extra. sections, is an IOError.
 void load_checkpoint(const std::string& path, Checkpoint& ck);
 
 namespace testing {

@@ -348,9 +348,11 @@ double WarmupCosine::lr(int64_t step) const {
 
 // ---- EMA ---------------------------------------------------------------------------------------
 
-Ema::Ema(Module& module, double decay) : Ema(module.named_parameters(), decay) {}
+Ema::Ema(Module& module, double decay, bool warmup)
+    : Ema(module.named_parameters(), decay, warmup) {}
 
-Ema::Ema(ParamSlots slots, double decay) : slots_(std::move(slots)), decay_(decay) {
+Ema::Ema(ParamSlots slots, double decay, bool warmup)
+    : slots_(std::move(slots)), decay_(decay), warmup_(warmup) {
   if (!(decay >= 0 && decay <= 1)) fail<ValueError>("Ema: decay ", decay, " must be in [0, 1]");
   check_slots(slots_, "Ema");
   for (const auto& [name, slot] : slots_) shadow_[name] = own_copy(*slot, slot->device());
@@ -364,12 +366,18 @@ void Ema::update() {
                        ", its average is ", describe(s));
   }
   NoGradGuard off;
+  const double d = next_decay();
   for (const auto& [name, slot] : slots_) {
     Tensor& s = shadow_.at(name);
-    s = (s * decay_ + slot->detach() * (1 - decay_))
-            .detach();  // shadow = decay*shadow + (1-decay)*param
+    s = (s * d + slot->detach() * (1 - d)).detach();  // shadow = d*shadow + (1-d)*param
   }
   ++num_updates_;
+}
+
+double Ema::next_decay() const {
+  if (!warmup_) return decay_;
+  const double n = static_cast<double>(num_updates_);
+  return std::min(decay_, (1 + n) / (10 + n));
 }
 
 void Ema::check_module(Module& module, const char* op) const {

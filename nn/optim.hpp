@@ -192,12 +192,14 @@ struct WarmupCosine {
 };
 
 // Exponential moving average of parameters (a shadow copy per parameter, same dtype):
-//   shadow = decay * shadow + (1 - decay) * param       (computed in that order, elementwise)
-// starting from a copy of the parameters at construction.
+//   shadow = d * shadow + (1 - d) * param       (computed in that order, elementwise)
+// starting from a copy of the parameters at construction, with d = decay, or with warm-up
+// d = min(decay, (1 + n) / (10 + n)) after n updates (as TensorFlow's num_updates), so that a
+// short run's average is not dominated by the initial weights.
 class Ema {
  public:
-  Ema(Module& module, double decay);
-  Ema(ParamSlots slots, double decay);
+  Ema(Module& module, double decay, bool warmup = false);
+  Ema(ParamSlots slots, double decay, bool warmup = false);
 
   void update();  // one averaging step from the current slot values
   // Copies the shadow into `module`'s parameters (new leaves; requires_grad kept). The
@@ -209,6 +211,7 @@ class Ema {
   void swap(Module& module);
 
   double decay() const { return decay_; }
+  double next_decay() const;  // the d the next update() uses
   int64_t num_updates() const { return num_updates_; }
   const NamedTensors& shadow() const { return shadow_; }
 
@@ -223,6 +226,7 @@ class Ema {
   ParamSlots slots_;
   NamedTensors shadow_;
   double decay_;
+  bool warmup_ = false;
   int64_t num_updates_ = 0;
 };
 

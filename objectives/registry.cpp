@@ -1,9 +1,10 @@
-// The objective registry and the built-in objectives: dsm, ssm, ssm-vr, ism, fd-ssm.
+// The objective registry and the built-in objectives: dsm, ssm, ssm-vr, ism, fd-ssm, elbo.
 #include "objectives/registry.hpp"
 
 #include <mutex>
 
 #include "autodiff/ops/ops.hpp"
+#include "objectives/elbo.hpp"
 
 namespace sg::obj {
 namespace {
@@ -60,6 +61,15 @@ std::vector<ObjectiveInfo> builtins() {
          return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
            return fd_ssm_score_per_sample(st, xt, g, c.fd_eps);
          });
+       }},
+      // -ELBO / D of the plug-in reverse SDE, denoising form (likelihood-weighted DSM up to a
+      // constant): the bound is trained directly, in nats per dimension.
+      {"elbo", "negative ELBO of the plug-in reverse SDE per dimension (denoising form)", false,
+       [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
+         const double dims = static_cast<double>(x.numel() / x.dim(0));
+         return -mean(elbo_denoising(need_sde(c, "elbo"), s, x, g,
+                                     {.t_eps = c.t_eps, .sampling = c.sampling})) /
+                dims;
        }},
   };
 }

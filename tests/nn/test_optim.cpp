@@ -334,6 +334,28 @@ TEST_CASE("optim: warm-up then cosine decay to a floor", "[optim][schedule]") {
   CHECK_THROWS_AS((WarmupCosine{.base_lr = 0.1, .min_lr = 0.2}.lr(0)), ValueError);
 }
 
+TEST_CASE("optim: EMA warm-up uses min(decay, (1 + n) / (10 + n)) and resumes with its count",
+          "[optim][ema]") {
+  QuadParams m({1.0, -2.0, 0.5}, {0.25, 3.0});
+  Ema ema(m, 0.5, /*warmup=*/true);
+  std::vector<double> sx = {1.0, -2.0, 0.5};
+  for (int n = 0; n < 20; ++n) {
+    const double d = std::min(0.5, (1.0 + n) / (10.0 + n));
+    CHECK(ema.next_decay() == d);
+    m.x = from_vector({n * 1.0, -n * 0.5, 2.0}, {3}, f64).requires_grad_();
+    ema.update();
+    const auto x = m.x.to_vector();
+    for (int i = 0; i < 3; ++i) sx[i] = rmul(d, sx[i]) + rmul(1 - d, x[i]);
+    REQUIRE(same_bits(ema.shadow().at("x"), sx));
+  }
+  // The first decay is 0.1: the average moves 90% of the way at once.
+  Ema fresh(m, 0.999, true);
+  CHECK(fresh.next_decay() == Approx(0.1));
+  fresh.load_state(ema.state());  // num_updates = 20 comes with the state
+  CHECK(fresh.next_decay() == Approx(std::min(0.999, 21.0 / 30.0)));
+  CHECK(Ema(m, 0.999).next_decay() == 0.999);
+}
+
 TEST_CASE("optim: EMA arithmetic is exact with apply_to and swap and a state round trip",
           "[optim][ema]") {
   QuadParams m({1.0, -2.0, 0.5}, {0.25, 3.0});
