@@ -1,0 +1,225 @@
+// Datasets, SDE, score model and run-directory files of the scoregrad command (experiment.hpp).
+#include "cli/experiment.hpp"
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <numeric>
+
+#include "autodiff/core/error.hpp"
+#include "autodiff/ops/ops.hpp"
+#include "nn/checkpoint.hpp"
+#include "nn/datasets.hpp"
+
+namespace sg::cli {
+namespace {
+
+[[noreturn]] void config_error(const std::string& msg) { throw ConfigError(msg); }
+
+std::vector<std::string> dataset_names() {
+  std::vector<std::string> names = nn::toy_names();
+  names.push_back("digits");
+  return names;
+}
+
+std::unique_ptr<Sde> make_sde_from(const Config& c) {
+  const std::string name = get_choice(c, "sde.name", {"vp", "subvp", "ve"});
+  if (name == "ve")
+    return std::make_unique<VeSde>(get_double_in(c, "sde.sigma_min", 1e-6, 1e6),
+                                   get_double_in(c, "sde.sigma_max", 1e-6, 1e6));
+  const double b0 = get_double_in(c, "sde.beta_min", 0, 1e4),
+               b1 = get_double_in(c, "sde.beta_max", 0, 1e4);
+  if (name == "subvp") return std::make_unique<SubVpSde>(b0, b1);
+  return std::make_unique<VpSde>(b0, b1);
+}
+
+std::unique_ptr<nn::ScoreModel> make_model(const Config& c, const Dataset& d, Generator& gen) {
+  std::string kind = get_choice(c, "model.kind", {"auto", "mlp", "unet"});
+  if (kind == "auto") kind = d.images ? "unet" : "mlp";
+  if (kind == "unet") {
+    if (!d.images)
+      config_error(
+          "configuration key 'model.kind' = \"unet\" needs image data, but data.name = \"" +
+          d.name + "\" is 2-D points");
+    nn::UNetOptions o;
+    o.channels = get_int_in(c, "model.channels", 1, 4096);
+    o.multipliers = get_int_list(c, "model.multipliers");
+    o.groups = get_int_in(c, "model.groups", 1, 4096);
+    o.attention = get_bool(c, "model.attention");
+    o.dropout = get_double_in(c, "model.dropout", 0, 0.99);
+    try {
+      return std::make_unique<nn::UNet>(d.example_shape[0], o, gen);
+    } catch (const Error& e) {
+      config_error(std::string("model (unet): ") + e.what());
+    }
+  }
+  nn::MlpScoreOptions o;
+  o.hidden = get_int_in(c, "model.hidden", 1, 1 << 16);
+  o.layers = get_int_in(c, "model.layers", 1, 64);
+  o.embed_dim = get_int_in(c, "model.embed_dim", 2, 4096);
+  o.fourier_scale = get_double_in(c, "model.fourier_scale", 0, 1e4);
+  try {
+    o.act = nn::activation_from_name(get_string(c, "model.activation"));
+  } catch (const Error& e) {
+    config_error(std::string("configuration key 'model.activation': ") + e.what());
+  }
+  return std::make_unique<nn::MlpScoreNet>(d.dims, o, gen);
+}
+
+}  // namespace
+
+Dataset load_dataset(const Config& c) {
+  Dataset d;
+  d.name = get_choice(c, "data.name", dataset_names());
+  const int64_t train_size = get_int_in(c, "data.train_size", 1, int64_t{1} << 40);
+  const int64_t test_size = get_int_in(c, "data.test_size", 1, int64_t{1} << 40);
+  const uint64_t seed = static_cast<uint64_t>(get_int_in(c, "data.seed", 0, INT64_MAX));
+  if (d.name != "digits") {
+    Generator train_gen(seed), test_gen(seed);
+    test_gen.set_state(seed, uint64_t{1} << 62);  // a disjoint stream of the same seed
+    d.train = nn::sample_toy(d.name, train_size, train_gen);
+    d.test = nn::sample_toy(d.name, test_size, test_gen);
+    d.dims = 2;
+    d.example_shape = Shape{2};
+    return d;
+  }
+  const std::string path = get_string(c, "data.path");
+  nn::Digits digits;
+  try {
+    digits = nn::load_digits(path);
+  } catch (const Error& e) {
+    config_error(std::string("configuration key 'data.path': ") + e.what());
+  }
+  const int64_t n = digits.images.dim(0);
+  if (test_size >= n)
+    config_error("configuration key 'data.test_size' = " + std::to_string(test_size) +
+                 " leaves no training data: digits has " + std::to_string(n) + " examples");
+  Generator perm_gen(seed);  // a random permutation: the order of n uniform draws
+  const std::vector<double> keys = rand({n}, perm_gen, DType::f64).to_vector();
+  std::vector<int64_t> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return keys[static_cast<std::size_t>(a)] < keys[static_cast<std::size_t>(b)];
+  });
+  const int64_t n_train = std::min(train_size, n - test_size);
+  auto take = [&](int64_t begin, int64_t end) {
+    return index_select(digits.images, 0,
+                        from_indices({order.begin() + begin, order.begin() + end}, {end - begin}));
+  };
+  d.train = take(0, n_train);
+  d.test = take(n - test_size, n);
+  d.images = true;
+  d.dims = 64;
+  d.example_shape = Shape{1, 8, 8};
+  d.levels = 17;
+  return d;
+}
+
+Experiment::Experiment(const Config& c) : config(c) {
+  data = load_dataset(c);
+  sde = make_sde_from(c);
+  Generator init_gen(static_cast<uint64_t>(get_int_in(c, "train.seed", 0, INT64_MAX)));
+  model = make_model(c, data, init_gen);
+}
+
+Tensor Experiment::to_model_space(const Tensor& raw, Generator& gen) const {
+  if (!data.images) return raw;
+  return nn::dequantize(raw, static_cast<int64_t>(data.levels), gen) * 2.0 - 1.0;
+}
+
+double Experiment::logdet_per_example() const {
+  return data.images ? static_cast<double>(data.dims) * std::log(2.0) : 0.0;
+}
+
+Tensor Experiment::score(const Tensor& x, const Tensor& t) const {
+  const Tensor std = sde->marginal(t).second;
+  return (*model)(x, t) / batch_view(std, x);
+}
+
+std::string checkpoint_path(const std::string& dir) {
+  return (std::filesystem::path(dir) / "checkpoint.safetensors").string();
+}
+std::string metrics_path(const std::string& dir) {
+  return (std::filesystem::path(dir) / "metrics.jsonl").string();
+}
+
+void write_text_atomic(const std::string& path, const std::string& text) {
+  nn::write_file_atomic(path, text);
+}
+
+Config config_of_checkpoint(const std::string& path) {
+  const nn::SafetensorsFile f = nn::load_safetensors(path);
+  auto it = f.metadata.find("config");
+  if (it == f.metadata.end())
+    throw ConfigError(path +
+                      ": the checkpoint holds no configuration (not written by scoregrad train)");
+  return from_text(it->second, path);
+}
+
+// ---- statistics ---------------------------------------------------------------------------------
+
+namespace {
+using MatX = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+MatX to_matrix(const Tensor& x) {
+  const int64_t n = x.dim(0), d = x.numel() / std::max<int64_t>(n, 1);
+  const std::vector<double> v = x.to_vector();
+  return Eigen::Map<const MatX>(v.data(), n, d);
+}
+Tensor from_matrix(const MatX& m) {
+  return from_vector(std::vector<double>(m.data(), m.data() + m.size()), {m.rows(), m.cols()},
+                     DType::f64);
+}
+}  // namespace
+
+GaussianFit fit_gaussian(const Tensor& x) {
+  const MatX m = to_matrix(x);
+  const Eigen::RowVectorXd mu = m.colwise().mean();
+  const MatX centred = m.rowwise() - mu;
+  const MatX cov = centred.transpose() * centred / static_cast<double>(m.rows());
+  return {from_matrix(mu), from_matrix(cov)};
+}
+
+Tensor GaussianFit::log_prob(const Tensor& x) const {
+  const MatX m = to_matrix(x), mu = to_matrix(mean), s = to_matrix(cov);
+  const int64_t d = s.rows();
+  Eigen::LLT<MatX> llt(s + 1e-9 * MatX::Identity(d, d));
+  if (llt.info() != Eigen::Success)
+    fail<ValueError>("GaussianFit::log_prob: the covariance is not positive definite");
+  const MatX centred = (m.rowwise() - mu.row(0)).transpose();  // [D, N]
+  const MatX white = llt.matrixL().solve(centred);             // L^-1 (x - mu)
+  const double logdet = 2 * llt.matrixL().toDenseMatrix().diagonal().array().log().sum();
+  std::vector<double> out(static_cast<std::size_t>(m.rows()));
+  for (int64_t i = 0; i < m.rows(); ++i)
+    out[static_cast<std::size_t>(i)] =
+        -0.5 * (white.col(i).squaredNorm() + logdet + d * std::log(2 * M_PI));
+  return from_vector(out, {m.rows()}, DType::f64);
+}
+
+Tensor GaussianFit::sample(int64_t n, Generator& gen) const {
+  const MatX s = to_matrix(cov);
+  const int64_t d = s.rows();
+  Eigen::LLT<MatX> llt(s + 1e-9 * MatX::Identity(d, d));
+  const MatX L = llt.matrixL();
+  const Tensor z = randn({n, d}, gen, DType::f64);
+  return matmul(z, from_matrix(L.transpose())) + mean.reshape({1, d});
+}
+
+double mmd2(const Tensor& a, const Tensor& b, double bandwidth) {
+  const Tensor x = a.to(DType::f64).reshape({a.dim(0), -1});
+  const Tensor y = b.to(DType::f64).reshape({b.dim(0), -1});
+  const double g = -0.5 / (bandwidth * bandwidth);
+  auto kernel_mean = [&](const Tensor& p, const Tensor& q, bool same) {
+    const Tensor pp = sum(p * p, {1}, true), qq = sum(q * q, {1}, true);
+    const Tensor d2 = pp + qq.mT() - 2.0 * matmul(p, q.mT());
+    const Tensor k = exp(clamp(d2, 0.0, 1e300) * g);
+    const double n = static_cast<double>(p.dim(0)), m = static_cast<double>(q.dim(0));
+    if (!same) return sum(k).item() / (n * m);
+    return (sum(k).item() - n) / (n * (n - 1));  // drop the diagonal (k = 1): unbiased
+  };
+  return kernel_mean(x, x, true) + kernel_mean(y, y, true) - 2 * kernel_mean(x, y, false);
+}
+
+}  // namespace sg::cli

@@ -1,0 +1,72 @@
+// What every scoregrad subcommand builds from a configuration: the dataset with its held-out
+// split and its map to model space, the SDE, the score model and its score function, and the
+// run directory's files (checkpoint, resolved configuration, metrics).
+//
+//   Experiment ex(config);                          // data, SDE, model from the config
+//   Tensor x = ex.to_model_space(batch, gen);       // digits: dequantize, then 2u - 1
+//   Tensor s = ex.score(x, t);                      // model(x, t) / std(t)
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "autodiff/core/rng.hpp"
+#include "autodiff/core/tensor.hpp"
+#include "cli/config.hpp"
+#include "nn/networks.hpp"
+#include "sde/sde.hpp"
+
+namespace sg::cli {
+
+struct Dataset {
+  std::string name;
+  bool images = false;  // digits: [N, 1, 8, 8] pixel counts 0..16; toys: [N, 2] points
+  Tensor train, test;   // raw data
+  int64_t dims = 0;     // per example
+  Shape example_shape;  // e.g. {2} or {1, 8, 8}
+  double levels = 0;    // discrete levels (17 for digits), 0 for continuous data
+};
+// data.name: a 2-D toy (drawn with data.seed: train_size points, then test_size held-out
+// points from an independent stream) or "digits" (data.path or the repository's file, split
+// by a permutation drawn with data.seed: the last test_size examples are held out, the
+// training split is the first min(train_size, N - test_size)).
+Dataset load_dataset(const Config& c);
+
+class Experiment {
+ public:
+  explicit Experiment(const Config& c);
+  Config config;
+  Dataset data;
+  std::unique_ptr<Sde> sde;
+  std::unique_ptr<nn::ScoreModel> model;
+
+  // Raw data -> the space the model works in. Toys: unchanged. Digits: uniform
+  // dequantization u = (x + U) / 17, then y = 2u - 1 in [-1, 1).
+  Tensor to_model_space(const Tensor& raw, Generator& gen) const;
+  // log|det d(model space)/d(u)| per example, for bits/dim (digits: D ln 2; toys: 0).
+  double logdet_per_example() const;
+  // s(x, t) = model(x, t) / std(t): the network predicts -noise, the score scales with 1/std.
+  Tensor score(const Tensor& x, const Tensor& t) const;
+};
+
+// ---- the run directory ------------------------------------------------------------------------
+std::string checkpoint_path(const std::string& dir);  // dir/checkpoint.safetensors
+std::string metrics_path(const std::string& dir);     // dir/metrics.jsonl
+// Writes text to a file atomically (temporary file, fsync, rename).
+void write_text_atomic(const std::string& path, const std::string& text);
+// Reads the resolved configuration stored in a checkpoint's metadata.
+Config config_of_checkpoint(const std::string& path);
+
+// ---- statistics shared by sample and likelihood -----------------------------------------------
+// A Gaussian N(mu, Sigma) fitted by maximum likelihood to rows of x [N, D] (float64).
+struct GaussianFit {
+  Tensor mean;                             // [D]
+  Tensor cov;                              // [D, D]
+  Tensor log_prob(const Tensor& x) const;  // [N], nats
+  Tensor sample(int64_t n, Generator& gen) const;
+};
+GaussianFit fit_gaussian(const Tensor& x);
+// Unbiased squared maximum mean discrepancy with the Gaussian kernel exp(-|a-b|^2 / (2 h^2)).
+double mmd2(const Tensor& a, const Tensor& b, double bandwidth);
+
+}  // namespace sg::cli

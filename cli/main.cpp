@@ -1,0 +1,148 @@
+// scoregrad: the command line. Parses arguments with CLI11 into the subcommands of
+// commands.hpp and turns every error into one line on stderr and a non-zero exit:
+//   2  a configuration or usage error (unknown key, wrong type, unknown choice)
+//   1  any other failure (a file that cannot be read, a diverging run, a failed check)
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "autodiff/core/error.hpp"
+#include "cli/commands.hpp"
+
+namespace {
+
+using namespace sg::cli;
+
+// Flags that are shorthands for configuration keys: --steps 500 is train.steps=500.
+struct Shorthand {
+  const char* flag;
+  const char* key;
+  const char* help;
+};
+
+void add_shorthands(CLI::App* app, const std::vector<Shorthand>& list,
+                    std::vector<std::pair<std::string, std::string>>& values) {
+  values.resize(list.size());
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    values[i].first = list[i].key;
+    app->add_option(list[i].flag, values[i].second,
+                    std::string(list[i].help) + " (" + list[i].key + ")")
+        ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // the last one given wins
+  }
+}
+
+std::vector<std::string> assignments(const std::vector<std::pair<std::string, std::string>>& values,
+                                     const std::vector<std::string>& positional) {
+  std::vector<std::string> out;
+  for (const auto& [key, value] : values)
+    if (!value.empty()) out.push_back(key + "=" + value);
+  out.insert(out.end(), positional.begin(), positional.end());
+  return out;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "scoregrad: train score-based diffusion models, sample from them, evaluate their likelihood "
+      "and verify the gradient identities they rest on."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "scoregrad 0.1");
+
+  // ---- train
+  TrainOptions train;
+  std::string config_file;
+  std::vector<std::string> train_overrides;
+  std::vector<std::pair<std::string, std::string>> train_short;
+  bool print_config = false;
+  CLI::App* t =
+      app.add_subcommand("train", "Train a score model; see --print-config for every key");
+  t->add_option("-c,--config", config_file, "configuration file (.json, .yaml or .yml)");
+  t->add_option("-o,--out", train.out, "run directory (checkpoint, config, metrics, pictures)");
+  t->add_flag("--resume", train.resume,
+              "continue from the run directory's checkpoint (start afresh if there is none)");
+  t->add_flag("--print-config", print_config, "print the resolved configuration and exit");
+  add_shorthands(t,
+                 {{"--data", "data.name", "dataset: a 2-D toy or digits"},
+                  {"--model", "model.kind", "auto, mlp or unet"},
+                  {"--objective", "objective.name", "dsm, ssm, ssm-vr, fd-ssm, ism or elbo"},
+                  {"--sde", "sde.name", "vp, subvp or ve"},
+                  {"--steps", "train.steps", "optimizer steps"},
+                  {"--batch", "train.batch", "batch size"},
+                  {"--lr", "train.lr", "peak learning rate"},
+                  {"--seed", "train.seed", "seed of initialization and training noise"}},
+                 train_short);
+  t->add_option("overrides", train_overrides, "key.sub=value assignments, applied last");
+
+  // ---- sample / likelihood
+  EvalOptions sample, likelihood;
+  std::vector<std::string> sample_overrides, lik_overrides;
+  std::vector<std::pair<std::string, std::string>> sample_short, lik_short;
+  CLI::App* s = app.add_subcommand("sample", "Draw samples from a trained checkpoint");
+  s->add_option("run", sample.run, "run directory or checkpoint file")->required();
+  s->add_option("-o,--out", sample.out, "where to write samples and pictures (default: the run)");
+  add_shorthands(s,
+                 {{"--method", "sample.method", "pc (predictor-corrector), ode or em"},
+                  {"-n,--num", "sample.n", "number of samples"},
+                  {"--steps", "sample.steps", "discretization steps (pc, em)"},
+                  {"--seed", "sample.seed", "sampling seed"}},
+                 sample_short);
+  s->add_option("overrides", sample_overrides, "key.sub=value assignments");
+  CLI::App* l = app.add_subcommand(
+      "likelihood", "Held-out likelihood (probability-flow ODE) and ELBO of a checkpoint");
+  l->add_option("run", likelihood.run, "run directory or checkpoint file")->required();
+  l->add_option("-o,--out", likelihood.out, "where to write results (default: the run)");
+  add_shorthands(l,
+                 {{"-n,--num", "likelihood.n", "held-out examples to evaluate"},
+                  {"--trace", "likelihood.trace", "auto, exact or hutchinson"},
+                  {"--grid", "likelihood.grid", "density map resolution for 2-D data (0: none)"}},
+                 lik_short);
+  l->add_option("overrides", lik_overrides, "key.sub=value assignments");
+
+  // ---- verify
+  VerifyOptions verify;
+  bool ops_only = false, identities_only = false;
+  CLI::App* v =
+      app.add_subcommand("verify", "Run the identity catalogue and the op table's gradient checks");
+  v->add_option("filter", verify.filter, "only rows whose name contains this");
+  v->add_flag("--ops-only", ops_only, "only the op table's gradient checks");
+  v->add_flag("--identities-only", identities_only, "only the identity catalogue");
+
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (t->parsed()) {
+      train.overrides = assignments(train_short, train_overrides);
+      train.has_config_file = !config_file.empty();
+      train.config = default_config();
+      if (!config_file.empty()) merge_file(train.config, config_file);
+      for (const auto& a : train.overrides) apply_override(train.config, a);
+      if (print_config) {
+        std::printf("%s\n", to_text(train.config).c_str());
+        return 0;
+      }
+      if (train.out.empty()) throw ConfigError("train: an output directory is required (-o DIR)");
+      return run_train(train);
+    }
+    if (s->parsed()) {
+      sample.overrides = assignments(sample_short, sample_overrides);
+      return run_sample(sample);
+    }
+    if (l->parsed()) {
+      likelihood.overrides = assignments(lik_short, lik_overrides);
+      return run_likelihood(likelihood);
+    }
+    if (v->parsed()) {
+      verify.ops = !identities_only;
+      verify.identities = !ops_only;
+      return run_verify(verify);
+    }
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "scoregrad: configuration error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "scoregrad: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

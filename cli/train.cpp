@@ -1,0 +1,267 @@
+// `scoregrad train`: the training loop with metrics, checkpoints and bit-identical resume.
+//
+// Everything a step depends on is in the checkpoint: parameters, optimizer moments, EMA, the
+// training generator (objective noise, times, dequantization), the data loader's epoch order
+// and position, and the step (which sets the learning-rate schedule). Resuming from a
+// checkpoint therefore continues exactly as if the run had never stopped: the final checkpoint
+// files of an interrupted-and-resumed run and an uninterrupted one are the same bytes.
+//
+// Test hooks, both ending the process with SIGKILL as kill -9 or a power cut would:
+//   SG_CLI_CRASH_IN_SAVE=k     the k-th checkpoint save of this process writes part of its
+//                              temporary file, then the process dies;
+//   SG_CLI_KILL_AFTER_STEP=k   the process dies right after step k (checkpointed or not).
+#include <algorithm>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "autodiff/core/error.hpp"
+#include "autodiff/ops/ops.hpp"
+#include "autodiff/tape/autograd.hpp"
+#include "cli/commands.hpp"
+#include "cli/experiment.hpp"
+#include "cli/pictures.hpp"
+#include "cli/progress.hpp"
+#include "nn/checkpoint.hpp"
+#include "nn/datasets.hpp"
+#include "nn/optim.hpp"
+#include "objectives/registry.hpp"
+
+namespace sg::cli {
+namespace {
+
+using json = nlohmann::json;
+
+obj::ObjectiveConfig objective_config(const Config& c, const Sde& sde) {
+  obj::ObjectiveConfig oc;
+  oc.sde = &sde;
+  oc.t_eps = get_double_in(c, "objective.t_eps", 0, 0.5);
+  oc.fd_eps = get_double_in(c, "objective.fd_eps", 1e-8, 10);
+  oc.projections = static_cast<int>(get_int_in(c, "objective.projections", 1, 1024));
+  const std::string p = get_choice(c, "objective.projection", {"rademacher", "gaussian", "sphere"});
+  oc.projection = p == "gaussian" ? obj::Projection::gaussian
+                  : p == "sphere" ? obj::Projection::sphere
+                                  : obj::Projection::rademacher;
+  oc.weighting = get_choice(c, "objective.weighting", {"variance", "likelihood"}) == "likelihood"
+                     ? obj::Weighting::likelihood
+                     : obj::Weighting::variance;
+  oc.sampling = get_choice(c, "objective.time_sampling", {"uniform", "importance"}) == "importance"
+                    ? obj::TimeSampling::importance
+                    : obj::TimeSampling::uniform;
+  return oc;
+}
+
+const obj::ObjectiveInfo& objective_of(const Config& c) {
+  const std::string name = get_string(c, "objective.name");
+  try {
+    return obj::find_objective(name);
+  } catch (const Error& e) {
+    throw ConfigError(std::string("configuration key 'objective.name': ") + e.what());
+  }
+}
+
+// Keeps the metric lines of steps <= `step` (a resumed run rewrites what came after its
+// checkpoint), dropping a torn last line.
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return;
+  std::string line, kept;
+  while (std::getline(in, line)) {
+    if (!json::accept(line)) continue;
+    const json j = json::parse(line);
+    if (j.contains("step") && j["step"].get<int64_t>() <= step) kept += line + "\n";
+  }
+  write_text_atomic(path, kept);
+}
+
+// Dotted keys whose values differ between two configurations of the same schema.
+void collect_differences(const json& a, const json& b, const std::string& prefix,
+                         std::vector<std::string>& out) {
+  for (auto it = a.begin(); it != a.end(); ++it) {
+    const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+    if (!b.contains(it.key()))
+      out.push_back(key);
+    else if (it.value().is_object())
+      collect_differences(it.value(), b[it.key()], key, out);
+    else if (it.value() != b[it.key()])
+      out.push_back(key);
+  }
+}
+std::vector<std::string> differing_keys(const json& a, const json& b) {
+  std::vector<std::string> out;
+  collect_differences(a, b, "", out);
+  return out;
+}
+std::string json_at(const json& c, const std::string& key) {
+  std::string pointer = "/" + key;
+  std::replace(pointer.begin(), pointer.end(), '.', '/');
+  return c.at(json::json_pointer(pointer)).dump();
+}
+
+}  // namespace
+
+int run_train(const TrainOptions& opts) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  fs::create_directories(opts.out, ec);
+  if (ec)
+    throw IOError("train: cannot create the output directory " + opts.out + ": " + ec.message());
+  const std::string ckpt_path = checkpoint_path(opts.out);
+  const bool resuming = opts.resume && fs::exists(ckpt_path);
+
+  Config config = opts.config;
+  if (resuming) {
+    config = config_of_checkpoint(ckpt_path);
+    if (opts.has_config_file) {
+      for (const std::string& key : differing_keys(config, opts.config)) {
+        if (key == "train.steps" || key == "train.log_every" || key == "train.checkpoint_every")
+          continue;
+        throw ConfigError("train --resume: configuration key '" + key + "' differs from " +
+                          ckpt_path + " (" + json_at(opts.config, key) + " given, " +
+                          json_at(config, key) + " in the checkpoint)");
+      }
+      for (const char* key : {"train.steps", "train.log_every", "train.checkpoint_every"})
+        apply_override(config, std::string(key) + "=" + json_at(opts.config, key));
+    }
+    for (const auto& o : opts.overrides) apply_override(config, o);
+  }
+
+  // Build everything from the configuration (all configuration errors surface here).
+  Experiment ex(config);
+  const obj::ObjectiveInfo& objective = objective_of(config);
+  const obj::ObjectiveConfig oc = objective_config(config, *ex.sde);
+  const int64_t steps = get_int_in(config, "train.steps", 0, int64_t{1} << 40);
+  const int64_t batch = get_int_in(config, "train.batch", 1, ex.data.train.dim(0));
+  const double lr = get_double_in(config, "train.lr", 0, 10);
+  const double min_lr = get_double_in(config, "train.min_lr", 0, lr);
+  // Warm-up longer than the run is cut to the run (a short test of a long configuration).
+  const int64_t warmup = std::min(get_int_in(config, "train.warmup", 0, int64_t{1} << 40), steps);
+  const double wd = get_double_in(config, "train.weight_decay", 0, 10);
+  const double clip = get_double_in(config, "train.grad_clip", 0, 1e30);
+  const double ema_decay = get_double_in(config, "train.ema", 0, 1);
+  const int64_t log_every = get_int_in(config, "train.log_every", 1, int64_t{1} << 40);
+  const int64_t ckpt_every = get_int_in(config, "train.checkpoint_every", 1, int64_t{1} << 40);
+  const uint64_t seed = static_cast<uint64_t>(get_int_in(config, "train.seed", 0, INT64_MAX));
+  const std::string optim_name = get_choice(config, "train.optimizer", {"adam", "adamw"});
+
+  nn::Module& model = *ex.model;
+  std::unique_ptr<nn::Optimizer> opt;
+  if (optim_name == "adamw")
+    opt = std::make_unique<nn::AdamW>(model.named_parameters(),
+                                      nn::AdamWOptions{.lr = lr, .weight_decay = wd});
+  else
+    opt = std::make_unique<nn::Adam>(model.named_parameters(),
+                                     nn::AdamOptions{.lr = lr, .weight_decay = wd});
+  nn::Ema ema(model, ema_decay, /*warmup=*/true);
+  Generator gen(seed);
+  Generator loader_gen(seed ^ 0x9e3779b97f4a7c15ULL);
+  nn::DataLoader loader(ex.data.train, batch, loader_gen, /*shuffle=*/true, /*drop_last=*/true);
+  const nn::WarmupCosine schedule{.base_lr = lr,
+                                  .min_lr = min_lr,
+                                  .warmup_steps = warmup,
+                                  .total_steps = std::max<int64_t>(steps, 1)};
+
+  const std::string config_text = to_text(config);
+  int64_t step = 0;
+  if (resuming) {
+    nn::Checkpoint ck{.model = &model, .optimizer = opt.get(), .ema = &ema, .generator = &gen};
+    nn::load_checkpoint(ckpt_path, ck);
+    step = ck.step;
+    auto it = ck.extra.find("loader");
+    if (it == ck.extra.end())
+      throw IOError("train --resume: " + ckpt_path + " holds no data loader state");
+    loader.load_state(nn::DataLoaderState::from_tensor(it->second));
+    truncate_metrics(metrics_path(opts.out), step);
+    std::cerr << "resuming " << opts.out << " at step " << step << " of " << steps << "\n";
+  } else {
+    if (opts.resume) std::cerr << "no checkpoint in " << opts.out << ": starting from step 0\n";
+    write_text_atomic(metrics_path(opts.out), "");
+  }
+  write_text_atomic((fs::path(opts.out) / "config.json").string(), config_text + "\n");
+
+  auto env_int = [](const char* name) {
+    const char* v = std::getenv(name);
+    return v ? std::atoll(v) : 0LL;
+  };
+  const int64_t crash_at = env_int("SG_CLI_CRASH_IN_SAVE"),
+                kill_after = env_int("SG_CLI_KILL_AFTER_STEP");
+  int saves = 0;
+  auto save = [&](int64_t at_step) {
+    nn::Checkpoint ck{.model = &model,
+                      .optimizer = opt.get(),
+                      .ema = &ema,
+                      .generator = &gen,
+                      .step = at_step,
+                      .config = config_text,
+                      .extra = {{"loader", loader.state().to_tensor()}}};
+    if (++saves == crash_at) nn::testing::crash_next_save_after(64);
+    try {
+      nn::save_checkpoint(ckpt_path, ck);
+    } catch (const nn::testing::SimulatedCrash&) {
+      std::raise(SIGKILL);
+    }
+  };
+
+  std::cerr << "train: " << ex.data.name << " (" << ex.data.train.dim(0) << " train / "
+            << ex.data.test.dim(0) << " held out), " << model.num_parameters()
+            << " parameters, objective " << objective.name << ", sde " << ex.sde->name() << ", "
+            << steps << " steps of batch " << batch << "\n";
+  std::ofstream metrics(metrics_path(opts.out), std::ios::app);
+  const auto params = [&] { return model.parameters(); };
+  const obj::TimeScoreFn score = [&](const Tensor& x, const Tensor& t) { return ex.score(x, t); };
+  Progress bar("train", step, steps);
+  double loss_sum = 0, running = NAN;
+  int64_t loss_count = 0;
+  char status[96];
+  model.train();
+  while (step < steps) {
+    opt->set_lr(schedule.lr(step));
+    const Tensor x = ex.to_model_space(loader.next_batch().data, gen);
+    const Tensor loss = objective.fn(score, x, gen, oc);
+    const double l = loss.item();
+    if (!std::isfinite(l))
+      throw ValueError("train: the loss is " + std::to_string(l) + " at step " +
+                       std::to_string(step) + " (try a smaller train.lr or train.grad_clip)");
+    std::vector<Tensor> grads = grad(loss, params());
+    const double norm = clip > 0 ? nn::clip_grad_norm(grads, clip) : NAN;
+    opt->step(grads);
+    ema.update();
+    ++step;
+    loss_sum += l, ++loss_count;
+    running = std::isnan(running) ? l : 0.98 * running + 0.02 * l;
+    if (step % log_every == 0 || step == steps) {
+      json m{{"step", step},
+             {"loss", loss_sum / static_cast<double>(loss_count)},
+             {"lr", opt->lr()},
+             {"time_s", bar.seconds()}};
+      if (!std::isnan(norm)) m["grad_norm"] = norm;
+      metrics << m.dump() << "\n" << std::flush;
+      loss_sum = 0, loss_count = 0;
+    }
+    if (step % ckpt_every == 0 || step == steps) save(step);
+    if (step == kill_after) std::raise(SIGKILL);
+    std::snprintf(status, sizeof status, "loss %.4g", running);
+    bar.update(step, status);
+  }
+  bar.finish();
+  if (steps == 0) save(0);
+  metrics.close();
+  draw_loss_curve(metrics_path(opts.out), (fs::path(opts.out) / "loss.png").string(),
+                  objective.name);
+  std::cout << "trained " << steps << " steps; checkpoint " << ckpt_path << "\n";
+  return 0;
+}
+
+std::string resolve_checkpoint(const std::string& run) {
+  namespace fs = std::filesystem;
+  if (fs::is_directory(run)) return checkpoint_path(run);
+  return run;
+}
+
+}  // namespace sg::cli
