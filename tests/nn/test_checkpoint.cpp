@@ -492,6 +492,26 @@ TEST_CASE("checkpoint: bundles model and optimizer and EMA and generator and ste
   }
 }
 
+TEST_CASE("checkpoint: the extra section round-trips and is replaced on load", "[checkpoint]") {
+  TempDir tmp;
+  const std::string path = tmp / "extra.safetensors";
+  Generator init(1);
+  Tiny net(init);
+  const Tensor loader = from_indices({3, 128, 42, 9}, {4});
+  save_checkpoint(path, {.model = &net, .step = 5, .extra = {{"loader", loader}}});
+  const SafetensorsFile f = load_safetensors(path);
+  CHECK(f.tensors.count("extra.loader") == 1);
+  CHECK(f.metadata.at("sections") == "model,extra");
+  Checkpoint ck{.model = &net, .extra = {{"stale", loader}}};
+  load_checkpoint(path, ck);
+  REQUIRE(ck.extra.size() == 1);
+  CHECK(ck.extra.at("loader").to_vector() == loader.to_vector());
+  // A checkpoint without the section gives an empty map.
+  save_checkpoint(path, {.model = &net, .step = 6});
+  load_checkpoint(path, ck);
+  CHECK(ck.extra.empty());
+}
+
 TEST_CASE("checkpoint: training resumed at step k is bit-identical to an uninterrupted run",
           "[checkpoint][resume]") {
   TempDir tmp;
