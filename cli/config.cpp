@@ -138,7 +138,7 @@ Config default_config() {
       "hidden": 128,
       "layers": 3,
       "embed_dim": 16,
-      "fourier_scale": 16.0,
+      "fourier_scale": 4.0,
       "activation": "silu",
       "channels": 32,
       "multipliers": [1, 2],

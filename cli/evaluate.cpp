@@ -250,7 +250,7 @@ int run_likelihood(const EvalOptions& o) {
       }
     const Tensor xs = from_vector(pts, {grid * grid, 2}, x.dtype());
     const LikelihoodResult rg = probability_flow_log_likelihood(*ex.sde, s, xs, t_eps, co);
-    draw_density(rg.logp.to_vector(), static_cast<int>(grid), -lim, lim, ex.data.test,
+    draw_density(rg.logp.to_vector(), static_cast<int>(grid), -lim, lim, ex.data.train,
                  path_in(l.out, "density.png"), "model density (probability-flow ODE)");
     report["density_grid"] = {{"points", grid * grid}, {"nfe", rg.solve.nfe}};
     std::cout << "wrote " << path_in(l.out, "density.png") << "\n";

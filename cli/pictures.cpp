@@ -86,7 +86,7 @@ void draw_density(const std::vector<double>& logp, int n, double lo, double hi, 
   viz::HeatmapOptions o{.title = title, .xmin = lo, .xmax = hi, .ymin = lo, .ymax = hi};
   o.colorbar_label = "density";
   const viz::Image model = viz::heatmap(density, n, n, o);
-  o.title = "held-out data histogram";
+  o.title = "training data histogram";
   viz::hconcat({model, viz::heatmap(hist, n, n, o)}, 16).save_png(png);
 }
 

@@ -16,7 +16,8 @@ void draw_loss_curve(const std::string& metrics_file, const std::string& png,
 void draw_samples(const Tensor& samples, const Tensor& data, bool images, const std::string& png,
                   const std::string& title);
 // A square grid of model densities exp(log p) (values row-major, row 0 at ymin) beside a
-// normalized histogram of `data` on the same grid.
+// normalized histogram of `data` (the training data: many points, a smooth picture) on the
+// same grid.
 void draw_density(const std::vector<double>& logp, int n, double lo, double hi, const Tensor& data,
                   const std::string& png, const std::string& title);
 
