@@ -1,13 +1,15 @@
-// The scoregrad command's configuration: defaults, files (JSON and YAML), overrides, and the
-// one-line errors that name the offending key.
+// The scoregrad command in process: configuration defaults, files (JSON and YAML), overrides and
+// the one-line errors that name the key; the fitted Gaussian and MMD; verify's exit codes.
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "autodiff/sg.hpp"
+#include "cli/commands.hpp"
 #include "cli/config.hpp"
 #include "cli/experiment.hpp"
+#include "objectives/identities.hpp"
 
 using namespace sg::cli;
 
@@ -130,4 +132,14 @@ TEST_CASE("a fitted Gaussian and the MMD behave as their definitions say", "[cli
   const double same = mmd2(sg::slice(x, 0, 0, 1000), y, 1.0), diff = mmd2(y, z, 1.0);
   CHECK(std::abs(same) < 0.01);
   CHECK(diff > 0.05);
+}
+
+TEST_CASE("verify exits non-zero when a check fails and 2 when nothing matches", "[cli][verify]") {
+  sg::obj::register_identity({"zz-deliberately-false", [] {
+                                return std::vector<sg::obj::IdentityResult>{sg::obj::deterministic(
+                                    "zz-deliberately-false", "1 = 2", 1.0, 2.0, 1e-9)};
+                              }});
+  CHECK(run_verify({.filter = "zz-deliberately-false", .ops = false}) == 1);
+  CHECK(run_verify({.filter = "exp", .identities = false}) == 0);
+  CHECK(run_verify({.filter = "no-such-check-anywhere"}) == 2);
 }
