@@ -283,6 +283,7 @@ def chart(times, path):
     ax.set_yticklabels(names)
     ax.invert_yaxis()
     ax.set_xlabel("time / scoregrad's time (log scale; > 1: scoregrad faster)")
+    ax.set_title("scripts/bench: each system against scoregrad (cnf_*: torchdiffeq on PyTorch eager)", fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
