@@ -2,7 +2,8 @@
 // SG_BENCH_TORCH) in LibTorch, in one process, on identical weights and inputs. Before anything
 // is timed, each workload runs once in both systems and their outputs must agree (max |a - b| /
 // max |a| per output, within kTolF32 / kTolF64); a pair that disagrees is reported and its
-// LibTorch timing left out. Google Benchmark then times "<workload>/scoregrad" and
+// LibTorch timing left out (the exit status is then 2). Google Benchmark then times
+// "<workload>/scoregrad" and
 // "<workload>/libtorch" (wall clock). Extra flags, before Google Benchmark's own:
 //   --export=DIR    write DIR/<workload>.safetensors (problem + scoregrad's outputs) for the
 //                   Python comparisons in bench/compare/*.py

@@ -176,7 +176,11 @@ def main():
         workloads = [w for w in workloads if w in args.workloads.split(",")]
     for w in workloads:
         problem, ref = common.load_problem(args.problem_dir, w)
-        out, compile_s, first_s, step = timed(*build(w, problem))
+        try:
+            out, compile_s, first_s, step = timed(*build(w, problem))
+        except Exception as e:  # a failure is a result, reported as such
+            res.add(w, error=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
+            continue
         ok, line = common.check(ref, out)
         fields = {"agreement": line, "compile_s": compile_s, "first_call_s": first_s}
         if ok:
