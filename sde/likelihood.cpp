@@ -11,9 +11,8 @@ namespace sg {
 namespace {
 
 // f(t, z) and tr(df/dz) per sample in one forward: exact (D VJPs) or v^T (df/dz) v.
-std::pair<Tensor, Tensor> field_and_trace(const VectorField& f, double t, const Tensor& z,
-                                          const Tensor& probe) {
-  const bool keep = grad_enabled();
+std::pair<Tensor, Tensor> field_and_trace_recorded(const VectorField& f, double t, const Tensor& z,
+                                                   const Tensor& probe, bool keep) {
   EnableGradGuard on;
   const Tensor zt = detail::track(z);
   const Tensor y = f(t, zt);
@@ -34,6 +33,16 @@ std::pair<Tensor, Tensor> field_and_trace(const VectorField& f, double t, const 
     tr = tr.defined() ? tr + part : part;
   }
   return {y, tr};
+}
+
+// Without grad mode (plain evaluation) the graph recorded for the trace is cut away at once:
+// the tape would otherwise keep every evaluation's nodes behind any still-referenced one (an
+// adaptive solve holds stages across steps), growing with NFE x batch.
+std::pair<Tensor, Tensor> field_and_trace(const VectorField& f, double t, const Tensor& z,
+                                          const Tensor& probe) {
+  if (grad_enabled()) return field_and_trace_recorded(f, t, z, probe, true);
+  Scope scope;  // the results escape as constants
+  return field_and_trace_recorded(f, t, z, probe, false);
 }
 
 }  // namespace

@@ -52,6 +52,29 @@ TEST_CASE("a linear CNF reproduces the analytic Gaussian log-density", "[cnf]") 
   CHECK(c.pass);
 }
 
+TEST_CASE("evaluating a likelihood without grad mode keeps the tape from growing", "[cnf]") {
+  // The field depends on a trainable W, so each evaluation records a graph for its trace;
+  // outside grad mode that graph must be released at once, not pile up across steps.
+  Generator g(2);
+  const Tensor W = (randn({2, 2}, g, f64) * 0.5).requires_grad_();
+  const VectorField f = [&](double, const Tensor& z) { return tanh(matmul(z, W)); };
+  const Tensor x = randn({16, 2}, g, f64);
+  NoGradGuard off;
+  const std::size_t nodes0 = debug::tape_size();
+  std::size_t most = 0;
+  int64_t steps = 0;
+  CnfOptions o{.ode = {.rtol = 1e-8, .atol = 1e-8}};
+  o.ode.on_accept = [&](double, double, const ode::State&) {
+    most = std::max(most, debug::tape_size());
+    ++steps;
+  };
+  const LikelihoodResult r = cnf_log_likelihood(f, x, o);
+  CHECK(r.solve.ok());
+  CHECK(steps > 5);
+  CHECK(most == nodes0);
+  CHECK_FALSE(r.logp.requires_grad());
+}
+
 TEST_CASE("CNF log-likelihood gradients: adjoint and checkpointed agree with backprop",
           "[cnf][adjoint]") {
   Generator g(2);
