@@ -224,7 +224,8 @@ def write_section(times, extra, meta, env, chart_rel):
     L.append("")
 
     # time to first gradient
-    L.append("**Time to first gradient** (the first DSM step of the MLP in a fresh workload, seconds): "
+    L.append("**Time to first gradient** (the first DSM step of the MLP in a freshly built workload, in a "
+             "process that has loaded its libraries and read or built the problem; seconds): "
              f"scoregrad {float(ctx.get('first_step_ms.scoregrad', 'nan')) / 1e3:.3g}, "
              f"LibTorch {float(ctx.get('first_step_ms.libtorch', 'nan')) / 1e3:.3g}" + "".join(
                  f", {TITLES[s]} {extra[s]['mlp_dsm']['first_call_s']:.3g}"
