@@ -98,7 +98,7 @@ def write_section(times, extra, meta, env, chart_rel):
              f"scoregrad `omp_set_num_threads({threads})`; LibTorch and PyTorch `set_num_threads({threads})`, one "
              f"inter-op thread; JAX `XLA_FLAGS={meta['python'].get('jax-jit', {}).get('notes', {}).get('xla_flags', '?')}`).")
     L.append(f"- Load average before: {env['load_before']}, after: {env['load_after']} "
-             f"(another engineer's builds share the {env['nproc']} cores; see the caveat below).")
+             f"(other work shared the {env['nproc']} cores; see 'Threads' above).")
     L.append(f"- `OPENBLAS_CORETYPE` / `OPENBLAS_L2_SIZE` were {env['openblas_env']} and **unset for every system** of "
              f"this run. LibTorch's BLAS (`libblas.so.3`) resolves to `{env['libblas']}`.")
     versions = [f"scoregrad `{env['commit']}`", f"LibTorch {ctx.get('libtorch_version', '?')} (Debian libtorch-dev "
