@@ -8,6 +8,10 @@
 //   gemm_f32|f64/n:*  sg::matmul n x n x n; GFLOPS and frac_peak (peak from SG_BENCH_PEAK_F32/F64,
 //                     default 440 / 220 GFLOP/s)
 //   mlp_divergence/*  divergence of the MLP as a field R^2 -> R^2 (batch 512): exact vs Hutchinson
+//   cnf/*             2-D CNF (concat-squash 64-64-64, tanh), batch 512, f32, dopri5 at
+//                     rtol = atol = 10^-tol_exp, exact trace: log-likelihood alone, and with the
+//                     gradient of -mean log p w.r.t. the parameters by backprop through the solver
+//                     (nfe, VJP rule calls per iteration)
 // Run through scripts/bench_core (repetitions, JSON, markdown table).
 #include <benchmark/benchmark.h>
 #include <omp.h>
@@ -18,6 +22,8 @@
 #include <vector>
 
 #include "autodiff/sg.hpp"
+#include "nn/networks.hpp"
+#include "sde/likelihood.hpp"
 
 namespace {
 
@@ -237,6 +243,42 @@ void BM_MlpDivergence(benchmark::State& state) {
   }
 }
 
+// ---- 6. CNF log-likelihood and its backprop gradient ------------------------------------------
+template <bool with_grad>
+void BM_Cnf(benchmark::State& state) {
+  sg::Generator gen(9);
+  sg::nn::CnfDynamics net(2, {64, 64, 64}, sg::nn::Activation::tanh, gen);
+  const std::vector<sg::Tensor> params = net.parameters();
+  const sg::Tensor x = sg::randn({kBatch, 2}, gen);
+  const sg::VectorField f = [&net](double t, const sg::Tensor& z) {
+    return net(sg::scalar(t, z.dtype()), z);
+  };
+  sg::CnfOptions o;  // dopri5, exact trace, backprop gradient
+  o.ode.rtol = o.ode.atol = std::pow(10.0, -static_cast<double>(state.range(0)));
+  int64_t nfe = 0;
+  double check = 0;  // mean log p, plus the gradient's L1 norm with the gradient
+  const std::size_t vjp0 = sg::debug::vjp_rule_calls();
+  for (auto _ : state) {
+    if (with_grad) {
+      const sg::LikelihoodResult r = sg::cnf_log_likelihood(f, x, o);
+      const std::vector<sg::Tensor> g = sg::grad(-sg::mean(r.logp), params);
+      nfe = r.solve.nfe;
+      sg::NoGradGuard off;
+      check = sg::mean(r.logp).item();
+      for (const sg::Tensor& gi : g) check += sg::sum(sg::abs(gi)).item();
+    } else {
+      sg::NoGradGuard off;
+      const sg::LikelihoodResult r = sg::cnf_log_likelihood(f, x, o);
+      nfe = r.solve.nfe;
+      check = sg::mean(r.logp).item();
+    }
+  }
+  state.counters["nfe"] = static_cast<double>(nfe);
+  state.counters["check"] = check;
+  state.counters["vjp_rules"] = static_cast<double>(sg::debug::vjp_rule_calls() - vjp0) /
+                                static_cast<double>(state.iterations());
+}
+
 }  // namespace
 
 BENCHMARK(BM_OpChainFwdBwd)->Name("op_chain/fwd_bwd")->UseRealTime()->Unit(benchmark::kMicrosecond);
@@ -309,6 +351,20 @@ BENCHMARK(BM_MlpDivergence<3>)
     ->Name("mlp_divergence/hutchinson_1")
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
+
+BENCHMARK(BM_Cnf<false>)
+    ->Name("cnf/logp")
+    ->ArgName("tol_exp")
+    ->Arg(5)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Cnf<true>)
+    ->Name("cnf/grad_backprop")
+    ->ArgName("tol_exp")
+    ->Arg(5)
+    ->Arg(7)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);

@@ -79,6 +79,8 @@ class Scope {
 
 namespace debug {
 std::size_t tape_size();  // nodes on this thread's tape
+// VJP rule calls made by reverse passes on this thread since it started (for tests).
+std::size_t vjp_rule_calls();
 }  // namespace debug
 
 }  // namespace sg

@@ -47,6 +47,13 @@ AnomalyGuard::~AnomalyGuard() { detail::anomaly_flag() = prev_; }
 Scope::Scope() : start_(current_tape().size()) {}
 Scope::~Scope() { current_tape().truncate(start_); }
 std::size_t debug::tape_size() { return current_tape().size(); }
+namespace {
+std::size_t& vjp_rule_counter() {
+  thread_local std::size_t n = 0;
+  return n;
+}
+}  // namespace
+std::size_t debug::vjp_rule_calls() { return vjp_rule_counter(); }
 
 // ---- tape ------------------------------------------------------------------------------------
 Tape::~Tape() { truncate(0); }
@@ -254,13 +261,19 @@ struct LeafGrads {
 };
 
 struct BackwardResult {
-  std::vector<Tensor> cot;  // by node index (kept only for requested non-leaf inputs)
+  std::size_t lo = 0;       // first node the pass looked at
+  std::vector<Tensor> cot;  // by node index - lo (kept only for requested non-leaf inputs)
   LeafGrads leaves;
+  Tensor* node_cot(const Tape& tape, const TensorImpl* t) {
+    if (!tape.is_live(t) || t->node < lo || t->node - lo >= cot.size()) return nullptr;
+    return &cot[t->node - lo];
+  }
 };
 
+// `requested`: the inputs of grad(), or null for backward() (every leaf requiring grad).
 BackwardResult run_backward(const std::vector<Tensor>& outputs,
                             const std::vector<Tensor>& cotangents,
-                            const std::vector<Tensor>& keep_for, bool create_graph,
+                            const std::vector<Tensor>* requested, bool create_graph,
                             bool allow_unused) {
   Tape& tape = current_tape();
   if (!cotangents.empty() && cotangents.size() != outputs.size())
@@ -280,6 +293,57 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
     }
     if (tape.is_live(y.impl())) hi = std::max<std::size_t>(hi, y.impl()->node + 1);
   }
+
+  // Pruning: a VJP is computed only into an input that is, or depends on, a requested input
+  // (so nothing is propagated past requested inputs, nor into unrequested weights). `dep[i -
+  // lo]` marks node i's output as such; one forward sweep sets it. Without requested inputs
+  // (backward()) every tracked input qualifies and no sweep is made.
+  std::vector<const TensorImpl*> req_leaves;  // sorted
+  std::vector<char> dep;
+  std::vector<char> keep;  // requested non-leaf inputs: their cotangents are returned
+  if (requested) {
+    std::size_t first = hi;
+    for (const Tensor& x : *requested) {
+      if (!x.defined()) continue;
+      const TensorImpl* t = x.impl();
+      if (tape.is_live(t)) {
+        if (t->node < hi) first = std::min<std::size_t>(first, t->node);
+      } else if (t->requires_grad) {
+        req_leaves.push_back(t);
+        first = 0;  // a leaf may feed any node
+      }
+    }
+    std::sort(req_leaves.begin(), req_leaves.end());
+    r.lo = first;
+    const std::size_t lo = first;
+    dep.assign(hi - lo, 0);
+    keep.assign(hi - lo, 0);
+    for (const Tensor& x : *requested)
+      if (x.defined() && tape.is_live(x.impl()) && x.impl()->node < hi)
+        dep[x.impl()->node - lo] = keep[x.impl()->node - lo] = 1;
+    for (std::size_t i = lo; i < hi; ++i) {
+      if (dep[i - lo]) continue;
+      const Node& n = tape.node(static_cast<uint32_t>(i));
+      const uint32_t nondiff = op_def(n.op).nondiff_inputs;
+      for (std::size_t j = 0; j < n.inputs.size() && !dep[i - lo]; ++j) {
+        if (nondiff >> j & 1u) continue;
+        const TensorImpl* t = n.inputs[j].get();
+        if (tape.is_live(t)) {
+          dep[i - lo] = t->node >= lo && dep[t->node - lo];
+        } else {
+          dep[i - lo] =
+              t->requires_grad && std::binary_search(req_leaves.begin(), req_leaves.end(), t);
+        }
+      }
+    }
+  }
+  // Whether the reverse pass must compute a VJP into `t` (an input of a node it reaches).
+  auto wanted = [&](const TensorImpl* t) {
+    if (!requested) return is_tracked(t);
+    if (tape.is_live(t)) return t->node >= r.lo && dep[t->node - r.lo] != 0;
+    return t->requires_grad && std::binary_search(req_leaves.begin(), req_leaves.end(), t);
+  };
+
   std::optional<NoGradGuard> no_grad;
   std::optional<EnableGradGuard> with_grad;
   if (create_graph) {
@@ -287,14 +351,13 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
   } else {
     no_grad.emplace();
   }
-  r.cot.resize(hi);
-  std::vector<char> keep(hi, 0);
-  for (const Tensor& x : keep_for)
-    if (x.defined() && tape.is_live(x.impl()) && x.impl()->node < hi) keep[x.impl()->node] = 1;
+  const std::size_t lo = r.lo;
+  r.cot.resize(hi - lo);
 
   auto accumulate = [&](TensorImpl* t, Tensor g) {
     if (tape.is_live(t)) {
-      Tensor& c = r.cot[t->node];
+      if (t->node < lo) return;  // below every requested input: not needed
+      Tensor& c = r.cot[t->node - lo];
       c = c.defined() ? c + g : std::move(g);
     } else if (t->requires_grad) {
       r.leaves.add(t, std::move(g));
@@ -314,9 +377,10 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
   std::vector<Tensor> ins;  // contiguous: rules see the inputs as a span
   const bool anomaly = detail::anomaly_flag();
   AnomalyGuard rule_ops(false);  // each rule's result is checked below, under its op's name
-  for (std::size_t i = hi; i-- > 0;) {
-    if (!r.cot[i].defined()) continue;
-    Tensor ct = keep[i] ? r.cot[i] : std::move(r.cot[i]);
+  for (std::size_t i = hi; i-- > lo;) {
+    if (!r.cot[i - lo].defined()) continue;
+    if (requested && !dep[i - lo]) continue;  // cannot lead to a requested input
+    Tensor ct = requested && keep[i - lo] ? r.cot[i - lo] : std::move(r.cot[i - lo]);
     Node& n = tape.node(static_cast<uint32_t>(i));
     const OpDef& d = op_def(n.op);
     ins.clear();
@@ -326,7 +390,8 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
     RuleCtx ctx{in_span, out, n.attrs};
     for (std::size_t j = 0; j < ins.size(); ++j) {
       if (d.nondiff_inputs >> j & 1u) continue;
-      if (!is_tracked(ins[j].impl())) continue;
+      if (!wanted(ins[j].impl())) continue;
+      ++vjp_rule_counter();
       Tensor g = d.vjp(ctx, static_cast<int>(j), ct);
       if (!g.defined()) continue;
       if (!(g.shape() == ins[j].shape())) g = sum_to(g, ins[j].shape());
@@ -349,13 +414,13 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
           ") does not require grad; call requires_grad_() on it before computing the output");
   }
   BackwardResult r =
-      run_backward(outputs, cotangents, inputs, opts.create_graph, opts.allow_unused);
+      run_backward(outputs, cotangents, &inputs, opts.create_graph, opts.allow_unused);
   std::vector<Tensor> result;
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     TensorImpl* t = inputs[k].impl();
     Tensor g;
-    if (tape.is_live(t) && t->node < r.cot.size()) {
-      g = r.cot[t->node];
+    if (Tensor* c = r.node_cot(tape, t)) {
+      g = *c;
     } else if (Tensor* lg = r.leaves.find(t)) {
       g = *lg;
     }
@@ -376,7 +441,7 @@ std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs
 }
 
 void backward(const Tensor& output, const Tensor& cotangent, bool create_graph) {
-  BackwardResult r = run_backward({output}, {cotangent}, {}, create_graph, false);
+  BackwardResult r = run_backward({output}, {cotangent}, nullptr, create_graph, false);
   for (auto& [leaf, g] : r.leaves.items) {
     Tensor h(leaf);
     h.set_grad(h.grad().defined() ? h.grad() + g : g);
