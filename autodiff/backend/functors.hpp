@@ -30,6 +30,8 @@ enum class UnaryOp : uint8_t {
   tanh,
   sigmoid,
   erf,
+  silu,
+  silu_grad,
   pow_scalar,
   count
 };
@@ -168,6 +170,21 @@ struct Erf {
     return erf_(x);
   }
 };
+// silu(x) = x sigma(x) = x / (1 + e^-x), in one pass (the MLP score networks' activation).
+struct Silu {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    return x / (T(1) + exp_(-x));
+  }
+};
+// silu'(x) = sigma(x) (1 + x (1 - sigma(x))) = s + x s (1 - s), in one pass.
+struct SiluGrad {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    const T s = T(1) / (T(1) + exp_(-x));
+    return s + x * s * (T(1) - s);
+  }
+};
 // x^p for a constant p; p = 0 gives 1 everywhere (also at x = 0), as in C's pow.
 struct PowScalar {
   double p;
@@ -301,6 +318,10 @@ decltype(auto) visit_unary(UnaryOp op, double scalar, F&& f) {
       return f(fn::Sigmoid{});
     case UnaryOp::erf:
       return f(fn::Erf{});
+    case UnaryOp::silu:
+      return f(fn::Silu{});
+    case UnaryOp::silu_grad:
+      return f(fn::SiluGrad{});
     case UnaryOp::pow_scalar:
     case UnaryOp::count:
       break;

@@ -21,6 +21,8 @@ enum class OpId : uint8_t {
   tanh,
   sigmoid,
   erf,
+  silu,
+  silu_grad,
   pow_scalar,
   // elementwise binary and selection (ops_elementwise.cpp)
   add,

@@ -58,7 +58,8 @@ Tensor erf(const Tensor& x);
 Tensor pow(const Tensor& x, double p);
 Tensor square(const Tensor& x);
 Tensor relu(const Tensor& x);
-Tensor silu(const Tensor& x);
+Tensor silu(const Tensor& x);       // x sigma(x), one fused primitive
+Tensor silu_grad(const Tensor& x);  // silu'(x) = sigma(x) (1 + x (1 - sigma(x))), one pass
 Tensor softplus(const Tensor& x);
 Tensor log_sigmoid(const Tensor& x);
 Tensor elu(const Tensor& x, double alpha = 1.0);

@@ -121,6 +121,20 @@ const OpDef kOps[] = {
      diag_rule<+[](const RuleCtx& c) {
        return exp(-(c.in[0] * c.in[0])) * (2.0 / std::sqrt(M_PI));
      }>},
+    // silu(x) = x sigma(x):  d = silu'(x) dx, silu' itself a one-pass primitive
+    {OpId::silu, "silu", 1, unary_rule<UnaryOp::silu>, unary_fwd<UnaryOp::silu>,
+     diag_rule<+[](const RuleCtx& c) { return silu_grad(c.in[0]); }>,
+     diag_rule<+[](const RuleCtx& c) { return silu_grad(c.in[0]); }>},
+    // silu'(x) = s (1 + x (1 - s)), s = sigma(x):  d = s (1 - s) (2 + x (1 - 2 s)) dx
+    {OpId::silu_grad, "silu_grad", 1, unary_rule<UnaryOp::silu_grad>, unary_fwd<UnaryOp::silu_grad>,
+     diag_rule<+[](const RuleCtx& c) {
+       const Tensor s = sigmoid(c.in[0]);
+       return s * (1.0 - s) * (2.0 + c.in[0] * (1.0 - 2.0 * s));
+     }>,
+     diag_rule<+[](const RuleCtx& c) {
+       const Tensor s = sigmoid(c.in[0]);
+       return s * (1.0 - s) * (2.0 + c.in[0] * (1.0 - 2.0 * s));
+     }>},
     // x^p (constant p = attrs.scalar):  d = p x^(p-1) dx
     {OpId::pow_scalar, "pow", 1, unary_rule<UnaryOp::pow_scalar>, unary_fwd<UnaryOp::pow_scalar>,
      diag_rule<+[](const RuleCtx& c) {
@@ -288,7 +302,8 @@ Tensor square(const Tensor& x) { return x * x; }
 // relu(x) = x [x > 0]
 Tensor relu(const Tensor& x) { return where(x > 0.0, x, 0.0); }
 // silu(x) = x sigma(x)
-Tensor silu(const Tensor& x) { return x * sigmoid(x); }
+Tensor silu(const Tensor& x) { return apply(OpId::silu, {x}); }
+Tensor silu_grad(const Tensor& x) { return apply(OpId::silu_grad, {x}); }
 // softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), stable for any x
 Tensor softplus(const Tensor& x) { return maximum(x, zeros_like(x)) + log1p(exp(-abs(x))); }
 Tensor log_sigmoid(const Tensor& x) { return -softplus(-x); }

@@ -38,6 +38,8 @@ std::vector<OpCase> build() {
   c.push_back(unary(OpId::cos, "cos", cos));
   c.push_back(unary(OpId::tanh, "tanh", tanh));
   c.push_back(unary(OpId::sigmoid, "sigmoid", sigmoid));
+  c.push_back(unary(OpId::silu, "silu", silu, -4, 4));
+  c.push_back(unary(OpId::silu_grad, "silu_grad", silu_grad, -4, 4));
   c.push_back(unary(OpId::erf, "erf", erf));
   c.push_back(
       {OpId::pow_scalar, "pow(x, 2.5)", {{3, 4}}, [](V x) { return pow(x[0], 2.5); }, 0.5, 2, 3});
@@ -137,7 +139,14 @@ std::vector<OpCase> build() {
   const OpId comp = OpId::count;
   c.push_back({comp, "square", {{3, 4}}, [](V x) { return square(x[0]); }, -2, 2, 3});
   c.push_back({comp, "relu", {{3, 4}}, [](V x) { return relu(x[0]); }, -2, 2, 3});
-  c.push_back({comp, "silu", {{3, 4}}, [](V x) { return silu(x[0]); }, -2, 2, 3});
+  // The primitive against its composite definition, to third order.
+  c.push_back({comp,
+               "silu - x sigmoid(x)",
+               {{3, 4}},
+               [](V x) { return silu(x[0]) - x[0] * sigmoid(x[0]); },
+               -3,
+               3,
+               3});
   c.push_back({comp, "softplus", {{3, 4}}, [](V x) { return softplus(x[0]); }, -3, 3, 3});
   c.push_back({comp, "log_sigmoid", {{3, 4}}, [](V x) { return log_sigmoid(x[0]); }, -3, 3, 3});
   c.push_back({comp, "elu", {{3, 4}}, [](V x) { return elu(x[0], 1.3); }, -2, 2, 3});

@@ -232,6 +232,12 @@ std::vector<UnaryCase> composite_cases() {
                [](double x) { return x > 0 ? x : 0.0; }, -3, 3, true});
   c.push_back({"silu", [](const Tensor& x) { return silu(x); },
                [](double x) { return x * sigmoid_ref(x); }, -8, 8});
+  c.push_back({"silu_grad", [](const Tensor& x) { return silu_grad(x); },
+               [](double x) {
+                 const double s = sigmoid_ref(x);
+                 return s * (1 + x * (1 - s));
+               },
+               -8, 8});
   c.push_back({"softplus", [](const Tensor& x) { return softplus(x); }, softplus_ref, -30, 30});
   c.push_back({"log_sigmoid", [](const Tensor& x) { return log_sigmoid(x); },
                [](double x) { return -softplus_ref(-x); }, -30, 30});
@@ -1370,6 +1376,7 @@ TEMPLATE_TEST_CASE("SIMD packet path agrees with the scalar functor path",
       {"cos", sg::cos, fn::Cos{}, -100, 100},
       {"tanh", sg::tanh, fn::Tanh{}, -12, 12},
       {"sigmoid", sg::sigmoid, fn::Sigmoid{}, -90, 90},
+      {"silu", sg::silu, fn::Silu{}, -80, 80},
       {"erf", sg::erf, fn::Erf{}, -5, 5},
       {"sign", sg::sign, fn::Sign{}, -5, 5},
       {"tanh(small)", sg::tanh, fn::Tanh{}, -1, 1},

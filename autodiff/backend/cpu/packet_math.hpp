@@ -34,6 +34,14 @@ struct PacketForm {
   static constexpr bool ok = false;
 };
 
+// s + x s (1 - s) with s = sigma(x), as fn::SiluGrad.
+template <class T>
+Packet<T> silu_grad_packet(const Packet<T>& x) {
+  const Packet<T> one = ei::pset1<Packet<T>>(T(1));
+  const Packet<T> s = ei::pdiv(one, ei::padd(one, exp_packet<T>(ei::pnegate(x))));
+  return ei::padd(s, ei::pmul(ei::pmul(x, s), ei::psub(one, s)));
+}
+
 #define SG_PACKET1(Functor, flag, expr)                                                     \
   template <class T>                                                                        \
   struct PacketForm<fn::Functor, T> {                                                       \
@@ -55,6 +63,9 @@ SG_PACKET1(Sigmoid, Tr::HasExp&& Tr::HasDiv,
            ei::pdiv(ei::pset1<Packet<T>>(T(1)),
                     ei::padd(ei::pset1<Packet<T>>(T(1)), exp_packet<T>(ei::pnegate(x)))))
 SG_PACKET1(Rsqrt, Tr::HasSqrt&& Tr::HasDiv, ei::pdiv(ei::pset1<Packet<T>>(T(1)), ei::psqrt(x)))
+SG_PACKET1(Silu, Tr::HasExp&& Tr::HasDiv,
+           ei::pdiv(x, ei::padd(ei::pset1<Packet<T>>(T(1)), exp_packet<T>(ei::pnegate(x)))))
+SG_PACKET1(SiluGrad, Tr::HasExp&& Tr::HasDiv, silu_grad_packet<T>(x))
 #undef SG_PACKET1
 
 #define SG_PACKET2(Functor, expr)                                                                 \
