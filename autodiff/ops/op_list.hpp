@@ -1,5 +1,5 @@
 // The list of primitive ops: every op the tape can record. Adding one touches three places:
-// this list, its block in the family file (ops_*.cpp), and one row in tests/autodiff/op_cases.
+// this list, its block in the family file (ops_*.cpp), and one row in autodiff/verify/op_cases.cpp.
 #pragma once
 #include <cstdint>
 
