@@ -104,7 +104,7 @@ json yaml_to_json(const YAML::Node& n, const std::string& where) {
   }
 }
 
-const json& lookup(const json& c, const std::string& key) {
+const json& lookup_key(const json& c, const std::string& key) {
   const json* node = &c;
   std::size_t start = 0;
   while (true) {
@@ -282,27 +282,27 @@ void apply_override(Config& config, const std::string& assignment) {
 }
 
 int64_t get_int(const Config& c, const std::string& key) {
-  const json& v = lookup(c, key);
+  const json& v = lookup_key(c, key);
   expect(v, v.is_number_integer() || v.is_number_unsigned(), key, "an integer");
   return v.get<int64_t>();
 }
 double get_double(const Config& c, const std::string& key) {
-  const json& v = lookup(c, key);
+  const json& v = lookup_key(c, key);
   expect(v, v.is_number(), key, "a number");
   return v.get<double>();
 }
 bool get_bool(const Config& c, const std::string& key) {
-  const json& v = lookup(c, key);
+  const json& v = lookup_key(c, key);
   expect(v, v.is_boolean(), key, "a boolean");
   return v.get<bool>();
 }
 std::string get_string(const Config& c, const std::string& key) {
-  const json& v = lookup(c, key);
+  const json& v = lookup_key(c, key);
   expect(v, v.is_string(), key, "a string");
   return v.get<std::string>();
 }
 std::vector<int64_t> get_int_list(const Config& c, const std::string& key) {
-  const json& v = lookup(c, key);
+  const json& v = lookup_key(c, key);
   expect(v, v.is_array(), key, "a list of integers");
   std::vector<int64_t> out;
   for (const auto& e : v) {
@@ -336,6 +336,31 @@ double get_double_in(const Config& c, const std::string& key, double lo, double 
     error(s.str());
   }
   return v;
+}
+
+const nlohmann::json& value_at(const Config& c, const std::string& key) {
+  return lookup_key(c, key);
+}
+
+namespace {
+void collect_differences(const json& a, const json& b, const std::string& prefix,
+                         std::vector<std::string>& out) {
+  for (auto it = a.begin(); it != a.end(); ++it) {
+    const std::string key = join(prefix, it.key());
+    if (!b.contains(it.key()))
+      out.push_back(key);
+    else if (it.value().is_object())
+      collect_differences(it.value(), b[it.key()], key, out);
+    else if (it.value() != b[it.key()])
+      out.push_back(key);
+  }
+}
+}  // namespace
+
+std::vector<std::string> differing_keys(const Config& a, const Config& b) {
+  std::vector<std::string> out;
+  collect_differences(a, b, "", out);
+  return out;
 }
 
 std::string to_text(const Config& c) { return c.dump(2); }

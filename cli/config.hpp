@@ -44,6 +44,11 @@ std::string get_choice(const Config& c, const std::string& key,
 int64_t get_int_in(const Config& c, const std::string& key, int64_t lo, int64_t hi);
 double get_double_in(const Config& c, const std::string& key, double lo, double hi);
 
+// The value at a dotted key (ConfigError if missing), and the dotted keys of leaves whose
+// values differ between two configurations of the same schema.
+const nlohmann::json& value_at(const Config& c, const std::string& key);
+std::vector<std::string> differing_keys(const Config& a, const Config& b);
+
 // The whole configuration as indented JSON text.
 std::string to_text(const Config& c);
 // Parses JSON text (e.g. a checkpoint's metadata) back into a configuration, checked against

@@ -66,27 +66,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Median pairwise distance of up to 500 rows: the usual MMD bandwidth heuristic.
-double median_distance(const Tensor& x) {
-  const int64_t n = std::min<int64_t>(500, x.dim(0));
-  const std::vector<double> v = x.to(DType::f64).reshape({x.dim(0), -1}).to_vector();
-  const int64_t d = static_cast<int64_t>(v.size()) / x.dim(0);
-  std::vector<double> dist;
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = i + 1; j < n; ++j) {
-      double s = 0;
-      for (int64_t k = 0; k < d; ++k) {
-        const double e =
-            v[static_cast<std::size_t>(i * d + k)] - v[static_cast<std::size_t>(j * d + k)];
-        s += e * e;
-      }
-      dist.push_back(std::sqrt(s));
-    }
-  std::nth_element(dist.begin(), dist.begin() + static_cast<std::ptrdiff_t>(dist.size() / 2),
-                   dist.end());
-  return dist[dist.size() / 2];
-}
-
 }  // namespace
 
 int run_sample(const EvalOptions& o) {
@@ -132,11 +111,8 @@ int run_sample(const EvalOptions& o) {
     // data itself (where an exact sampler would land).
     const GaussianFit g = fit_gaussian(ex.data.train.to(DType::f64));
     const double h = median_distance(held_out);
-    auto mmd = [&](const Tensor& a) {
-      double total = 0;
-      for (double f : {0.125, 0.25, 0.5, 1.0}) total += mmd2(a, held_out, f * h);
-      return total;
-    };
+    const std::vector<double> bandwidths = {h / 8, h / 4, h / 2, h};
+    auto mmd = [&](const Tensor& a) { return mmd2(a, held_out, bandwidths); };
     const int64_t m = std::min<int64_t>(n, held_out.dim(0));
     const double model = mmd(slice(samples, 0, 0, m));
     const double gauss = mmd(g.sample(m, gen));
@@ -155,7 +131,7 @@ int run_sample(const EvalOptions& o) {
                        {{"method", method}, {"config", to_text(c)}});
   draw_samples(samples, held_out, ex.data.images, path_in(l.out, "samples.png"),
                "samples (" + method + ")");
-  write_text_atomic(path_in(l.out, "sample.json"), report.dump(2) + "\n");
+  nn::write_file_atomic(path_in(l.out, "sample.json"), report.dump(2) + "\n");
   std::cout << "wrote " << path_in(l.out, "samples.png") << "\n";
   return 0;
 }
@@ -255,7 +231,7 @@ int run_likelihood(const EvalOptions& o) {
     report["density_grid"] = {{"points", grid * grid}, {"nfe", rg.solve.nfe}};
     std::cout << "wrote " << path_in(l.out, "density.png") << "\n";
   }
-  write_text_atomic(path_in(l.out, "likelihood.json"), report.dump(2) + "\n");
+  nn::write_file_atomic(path_in(l.out, "likelihood.json"), report.dump(2) + "\n");
   return 0;
 }
 

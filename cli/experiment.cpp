@@ -146,10 +146,6 @@ std::string metrics_path(const std::string& dir) {
   return (std::filesystem::path(dir) / "metrics.jsonl").string();
 }
 
-void write_text_atomic(const std::string& path, const std::string& text) {
-  nn::write_file_atomic(path, text);
-}
-
 Config config_of_checkpoint(const std::string& path) {
   const nn::SafetensorsFile f = nn::load_safetensors(path);
   auto it = f.metadata.find("config");
@@ -207,19 +203,41 @@ Tensor GaussianFit::sample(int64_t n, Generator& gen) const {
   return matmul(z, from_matrix(L.transpose())) + mean.reshape({1, d});
 }
 
-double mmd2(const Tensor& a, const Tensor& b, double bandwidth) {
-  const Tensor x = a.to(DType::f64).reshape({a.dim(0), -1});
-  const Tensor y = b.to(DType::f64).reshape({b.dim(0), -1});
-  const double g = -0.5 / (bandwidth * bandwidth);
-  auto kernel_mean = [&](const Tensor& p, const Tensor& q, bool same) {
-    const Tensor pp = sum(p * p, {1}, true), qq = sum(q * q, {1}, true);
-    const Tensor d2 = pp + qq.mT() - 2.0 * matmul(p, q.mT());
-    const Tensor k = exp(clamp(d2, 0.0, 1e300) * g);
-    const double n = static_cast<double>(p.dim(0)), m = static_cast<double>(q.dim(0));
-    if (!same) return sum(k).item() / (n * m);
-    return (sum(k).item() - n) / (n * (n - 1));  // drop the diagonal (k = 1): unbiased
-  };
-  return kernel_mean(x, x, true) + kernel_mean(y, y, true) - 2 * kernel_mean(x, y, false);
+namespace {
+// |p_i - q_j|^2 for rows of p [n, D] and q [m, D] (float64), clamped at 0 against rounding.
+Tensor squared_distances(const Tensor& p, const Tensor& q) {
+  const Tensor pp = sum(p * p, {1}, true), qq = sum(q * q, {1}, true);
+  return clamp(pp + qq.mT() - 2.0 * matmul(p, q.mT()), 0.0, 1e300);
+}
+Tensor rows_f64(const Tensor& x) { return x.to(DType::f64).reshape({x.dim(0), -1}); }
+}  // namespace
+
+double mmd2(const Tensor& a, const Tensor& b, const std::vector<double>& bandwidths) {
+  const Tensor x = rows_f64(a), y = rows_f64(b);
+  const Tensor dxx = squared_distances(x, x), dyy = squared_distances(y, y),
+               dxy = squared_distances(x, y);
+  const double n = static_cast<double>(x.dim(0)), m = static_cast<double>(y.dim(0));
+  double total = 0;
+  for (double h : bandwidths) {
+    const double g = -0.5 / (h * h);
+    // Within-sample means drop the diagonal (k = 1): the unbiased estimator.
+    total += (sum(exp(dxx * g)).item() - n) / (n * (n - 1)) +
+             (sum(exp(dyy * g)).item() - m) / (m * (m - 1)) -
+             2 * sum(exp(dxy * g)).item() / (n * m);
+  }
+  return total;
+}
+
+double median_distance(const Tensor& x) {
+  const Tensor r = slice(rows_f64(x), 0, 0, std::min<int64_t>(500, x.dim(0)));
+  const std::vector<double> d2 = squared_distances(r, r).to_vector();
+  const int64_t n = r.dim(0);
+  std::vector<double> upper;  // pairs i < j
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i + 1; j < n; ++j) upper.push_back(d2[static_cast<std::size_t>(i * n + j)]);
+  const auto mid = upper.begin() + static_cast<std::ptrdiff_t>(upper.size() / 2);
+  std::nth_element(upper.begin(), mid, upper.end());
+  return std::sqrt(*mid);
 }
 
 }  // namespace sg::cli

@@ -52,8 +52,6 @@ class Experiment {
 // ---- the run directory ------------------------------------------------------------------------
 std::string checkpoint_path(const std::string& dir);  // dir/checkpoint.safetensors
 std::string metrics_path(const std::string& dir);     // dir/metrics.jsonl
-// Writes text to a file atomically (temporary file, fsync, rename).
-void write_text_atomic(const std::string& path, const std::string& text);
 // Reads the resolved configuration stored in a checkpoint's metadata.
 Config config_of_checkpoint(const std::string& path);
 
@@ -66,7 +64,10 @@ struct GaussianFit {
   Tensor sample(int64_t n, Generator& gen) const;
 };
 GaussianFit fit_gaussian(const Tensor& x);
-// Unbiased squared maximum mean discrepancy with the Gaussian kernel exp(-|a-b|^2 / (2 h^2)).
-double mmd2(const Tensor& a, const Tensor& b, double bandwidth);
+// Unbiased squared maximum mean discrepancy with the Gaussian kernel exp(-|a-b|^2 / (2 h^2)),
+// summed over the bandwidths h (the squared distances are computed once for all of them).
+double mmd2(const Tensor& a, const Tensor& b, const std::vector<double>& bandwidths);
+// Median pairwise distance between the first min(n, 500) rows: the usual bandwidth heuristic.
+double median_distance(const Tensor& x);
 
 }  // namespace sg::cli

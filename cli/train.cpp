@@ -77,31 +77,7 @@ void truncate_metrics(const std::string& path, int64_t step) {
     const json j = json::parse(line);
     if (j.contains("step") && j["step"].get<int64_t>() <= step) kept += line + "\n";
   }
-  write_text_atomic(path, kept);
-}
-
-// Dotted keys whose values differ between two configurations of the same schema.
-void collect_differences(const json& a, const json& b, const std::string& prefix,
-                         std::vector<std::string>& out) {
-  for (auto it = a.begin(); it != a.end(); ++it) {
-    const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
-    if (!b.contains(it.key()))
-      out.push_back(key);
-    else if (it.value().is_object())
-      collect_differences(it.value(), b[it.key()], key, out);
-    else if (it.value() != b[it.key()])
-      out.push_back(key);
-  }
-}
-std::vector<std::string> differing_keys(const json& a, const json& b) {
-  std::vector<std::string> out;
-  collect_differences(a, b, "", out);
-  return out;
-}
-std::string json_at(const json& c, const std::string& key) {
-  std::string pointer = "/" + key;
-  std::replace(pointer.begin(), pointer.end(), '.', '/');
-  return c.at(json::json_pointer(pointer)).dump();
+  nn::write_file_atomic(path, kept);
 }
 
 }  // namespace
@@ -123,11 +99,11 @@ int run_train(const TrainOptions& opts) {
         if (key == "train.steps" || key == "train.log_every" || key == "train.checkpoint_every")
           continue;
         throw ConfigError("train --resume: configuration key '" + key + "' differs from " +
-                          ckpt_path + " (" + json_at(opts.config, key) + " given, " +
-                          json_at(config, key) + " in the checkpoint)");
+                          ckpt_path + " (" + value_at(opts.config, key).dump() + " given, " +
+                          value_at(config, key).dump() + " in the checkpoint)");
       }
       for (const char* key : {"train.steps", "train.log_every", "train.checkpoint_every"})
-        apply_override(config, std::string(key) + "=" + json_at(opts.config, key));
+        apply_override(config, std::string(key) + "=" + value_at(opts.config, key).dump());
     }
     for (const auto& o : opts.overrides) apply_override(config, o);
   }
@@ -181,9 +157,9 @@ int run_train(const TrainOptions& opts) {
     std::cerr << "resuming " << opts.out << " at step " << step << " of " << steps << "\n";
   } else {
     if (opts.resume) std::cerr << "no checkpoint in " << opts.out << ": starting from step 0\n";
-    write_text_atomic(metrics_path(opts.out), "");
+    nn::write_file_atomic(metrics_path(opts.out), "");
   }
-  write_text_atomic((fs::path(opts.out) / "config.json").string(), config_text + "\n");
+  nn::write_file_atomic((fs::path(opts.out) / "config.json").string(), config_text + "\n");
 
   auto env_int = [](const char* name) {
     const char* v = std::getenv(name);

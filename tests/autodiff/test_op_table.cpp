@@ -13,7 +13,8 @@ TEST_CASE("every primitive op has a test row", "[optable]") {
   std::set<int> covered;
   for (const auto& c : verify::op_cases()) covered.insert(static_cast<int>(c.op));
   for (int i = 0; i < kOpCount; ++i) {
-    INFO("op " << op_def(static_cast<OpId>(i)).name << " has no row in autodiff/verify/op_cases.cpp");
+    INFO("op " << op_def(static_cast<OpId>(i)).name
+               << " has no row in autodiff/verify/op_cases.cpp");
     CHECK(covered.count(i) == 1);
   }
 }

@@ -129,7 +129,7 @@ TEST_CASE("a fitted Gaussian and the MMD behave as their definitions say", "[cli
   // MMD^2 is near 0 for two samples of one law and clearly positive for different laws.
   const sg::Tensor y = sg::randn({1000, 2}, g, sg::DType::f64) * 2.0 + 1.0;
   const sg::Tensor z = sg::randn({1000, 2}, g, sg::DType::f64);
-  const double same = mmd2(sg::slice(x, 0, 0, 1000), y, 1.0), diff = mmd2(y, z, 1.0);
+  const double same = mmd2(sg::slice(x, 0, 0, 1000), y, {1.0}), diff = mmd2(y, z, {1.0});
   CHECK(std::abs(same) < 0.01);
   CHECK(diff > 0.05);
 }
