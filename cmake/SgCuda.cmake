@@ -61,7 +61,8 @@ function(sg_cuda_attach target)
   set(dir ${PROJECT_SOURCE_DIR}/autodiff/backend/cuda)
   # Host code (allocator, streams, cuBLAS, the Backend class) is plain C++; only the kernels
   # go through nvcc. The library glob (autodiff/*/*.cpp) does not reach this folder.
-  target_sources(${target} PRIVATE ${dir}/cuda_backend.cpp ${dir}/elementwise.cu ${dir}/reduce_index.cu)
+  target_sources(${target} PRIVATE ${dir}/cuda_backend.cpp ${dir}/elementwise.cu ${dir}/reduce_index.cu
+                                   ${dir}/conv.cu)
   set_target_properties(${target} PROPERTIES CUDA_STANDARD 20 CUDA_STANDARD_REQUIRED ON
                                              CUDA_RUNTIME_LIBRARY Shared)
   target_link_libraries(${target} PRIVATE CUDA::cudart CUDA::cublas)

@@ -162,37 +162,12 @@ Conv2d::Conv2d(int64_t in, int64_t out, int64_t k, Generator& gen, ConvOptions o
                                       : init::fan_in_uniform({out}, init::conv_fans(in, out, k * k),
                                                              gen, o.dtype));
 }
-// y[n, o] = sum_{c,i,j} W[o, c, i, j] x[n, c, s h + i - p, s w + j - p] + b[o]
-// The batch is folded into one product: the patches of all images are gathered straight into
-// columns [C k k, N L] (one index gather over the channel-major input [C, N Hp Wp]), so
-//   y[O, N L] = W[O, C k k] cols[C k k, N L]
-// is a single large GEMM (and so are both of its VJPs), instead of N products of L columns.
+// y[n, o] = sum_{c,i,j} W[o, c, i, j] x[n, c, s h + i - p, s w + j - p] + b[o]  (the conv2d op)
 Tensor Conv2d::operator()(const Tensor& x) const {
   if (x.rank() != 4 || x.dim(1) != in_channels)
     fail<ShapeError>("Conv2d(", in_channels, " -> ", out_channels, "): input ", describe(x),
                      " is not [N, ", in_channels, ", H, W]");
-  const int64_t N = x.dim(0), Hp = x.dim(2) + 2 * padding, Wp = x.dim(3) + 2 * padding;
-  if (Hp < kernel || Wp < kernel)
-    fail<ShapeError>("Conv2d: kernel ", kernel, " larger than the padded input ", describe(x));
-  const int64_t Ho = (Hp - kernel) / stride + 1, Wo = (Wp - kernel) / stride + 1, L = Ho * Wo;
-  const Tensor xp = padding ? pad(x, {0, 0, padding, padding}, {0, 0, padding, padding}) : x;
-  const Tensor channels_first = reshape(permute(xp, {1, 0, 2, 3}), {in_channels, N * Hp * Wp});
-  // Flat index of every (kernel offset, image, output position), offsets major.
-  std::vector<int64_t> idx;
-  idx.reserve(static_cast<std::size_t>(kernel * kernel * N * L));
-  for (int64_t i = 0; i < kernel; ++i)
-    for (int64_t j = 0; j < kernel; ++j)
-      for (int64_t n = 0; n < N; ++n)
-        for (int64_t oh = 0; oh < Ho; ++oh)
-          for (int64_t ow = 0; ow < Wo; ++ow)
-            idx.push_back(n * Hp * Wp + (oh * stride + i) * Wp + ow * stride + j);
-  const Tensor cols =
-      reshape(index_select(channels_first, 1,
-                           from_indices(idx, {static_cast<int64_t>(idx.size())}, x.device())),
-              {in_channels * kernel * kernel, N * L});
-  const Tensor y =
-      matmul(reshape(weight, {out_channels, in_channels * kernel * kernel}), cols);  // [O, N L]
-  const Tensor out = permute(reshape(y, {out_channels, N, Ho, Wo}), {1, 0, 2, 3});
+  const Tensor out = conv2d(x, weight, stride, padding);
   return bias ? out + reshape(*bias, {1, out_channels, 1, 1}) : out;
 }
 

@@ -80,8 +80,8 @@ struct ConvOptions {
   bool zero_init = false;
   DType dtype = DType::f32;
 };
-// 2-D convolution over [N, C, H, W] by unfolding patches (an index_select, whose adjoint is a
-// scatter-add) and one batched GEMM; weight [out, in, k, k].
+// 2-D convolution over [N, C, H, W] (the conv2d op: oneDNN for float32 on the CPU, im2col +
+// GEMM otherwise) plus a bias; weight [out, in, k, k].
 class Conv2d : public Module {
  public:
   Conv2d(int64_t in, int64_t out, int64_t kernel, Generator& gen, ConvOptions o = {});
@@ -90,7 +90,8 @@ class Conv2d : public Module {
   Tensor& weight;
   Tensor* bias = nullptr;
 };
-// Patches of x [N, C, H, W] as [N, C*k*k, Ho*Wo] (zero padding), the im2col of Conv2d.
+// Patches of x [N, C, H, W] as [N, C*k*k, Ho*Wo] (zero padding) by an index_select: im2col as a
+// composite, the tests' independent oracle for the conv2d op.
 Tensor unfold2d(const Tensor& x, int64_t kernel, int64_t stride, int64_t padding);
 
 Tensor avg_pool2d(const Tensor& x, int64_t k);          // [N,C,H,W] -> [N,C,H/k,W/k]

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages scoregrad builds with, when any is missing (sourced by scripts/*).
 # Pinned to Debian 12 (bookworm) versions: Eigen 3.4.0, Catch2 2.13.10, Google Benchmark 1.7.1,
-# nlohmann-json 3.11.2, BLIS 0.9.0 (OpenMP build), CLI11 2.1.2, yaml-cpp 0.7.0, stb 2022-09-08.
+# nlohmann-json 3.11.2, BLIS 0.9.0 (OpenMP build), oneDNN 2.6.3, CLI11 2.1.2, yaml-cpp 0.7.0, stb 2022-09-08.
 sg_install_deps() {
   local pkgs=(cmake ninja-build g++ ccache libeigen3-dev catch2 libbenchmark-dev nlohmann-json3-dev zlib1g-dev
-              libblis-openmp-dev libcli11-dev libyaml-cpp-dev libstb-dev)
+              libblis-openmp-dev libdnnl-dev libcli11-dev libyaml-cpp-dev libstb-dev)
   local missing=()
   for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

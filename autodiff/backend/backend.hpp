@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "autodiff/backend/conv_geometry.hpp"
 #include "autodiff/backend/functors.hpp"
 #include "autodiff/core/shape.hpp"
 #include "autodiff/core/storage.hpp"
@@ -40,6 +41,10 @@ class Backend {
   virtual void gather(const KView& x, const KView& idx, int axis, const KView& out) = 0;
   // out[i with i_axis replaced by idx[i...]] += src[i...], over src.shape.
   virtual void scatter_add(const KView& idx, const KView& src, int axis, const KView& out) = 0;
+  // One pass of a 2-D convolution (see conv_geometry.hpp); a, b and out are contiguous and share
+  // out's floating dtype.
+  virtual void conv2d(ConvPass pass, const ConvGeom& g, const KView& a, const KView& b,
+                      const KView& out) = 0;
   virtual void random(RandomKind kind, double p, uint64_t seed, uint64_t offset,
                       const KView& out) = 0;
 };

@@ -40,6 +40,9 @@ enum class OpId : uint8_t {
   min,
   // linear algebra (ops_linalg.cpp)
   matmul,
+  conv2d,
+  conv_transpose2d,
+  conv2d_weight_grad,
   // movement and indexing (ops_shape.cpp, ops_index.cpp)
   reshape,
   permute,

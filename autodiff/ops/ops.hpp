@@ -124,6 +124,17 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 // Batched matmul: [..., m, k] x [..., k, n] with broadcast batch axes; 1-D operands are
 // treated as a row (lhs) or a column (rhs) vector and that axis is dropped, as in NumPy.
 Tensor matmul(const Tensor& a, const Tensor& b);
+// 2-D convolution (cross-correlation, as in PyTorch) of x [N, C, H, W] with w [O, C, kh, kw],
+// zero padding, no bias:  y[n, o, h, w] = sum_{c,i,j} w[o, c, i, j] x[n, c, s h + i - p, s w + j -
+// p]
+Tensor conv2d(const Tensor& x, const Tensor& w, int64_t stride = 1, int64_t padding = 0);
+// Its adjoint in x (the transposed convolution): g [N, O, Ho, Wo] with the same w onto an input
+// of extent height x width (which fixes the output padding when stride > 1).
+Tensor conv_transpose2d(const Tensor& g, const Tensor& w, int64_t stride, int64_t padding,
+                        int64_t height, int64_t width);
+// Its adjoint in w:  dw[o, c, i, j] = sum_{n,h,w} g[n, o, h, w] x[n, c, s h + i - p, s w + j - p]
+Tensor conv2d_weight_grad(const Tensor& x, const Tensor& g, int64_t kernel_h, int64_t kernel_w,
+                          int64_t stride, int64_t padding);
 
 // ---- shape and movement (views where free) ----
 Tensor reshape(const Tensor& x, const Shape& shape);  // one extent may be -1

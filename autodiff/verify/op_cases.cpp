@@ -80,6 +80,21 @@ std::vector<OpCase> build() {
   c.push_back({OpId::matmul, "matmul(transposed, vector)", {{4, 3}, {4}}, [](V x) {
                  return tanh(matmul(x[0].mT(), x[1]));
                }});
+  c.push_back({OpId::conv2d, "conv2d(3x3, padding 1)", {{2, 3, 5, 4}, {4, 3, 3, 3}}, [](V x) {
+                 return conv2d(x[0], x[1], 1, 1);
+               }});
+  c.push_back({OpId::conv2d,
+               "conv2d(2x3 kernel, stride 2, padding 1)",
+               {{2, 2, 5, 6}, {3, 2, 2, 3}},
+               [](V x) { return tanh(conv2d(x[0], x[1], 2, 1)); }});
+  c.push_back({OpId::conv_transpose2d,
+               "conv_transpose2d(stride 2, padding 1)",
+               {{2, 3, 3, 3}, {3, 2, 3, 3}},
+               [](V x) { return conv_transpose2d(x[0], x[1], 2, 1, 5, 6); }});
+  c.push_back({OpId::conv2d_weight_grad,
+               "conv2d_weight_grad(stride 2, padding 1)",
+               {{2, 2, 5, 6}, {2, 3, 3, 3}},
+               [](V x) { return conv2d_weight_grad(x[0], x[1], 3, 3, 2, 1); }});
   c.push_back({OpId::reshape, "reshape", {{3, 4}}, [](V x) {
                  return square(reshape(x[0], {2, 6}));
                }});

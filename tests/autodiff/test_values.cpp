@@ -969,6 +969,104 @@ TEST_CASE("matmul matches a naive triple loop", "[values][matmul]") {
 // Movement and indexing
 // ============================================================================================
 
+// The three convolution ops against direct loops: y = conv(x, w), its adjoint in x applied to
+// g (dx), and its adjoint in w (dw), all from one loop over every (output, tap) pair. float32
+// runs through oneDNN where it is built in, float64 through im2col + GEMM.
+TEST_CASE("conv2d, conv_transpose2d and conv2d_weight_grad match direct loops", "[values][conv]") {
+  struct Geo {
+    int64_t N, C, H, W, O, kh, kw, s, p;
+  };
+  const std::vector<Geo> geos = {{2, 3, 7, 6, 4, 3, 3, 1, 1},  {1, 2, 5, 6, 3, 2, 3, 2, 1},
+                                 {3, 4, 6, 6, 5, 1, 1, 1, 0},  {2, 2, 9, 7, 3, 3, 3, 2, 0},
+                                 {1, 1, 4, 4, 1, 3, 3, 1, 2},  {4, 32, 8, 8, 64, 3, 3, 1, 1},
+                                 {2, 96, 4, 4, 32, 3, 3, 1, 1}};
+  for (DType dt : {DType::f32, DType::f64}) {
+    uint64_t seed = 1500;
+    for (const Geo& q : geos) {
+      const int64_t Ho = (q.H + 2 * q.p - q.kh) / q.s + 1, Wo = (q.W + 2 * q.p - q.kw) / q.s + 1;
+      const Dims xs{q.N, q.C, q.H, q.W}, ws{q.O, q.C, q.kh, q.kw}, ys{q.N, q.O, Ho, Wo};
+      const Vec xv = rounded(uniform_values(numel(xs), -1, 1, ++seed), dt),
+                wv = rounded(uniform_values(numel(ws), -1, 1, ++seed), dt),
+                gv = rounded(uniform_values(numel(ys), -1, 1, ++seed), dt);
+      Vec y(static_cast<size_t>(numel(ys))), dx(xv.size()), dw(wv.size());
+      for (int64_t n = 0; n < q.N; ++n)
+        for (int64_t o = 0; o < q.O; ++o)
+          for (int64_t h = 0; h < Ho; ++h)
+            for (int64_t w = 0; w < Wo; ++w)
+              for (int64_t c = 0; c < q.C; ++c)
+                for (int64_t i = 0; i < q.kh; ++i)
+                  for (int64_t j = 0; j < q.kw; ++j) {
+                    const int64_t hh = h * q.s + i - q.p, ww = w * q.s + j - q.p;
+                    if (hh < 0 || hh >= q.H || ww < 0 || ww >= q.W) continue;
+                    const auto yi = static_cast<size_t>(((n * q.O + o) * Ho + h) * Wo + w),
+                               xi = static_cast<size_t>(((n * q.C + c) * q.H + hh) * q.W + ww),
+                               wi = static_cast<size_t>(((o * q.C + c) * q.kh + i) * q.kw + j);
+                    y[yi] += wv[wi] * xv[xi];
+                    dx[xi] += gv[yi] * wv[wi];
+                    dw[wi] += gv[yi] * xv[xi];
+                  }
+      const Tensor x = from_vector(xv, shp(xs), dt), w = from_vector(wv, shp(ws), dt),
+                   g = from_vector(gv, shp(ys), dt);
+      // A channel-last copy viewed as NCHW: the ops must accept non-contiguous operands.
+      const Tensor x_strided = permute(contiguous(permute(x, {0, 2, 3, 1})), {0, 3, 1, 2});
+      if (q.C > 1) REQUIRE_FALSE(x_strided.is_contiguous());
+      const double tol = dt == DType::f32 ? 2e-5 : 1e-12;
+      auto close = [&](const Tensor& got, const Vec& want) {
+        const Vec v = got.to_vector();
+        REQUIRE(v.size() == want.size());
+        double worst = 0, scale = 1;
+        for (size_t i = 0; i < v.size(); ++i) {
+          worst = std::max(worst, std::abs(v[i] - want[i]));
+          scale = std::max(scale, std::abs(want[i]));
+        }
+        return worst / scale;
+      };
+      INFO(dtype_name(dt) << " x " << shp(xs).str() << " w " << shp(ws).str() << " stride " << q.s
+                          << " padding " << q.p);
+      CHECK(close(conv2d(x, w, q.s, q.p), y) < tol);
+      CHECK(close(conv2d(x_strided, w, q.s, q.p), y) < tol);
+      CHECK(close(conv_transpose2d(g, w, q.s, q.p, q.H, q.W), dx) < tol);
+      CHECK(close(conv2d_weight_grad(x, g, q.kh, q.kw, q.s, q.p), dw) < tol);
+      CHECK(close(conv2d_weight_grad(x_strided, g, q.kh, q.kw, q.s, q.p), dw) < tol);
+    }
+  }
+}
+
+TEST_CASE("convolution ops reject bad shapes with the op and shapes named", "[values][conv]") {
+  const Tensor x = zeros({2, 3, 5, 5}), w = zeros({4, 3, 3, 3});
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const ShapeError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no ShapeError");
+  };
+  CHECK_THAT(
+      message([&] {
+        conv2d(x, zeros({4, 2, 3, 3}));
+      }),
+      Catch::Contains("conv2d") && Catch::Contains("[2,3,5,5]") && Catch::Contains("channels"));
+  CHECK_THAT(message([&] {
+               conv2d(x, zeros({4, 3, 7, 7}));
+             }),
+             Catch::Contains("conv2d") && Catch::Contains("does not fit"));
+  CHECK_THAT(message([&] {
+               conv2d(zeros({3, 5, 5}), w);
+             }),
+             Catch::Contains("conv2d") && Catch::Contains("rank 4"));
+  CHECK_THAT(message([&] {
+               conv_transpose2d(zeros({2, 4, 3, 3}), w, 1, 1, 5, 5);
+             }),
+             Catch::Contains("conv_transpose2d") && Catch::Contains("does not match"));
+  CHECK_THAT(message([&] {
+               conv2d_weight_grad(x, zeros({3, 4, 5, 5}), 3, 3, 1, 1);
+             }),
+             Catch::Contains("conv2d_weight_grad") && Catch::Contains("batch"));
+  CHECK_THROWS_AS(conv2d(x, w, 0, 1), ValueError);
+  CHECK_THROWS_AS(conv2d(x, zeros({4, 3, 3, 3}, DType::f64)), DTypeError);
+}
+
 TEST_CASE("reshape, permute, transpose, expand, squeeze, unsqueeze, flatten", "[values][shape]") {
   const Vec v = uniform_values(24, -1, 1, 11);
   const Tensor x = from_vector(v, {2, 3, 4}, DType::f64);

@@ -12,6 +12,7 @@
 
 #include "autodiff/backend/backend.hpp"
 #include "autodiff/backend/cpu/blis_gemm.hpp"
+#include "autodiff/backend/cpu/dnnl_conv.hpp"
 #include "autodiff/backend/cpu/packet_math.hpp"
 #include "autodiff/backend/philox.hpp"
 #include "autodiff/core/error.hpp"
@@ -461,6 +462,66 @@ class CpuBackend final : public Backend {
     });
   }
 
+  // C[m, n] = A[m, k] B[k, n] over raw buffers with the given (row, column) strides.
+  template <class T>
+  void gemm(const T* A, int64_t rsa, int64_t csa, const T* B, int64_t rsb, int64_t csb, T* C,
+            int64_t m, int64_t n, int64_t k) {
+    const DType dt = sizeof(T) == 8 ? DType::f64 : DType::f32;
+    matmul(KView{const_cast<T*>(A), Shape{m, k}, Shape{rsa, csa}, dt},
+           KView{const_cast<T*>(B), Shape{k, n}, Shape{rsb, csb}, dt},
+           KView{C, Shape{m, n}, Shape{n, 1}, dt});
+  }
+
+  template <class T>
+  void conv2d_by_gemm(ConvPass pass, const ConvGeom& g, const KView& a, const KView& b,
+                      const KView& out) {
+    const int64_t K = g.patch_rows(), L = g.positions(), P = g.Ho * g.Wo;
+    const T* A = static_cast<const T*>(a.data);
+    const T* B = static_cast<const T*>(b.data);
+    T* Y = static_cast<T*>(out.data);
+    std::vector<T> cols(static_cast<std::size_t>(K * L)), gt;
+    auto im2col = [&](const T* x) {
+#pragma omp parallel for schedule(static) if (K * L >= kParallelMin)
+      for (int64_t r = 0; r < K; ++r)
+        for (int64_t q = 0; q < L; ++q) {
+          const int64_t s = g.source(r, q);
+          cols[static_cast<std::size_t>(r * L + q)] = s < 0 ? T(0) : x[s];
+        }
+    };
+    // [N, O, P] <-> [O, N P]
+    auto to_channel_major = [&](const T* y) {
+      gt.resize(static_cast<std::size_t>(g.O * L));
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t o = 0; o < g.O; ++o)
+          std::copy_n(y + (n * g.O + o) * P, P, gt.data() + o * L + n * P);
+    };
+    switch (pass) {
+      case ConvPass::forward: {  // y[O, N P] = w[O, K] cols[K, N P]
+        im2col(A);
+        gt.resize(static_cast<std::size_t>(g.O * L));
+        gemm<T>(B, K, 1, cols.data(), L, 1, gt.data(), g.O, L, K);
+        for (int64_t n = 0; n < g.N; ++n)
+          for (int64_t o = 0; o < g.O; ++o)
+            std::copy_n(gt.data() + o * L + n * P, P, Y + (n * g.O + o) * P);
+        break;
+      }
+      case ConvPass::input_grad: {  // cols[K, N P] = w^T g[O, N P], then col2im
+        to_channel_major(A);
+        gemm<T>(B, 1, K, gt.data(), L, 1, cols.data(), K, L, g.O);
+        const int64_t E = g.N * g.C * g.H * g.W;
+#pragma omp parallel for schedule(static) if (E * g.kh * g.kw >= kParallelMin)
+        for (int64_t e = 0; e < E; ++e) Y[e] = g.fold_at(cols.data(), e);
+        break;
+      }
+      case ConvPass::weight_grad: {  // dw[O, K] = g[O, N P] cols^T
+        im2col(A);
+        to_channel_major(B);
+        gemm<T>(gt.data(), L, 1, cols.data(), 1, L, Y, g.O, K, L);
+        break;
+      }
+    }
+  }
+
   void matmul(const KView& a, const KView& b, const KView& out) override {
     const int R = out.shape.rank();
     const int64_t m = out.shape[R - 2], n = out.shape[R - 1], k = a.shape[R - 1];
@@ -564,6 +625,17 @@ class CpuBackend final : public Backend {
             false);
       }
     });
+  }
+
+  // float32 through oneDNN when it is built in; otherwise (and for float64) im2col, one GEMM
+  // over the whole batch, and col2im (conv_geometry.hpp).
+  void conv2d(ConvPass pass, const ConvGeom& g, const KView& a, const KView& b,
+              const KView& out) override {
+    if (out.dtype == DType::f32 &&
+        cpu::dnnl_conv2d(pass, g, static_cast<const float*>(a.data),
+                         static_cast<const float*>(b.data), static_cast<float*>(out.data)))
+      return;
+    visit_floating(out.dtype, [&](auto z) { conv2d_by_gemm<decltype(z)>(pass, g, a, b, out); });
   }
 
   void random(RandomKind kind, double p, uint64_t seed, uint64_t offset,

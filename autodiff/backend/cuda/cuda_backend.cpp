@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -433,6 +434,72 @@ class CudaBackend final : public Backend {
                                 bi.stride[2][last], static_cast<int>(inner));
       }
     });
+  }
+
+  // im2col, one GEMM over the whole batch (columns q = (n, oh, ow)) and col2im, as the CPU
+  // backend's conv2d_by_gemm. Row-major operands go to cuBLAS as in matmul (gemm_operand).
+  void conv2d(ConvPass pass, const ConvGeom& g, const KView& a, const KView& b,
+              const KView& out) override {
+    const char* pname = pass == ConvPass::forward      ? "forward"
+                        : pass == ConvPass::input_grad ? "input_grad"
+                                                       : "weight_grad";
+    const DType t = out.dtype;
+    if (a.dtype != t || b.dtype != t || !is_floating(t))
+      fail<DTypeError>("cuda conv2d (", pname, "): unsupported dtypes ", dtype_name(a.dtype), ", ",
+                       dtype_name(b.dtype), " -> ", dtype_name(t));
+    for (const KView* v : {&a, &b, &out})
+      if (v->shape.numel() > 1 && v->strides != contiguous_strides(v->shape))
+        fail<DeviceError>("cuda conv2d (", pname, ", ", dtype_name(t),
+                          "): operands must be contiguous");
+    const int64_t K = g.patch_rows(), L = g.positions(), P = g.Ho * g.Wo, O = g.O;
+    if (out.shape.numel() == 0) return;
+    if (K == 0 || L == 0 || O == 0) return fill(out, 0.0);  // every sum is empty
+    if (std::max({K, L, O}) > INT_MAX || K * L > INT64_MAX / 8 || O * L > INT64_MAX / 8)
+      fail<DeviceError>("cuda conv2d (", pname, ", ", dtype_name(t),
+                        "): a GEMM extent exceeds cuBLAS's int range (K = ", K, ", N Ho Wo = ", L,
+                        ", O = ", O, ")");
+    const std::size_t isz = itemsize(t);
+    Scratch cols(static_cast<std::size_t>(K * L) * isz);
+    std::optional<Scratch> tmp;  // gT / y2 in [O, N P]; with N = 1 that is [N, O, P] itself
+    void* chan = nullptr;
+    if (pass == ConvPass::forward) {
+      chan = g.N == 1 ? out.data : tmp.emplace(static_cast<std::size_t>(O * L) * isz).p;
+      launch_im2col(t, g, a.data, cols.p, t_stream);
+    } else {
+      const void* gv = pass == ConvPass::input_grad ? a.data : b.data;  // [N, O, P]
+      chan =
+          g.N == 1 ? const_cast<void*>(gv) : tmp.emplace(static_cast<std::size_t>(O * L) * isz).p;
+      if (g.N != 1) launch_swap_outer(t, gv, chan, g.N, O, P, t_stream);
+      if (pass == ConvPass::weight_grad) launch_im2col(t, g, a.data, cols.p, t_stream);
+    }
+    cublasHandle_t h = cublas_handle();
+    // Row-major C[m, n] = A[m, k] B[k, n]; a transposed operand is a view with strides (1, ld).
+    auto gemm = [&](auto z, const void* A, const GemmOperand& ga, const void* B,
+                    const GemmOperand& gb, void* C, int64_t m, int64_t n, int64_t k) {
+      using T = decltype(z);
+      gemm_strided_batched<T>(h, ga, gb, static_cast<int>(m), static_cast<int>(n),
+                              static_cast<int>(k), static_cast<const T*>(A), 0,
+                              static_cast<const T*>(B), 0, static_cast<T*>(C), 0, 1);
+    };
+    visit_floating(t, [&](auto z) {
+      switch (pass) {
+        case ConvPass::forward:  // y2[O, L] = w[O, K] cols[K, L]
+          gemm(z, b.data, gemm_operand(O, K, K, 1), cols.p, gemm_operand(K, L, L, 1), chan, O, L,
+               K);
+          break;
+        case ConvPass::input_grad:  // cols[K, L] = w^T[K, O] gT[O, L]
+          gemm(z, b.data, gemm_operand(K, O, 1, K), chan, gemm_operand(O, L, L, 1), cols.p, K, L,
+               O);
+          break;
+        case ConvPass::weight_grad:  // dw[O, K] = gT[O, L] cols^T[L, K]
+          gemm(z, chan, gemm_operand(O, L, L, 1), cols.p, gemm_operand(L, K, 1, L), out.data, O, K,
+               L);
+          break;
+      }
+    });
+    if (pass == ConvPass::forward && g.N != 1)
+      launch_swap_outer(t, chan, out.data, O, g.N, P, t_stream);  // [O, N, P] -> [N, O, P]
+    if (pass == ConvPass::input_grad) launch_fold(t, g, cols.p, out.data, t_stream);
   }
 
   void gather(const KView& x, const KView& idx, int axis, const KView& out) override {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "autodiff/backend/conv_geometry.hpp"
 #include "autodiff/backend/functors.hpp"
 #include "autodiff/core/dtype.hpp"
 
@@ -73,6 +74,12 @@ void launch_scatter_add(DType t, const void* idx, const void* src, void* y, cons
 // Contiguous y[i] = philox::sample<T>(kind, seed, offset + i, p), T = float or double.
 void launch_random(RandomKind kind, double p, uint64_t seed, uint64_t offset, DType t, void* y,
                    int64_t n, cudaStream_t s);
+// Convolution helpers (conv.cu), contiguous float/double buffers: cols[K, L] = im2col(x);
+// y[b, a, p] = x[a, b, p] for x of shape [A, B, P]; x[e] = g.fold_at(cols, e) over N C H W.
+void launch_im2col(DType t, const ConvGeom& g, const void* x, void* cols, cudaStream_t s);
+void launch_swap_outer(DType t, const void* x, void* y, int64_t A, int64_t B, int64_t P,
+                       cudaStream_t s);
+void launch_fold(DType t, const ConvGeom& g, const void* cols, void* x, cudaStream_t s);
 
 #if defined(__CUDACC__)
 // ---- device side, shared by the .cu files -------------------------------------------------
