@@ -108,12 +108,15 @@ Tensor GroupNorm::operator()(const Tensor& x) const {
   if (x.rank() < 2 || x.dim(1) != channels)
     fail<ShapeError>("GroupNorm(", groups, ", ", channels, "): input ", describe(x), " is not [N, ",
                      channels, ", ...]");
-  const Tensor xg = reshape(x, {x.dim(0), groups, -1});
-  const Tensor d = xg - mean(xg, {2}, true);
-  const Tensor y = reshape(d * rsqrt(mean(d * d, {2}, true) + eps), x.shape());
-  Shape s = Shape::filled(x.rank(), 1);
-  s[1] = channels;
-  return y * reshape(weight, s) + reshape(bias, s);
+  // y = (x - mean) * (rsqrt(var + eps) * weight) + bias, with the per-(sample, channel) scale
+  // formed on the small [N, G, C/G] tensor: two full-size passes after the statistics, and
+  // fewer in the backward pass than normalizing first and scaling after.
+  const int64_t N = x.dim(0), cg = channels / groups;
+  const Tensor xg = reshape(x, {N, groups, cg, -1});
+  const Tensor d = xg - mean(xg, {2, 3}, true);
+  const Tensor r = rsqrt(mean(d * d, {2, 3}, true) + eps);  // [N, G, 1, 1]
+  const Tensor scale = r * reshape(weight, {1, groups, cg, 1});
+  return reshape(d * scale + reshape(bias, {1, groups, cg, 1}), x.shape());
 }
 
 Dropout::Dropout(double prob, Generator& g) : p(prob), gen(&g) {

