@@ -1,13 +1,14 @@
-// oneDNN behind the CPU backend's float32 convolutions (dnnl.hpp is large: only this file
-// includes it). Each pass gets a oneDNN primitive that picks its own (blocked) memory formats;
+// oneDNN behind the CPU backend's float32 convolutions and GEMMs (dnnl.hpp is large: only this
+// file includes it). Each pass gets a oneDNN primitive that picks its own (blocked) memory formats;
 // plain NCHW / OIHW tensors are reordered into and out of them. Primitives, reorders and the
 // blocked buffers are built once per geometry and kept in a per-thread cache, so a training
 // step pays only for execution, and two threads never share a scratch buffer.
-#include "autodiff/backend/cpu/dnnl_conv.hpp"
+#include "autodiff/backend/cpu/onednn.hpp"
 
 #ifdef SG_WITH_DNNL
 #include <dnnl.hpp>
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <tuple>
@@ -147,9 +148,28 @@ bool dnnl_conv2d(ConvPass pass, const ConvGeom& g, const float* a, const float* 
   return true;
 }
 
+bool dnnl_sgemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t as0, int64_t as1,
+                const float* b, int64_t bs0, int64_t bs1, float* c) {
+  // A row-major operand is 'N' with leading dimension its row stride; a column-major one 'T'.
+  const auto op = [](int64_t s0, int64_t s1, int64_t rows, int64_t cols, int64_t& ld) {
+    if (s1 == 1 && s0 >= std::max<int64_t>(cols, 1)) return ld = s0, 'N';
+    if (s0 == 1 && s1 >= std::max<int64_t>(rows, 1)) return ld = s1, 'T';
+    return ld = 0, '\0';
+  };
+  int64_t lda = 0, ldb = 0;
+  const char ta = op(as0, as1, m, k, lda), tb = op(bs0, bs1, k, n, ldb);
+  if (!ta || !tb) return false;
+  return ::dnnl_sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, std::max<int64_t>(n, 1)) ==
+         dnnl_success;
+}
+
 #else
 
 bool dnnl_conv2d(ConvPass, const ConvGeom&, const float*, const float*, float*) { return false; }
+bool dnnl_sgemm(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t,
+                int64_t, float*) {
+  return false;
+}
 
 #endif
 
