@@ -32,6 +32,7 @@ enum class UnaryOp : uint8_t {
   erf,
   silu,
   silu_grad,
+  silu_grad2,
   pow_scalar,
   count
 };
@@ -185,6 +186,14 @@ struct SiluGrad {
     return s + x * s * (T(1) - s);
   }
 };
+// silu''(x) = s (1 - s) (2 + x (1 - 2 s)), s = sigma(x), in one pass.
+struct SiluGrad2 {
+  template <class T>
+  SG_HD T operator()(T x) const {
+    const T s = T(1) / (T(1) + exp_(-x));
+    return s * (T(1) - s) * (T(2) + x * (T(1) - T(2) * s));
+  }
+};
 // x^p for a constant p; p = 0 gives 1 everywhere (also at x = 0), as in C's pow.
 struct PowScalar {
   double p;
@@ -322,6 +331,8 @@ decltype(auto) visit_unary(UnaryOp op, double scalar, F&& f) {
       return f(fn::Silu{});
     case UnaryOp::silu_grad:
       return f(fn::SiluGrad{});
+    case UnaryOp::silu_grad2:
+      return f(fn::SiluGrad2{});
     case UnaryOp::pow_scalar:
     case UnaryOp::count:
       break;

@@ -23,6 +23,7 @@ enum class OpId : uint8_t {
   erf,
   silu,
   silu_grad,
+  silu_grad2,
   pow_scalar,
   // elementwise binary and selection (ops_elementwise.cpp)
   add,

@@ -60,6 +60,8 @@ Tensor square(const Tensor& x);
 Tensor relu(const Tensor& x);
 Tensor silu(const Tensor& x);       // x sigma(x), one fused primitive
 Tensor silu_grad(const Tensor& x);  // silu'(x) = sigma(x) (1 + x (1 - sigma(x))), one pass
+// silu''(x) = s (1 - s) (2 + x (1 - 2 s)), s = sigma(x), one pass (Hessians of SiLU networks)
+Tensor silu_grad2(const Tensor& x);
 Tensor softplus(const Tensor& x);
 Tensor log_sigmoid(const Tensor& x);
 Tensor elu(const Tensor& x, double alpha = 1.0);

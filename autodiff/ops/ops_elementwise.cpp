@@ -60,6 +60,12 @@ Tensor winner_weight(const Tensor& a, const Tensor& b, bool max) {
   return where(wins, ones_like(a), where(eq(a, b), full_like(a, 0.5), zeros_like(a)));
 }
 
+// silu'''(x) = u ((1 - 2 s)(3 + x (1 - 2 s)) - 2 x u), s = sigma(x), u = s (1 - s)
+Tensor silu_grad3(const RuleCtx& c) {
+  const Tensor &x = c.in[0], s = sigmoid(x), u = s * (1.0 - s), a = 1.0 - 2.0 * s;
+  return u * (a * (3.0 + x * a) - 2.0 * x * u);
+}
+
 const OpDef kOps[] = {
     // -x:  d = -dx
     {OpId::neg, "neg", 1, unary_rule<UnaryOp::neg>, unary_fwd<UnaryOp::neg>,
@@ -125,16 +131,14 @@ const OpDef kOps[] = {
     {OpId::silu, "silu", 1, unary_rule<UnaryOp::silu>, unary_fwd<UnaryOp::silu>,
      diag_rule<+[](const RuleCtx& c) { return silu_grad(c.in[0]); }>,
      diag_rule<+[](const RuleCtx& c) { return silu_grad(c.in[0]); }>},
-    // silu'(x) = s (1 + x (1 - s)), s = sigma(x):  d = s (1 - s) (2 + x (1 - 2 s)) dx
+    // silu'(x) = s (1 + x (1 - s)), s = sigma(x):  d = silu''(x) dx, also a one-pass primitive
     {OpId::silu_grad, "silu_grad", 1, unary_rule<UnaryOp::silu_grad>, unary_fwd<UnaryOp::silu_grad>,
-     diag_rule<+[](const RuleCtx& c) {
-       const Tensor s = sigmoid(c.in[0]);
-       return s * (1.0 - s) * (2.0 + c.in[0] * (1.0 - 2.0 * s));
-     }>,
-     diag_rule<+[](const RuleCtx& c) {
-       const Tensor s = sigmoid(c.in[0]);
-       return s * (1.0 - s) * (2.0 + c.in[0] * (1.0 - 2.0 * s));
-     }>},
+     diag_rule<+[](const RuleCtx& c) { return silu_grad2(c.in[0]); }>,
+     diag_rule<+[](const RuleCtx& c) { return silu_grad2(c.in[0]); }>},
+    // silu''(x) = u (2 + x (1 - 2 s)), u = s (1 - s):  d = u ((1 - 2 s)(3 + x (1 - 2 s)) - 2 x u)
+    // dx
+    {OpId::silu_grad2, "silu_grad2", 1, unary_rule<UnaryOp::silu_grad2>,
+     unary_fwd<UnaryOp::silu_grad2>, diag_rule<silu_grad3>, diag_rule<silu_grad3>},
     // x^p (constant p = attrs.scalar):  d = p x^(p-1) dx
     {OpId::pow_scalar, "pow", 1, unary_rule<UnaryOp::pow_scalar>, unary_fwd<UnaryOp::pow_scalar>,
      diag_rule<+[](const RuleCtx& c) {
@@ -304,6 +308,7 @@ Tensor relu(const Tensor& x) { return where(x > 0.0, x, 0.0); }
 // silu(x) = x sigma(x)
 Tensor silu(const Tensor& x) { return apply(OpId::silu, {x}); }
 Tensor silu_grad(const Tensor& x) { return apply(OpId::silu_grad, {x}); }
+Tensor silu_grad2(const Tensor& x) { return apply(OpId::silu_grad2, {x}); }
 // softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), stable for any x
 Tensor softplus(const Tensor& x) { return maximum(x, zeros_like(x)) + log1p(exp(-abs(x))); }
 Tensor log_sigmoid(const Tensor& x) { return -softplus(-x); }

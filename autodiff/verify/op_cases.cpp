@@ -40,6 +40,7 @@ std::vector<OpCase> build() {
   c.push_back(unary(OpId::sigmoid, "sigmoid", sigmoid));
   c.push_back(unary(OpId::silu, "silu", silu, -4, 4));
   c.push_back(unary(OpId::silu_grad, "silu_grad", silu_grad, -4, 4));
+  c.push_back(unary(OpId::silu_grad2, "silu_grad2", silu_grad2, -4, 4));
   c.push_back(unary(OpId::erf, "erf", erf));
   c.push_back(
       {OpId::pow_scalar, "pow(x, 2.5)", {{3, 4}}, [](V x) { return pow(x[0], 2.5); }, 0.5, 2, 3});

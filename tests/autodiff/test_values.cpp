@@ -238,6 +238,12 @@ std::vector<UnaryCase> composite_cases() {
                  return s * (1 + x * (1 - s));
                },
                -8, 8});
+  c.push_back({"silu_grad2", [](const Tensor& x) { return silu_grad2(x); },
+               [](double x) {
+                 const double s = sigmoid_ref(x);
+                 return s * (1 - s) * (2 + x * (1 - 2 * s));
+               },
+               -8, 8});
   c.push_back({"softplus", [](const Tensor& x) { return softplus(x); }, softplus_ref, -30, 30});
   c.push_back({"log_sigmoid", [](const Tensor& x) { return log_sigmoid(x); },
                [](double x) { return -softplus_ref(-x); }, -30, 30});

@@ -42,6 +42,15 @@ Packet<T> silu_grad_packet(const Packet<T>& x) {
   return ei::padd(s, ei::pmul(ei::pmul(x, s), ei::psub(one, s)));
 }
 
+// s (1 - s) (2 + x (1 - 2 s)) with s = sigma(x), as fn::SiluGrad2.
+template <class T>
+Packet<T> silu_grad2_packet(const Packet<T>& x) {
+  const Packet<T> one = ei::pset1<Packet<T>>(T(1)), two = ei::pset1<Packet<T>>(T(2));
+  const Packet<T> s = ei::pdiv(one, ei::padd(one, exp_packet<T>(ei::pnegate(x))));
+  const Packet<T> u = ei::pmul(s, ei::psub(one, s));
+  return ei::pmul(u, ei::padd(two, ei::pmul(x, ei::psub(one, ei::pmul(two, s)))));
+}
+
 #define SG_PACKET1(Functor, flag, expr)                                                     \
   template <class T>                                                                        \
   struct PacketForm<fn::Functor, T> {                                                       \
@@ -66,6 +75,7 @@ SG_PACKET1(Rsqrt, Tr::HasSqrt&& Tr::HasDiv, ei::pdiv(ei::pset1<Packet<T>>(T(1)),
 SG_PACKET1(Silu, Tr::HasExp&& Tr::HasDiv,
            ei::pdiv(x, ei::padd(ei::pset1<Packet<T>>(T(1)), exp_packet<T>(ei::pnegate(x)))))
 SG_PACKET1(SiluGrad, Tr::HasExp&& Tr::HasDiv, silu_grad_packet<T>(x))
+SG_PACKET1(SiluGrad2, Tr::HasExp&& Tr::HasDiv, silu_grad2_packet<T>(x))
 #undef SG_PACKET1
 
 #define SG_PACKET2(Functor, expr)                                                                 \
