@@ -107,6 +107,8 @@ Plan make_plan(ConvPass pass, const ConvGeom& g) {
 using Key = std::tuple<int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                        int64_t, int64_t, int64_t>;
 
+constexpr std::size_t kMaxPlans = 256;
+
 // The cached plan, or nullptr when oneDNN has no implementation for this geometry (remembered).
 Plan* plan_for(ConvPass pass, const ConvGeom& g) {
   thread_local std::map<Key, std::optional<Plan>> cache;
@@ -114,6 +116,9 @@ Plan* plan_for(ConvPass pass, const ConvGeom& g) {
       static_cast<int>(pass), g.N, g.C, g.H, g.W, g.O, g.kh, g.kw, g.sh, g.sw, g.ph, g.pw};
   auto it = cache.find(key);
   if (it == cache.end()) {
+    // Plans hold blocked copies of their operands: a run over many batch sizes starts afresh
+    // rather than keep every one.
+    if (cache.size() >= kMaxPlans) cache.clear();
     std::optional<Plan> plan;
     try {
       plan = make_plan(pass, g);
