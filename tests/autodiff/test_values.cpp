@@ -4,6 +4,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "autodiff/backend/cpu/cpu_options.hpp"
 #include "autodiff/backend/functors.hpp"
 #include "autodiff/sg.hpp"
 
@@ -884,6 +886,32 @@ void check_matmul(const Tensor& a, const Vec& av, const Dims& as, const Tensor& 
   CHECK(close_report(y.to_vector(), want, rt, at) == "");
 }
 }  // namespace
+
+// Both float32 GEMM libraries of the CPU backend (cpu_options.hpp), normal and transposed
+// operands, against the triple loop; the choice is restored afterwards.
+TEST_CASE("float32 matmul is right with either CPU GEMM library", "[values][matmul]") {
+  const cpu::GemmLibrary before = cpu::gemm_library();
+  for (cpu::GemmLibrary lib : {cpu::GemmLibrary::onednn, cpu::GemmLibrary::blis}) {
+    cpu::set_gemm_library(lib);
+    REQUIRE(cpu::gemm_library() == lib);
+    uint64_t seed = 950;
+    auto mk = [&](const Dims& s) {
+      return rounded(uniform_values(numel(s), -1, 1, ++seed), DType::f32);
+    };
+    for (const auto& [m, k, n] : std::vector<std::array<int64_t, 3>>{
+             {512, 128, 128}, {128, 512, 128}, {64, 48, 32}, {33, 17, 70}}) {
+      INFO((lib == cpu::GemmLibrary::blis ? "blis" : "onednn")
+           << " m=" << m << " k=" << k << " n=" << n);
+      const Vec av = mk({m, k}), bv = mk({k, n}), bt = permuted(bv, {k, n}, {1, 0}),
+                at = permuted(av, {m, k}, {1, 0});
+      const Tensor a = from_vector(av, {m, k}, DType::f32), b = from_vector(bv, {k, n}, DType::f32);
+      check_matmul(a, av, {m, k}, b, bv, {k, n}, DType::f32);
+      check_matmul(from_vector(at, {k, m}, DType::f32).mT(), av, {m, k},
+                   from_vector(bt, {n, k}, DType::f32).mT(), bv, {k, n}, DType::f32);
+    }
+  }
+  cpu::set_gemm_library(before);
+}
 
 TEST_CASE("matmul matches a naive triple loop", "[values][matmul]") {
   for (DType dt : {DType::f32, DType::f64}) {

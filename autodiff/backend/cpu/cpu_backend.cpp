@@ -4,14 +4,17 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <new>
+#include <string>
 #include <vector>
 
 #include "autodiff/backend/backend.hpp"
 #include "autodiff/backend/cpu/blis_gemm.hpp"
+#include "autodiff/backend/cpu/cpu_options.hpp"
 #include "autodiff/backend/cpu/onednn.hpp"
 #include "autodiff/backend/cpu/packet_math.hpp"
 #include "autodiff/backend/philox.hpp"
@@ -254,13 +257,28 @@ constexpr int64_t kBlisMin = 32;
 // with AVX-512; BLIS stays faster for very thin products and does float64.
 constexpr int64_t kDnnlMin = 16;
 
+// The float32 GEMM library (cpu_options.hpp): SG_CPU_GEMM at first use, then set_gemm_library.
+std::atomic<int>& gemm_choice() {
+  static std::atomic<int> choice = [] {
+    const char* env = std::getenv("SG_CPU_GEMM");
+    const std::string v = env ? env : "onednn";
+    if (v != "onednn" && v != "blis")
+      fail<ValueError>("SG_CPU_GEMM=", v, ": expected onednn or blis");
+    return static_cast<int>(v == "blis" ? cpu::GemmLibrary::blis : cpu::GemmLibrary::onednn);
+  }();
+  return choice;
+}
+
 // A library GEMM where one is built in and the product is large enough: oneDNN's sgemm for
 // float32 (on omp_get_max_threads(), one inside a parallel region), else BLIS on `threads`.
 template <class T>
 bool library_gemm(const T* a, int64_t as0, int64_t as1, const T* b, int64_t bs0, int64_t bs1, T* c,
                   int64_t m, int64_t n, int64_t k, int threads) {
   if constexpr (std::is_same_v<T, float>) {
-    if (std::min({m, n, k}) >= kDnnlMin && cpu::dnnl_sgemm(m, n, k, a, as0, as1, b, bs0, bs1, c))
+    if (std::min({m, n, k}) >= kDnnlMin &&
+        gemm_choice().load(std::memory_order_relaxed) ==
+            static_cast<int>(cpu::GemmLibrary::onednn) &&
+        cpu::dnnl_sgemm(m, n, k, a, as0, as1, b, bs0, bs1, c))
       return true;
   }
   return std::min({m, n, k}) >= kBlisMin &&
@@ -677,6 +695,13 @@ class CpuBackend final : public Backend {
 };
 
 }  // namespace
+
+void cpu::set_gemm_library(cpu::GemmLibrary lib) {
+  gemm_choice().store(static_cast<int>(lib), std::memory_order_relaxed);
+}
+cpu::GemmLibrary cpu::gemm_library() {
+  return static_cast<cpu::GemmLibrary>(gemm_choice().load(std::memory_order_relaxed));
+}
 
 Backend& cpu_backend() {
   static CpuBackend b;
