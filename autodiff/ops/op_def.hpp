@@ -19,12 +19,11 @@ struct CustomRule {
   virtual ~CustomRule() = default;
   virtual std::string name() const = 0;
   // Cotangents of every input given the output's cotangent (undefined entries are zero).
+  // The engine asks input by input; it calls vjp() once per application and cotangent and
+  // hands the inputs their entries (RuleCtx::scratch holds them, never the rule: a rule may be
+  // shared, differentiated again, or used from another thread).
   virtual std::vector<Tensor> vjp(std::span<const Tensor> inputs, const Tensor& out,
                                   const Tensor& cot) const = 0;
-
-  // The engine asks input by input; one call of vjp() serves all inputs of one cotangent.
-  mutable const TensorImpl* cached_for = nullptr;
-  mutable std::vector<Tensor> cached;
 };
 
 // Static arguments of an op (which fields mean what is documented in each op's block).
@@ -47,11 +46,14 @@ struct Meta {
   Device device;
 };
 
-// The view a rule gets of one recorded application: inputs, output and attributes.
+// The view a rule gets of one recorded application: inputs, output and attributes. `scratch`
+// lives exactly as long as one application's VJPs (or JVPs) for one cotangent (tangent): a
+// rule that computes every input's share at once (custom) keeps them there.
 struct RuleCtx {
   std::span<const Tensor> in;
   const Tensor& out;
   const Attrs& attrs;
+  std::vector<Tensor>* scratch = nullptr;
 };
 
 using ShapeRule = Meta (*)(std::span<const Tensor> in, const Attrs& attrs);

@@ -19,14 +19,15 @@ const OpDef kOps[] = {
      },
      [](const RuleCtx& c, int i, const Tensor& g) {
        const CustomRule& r = *c.attrs.custom;
-       if (r.cached_for != g.impl()) {
-         r.cached = r.vjp(c.in, c.out, g);
-         r.cached_for = g.impl();
-         if (r.cached.size() != c.in.size())
-           fail<GradError>("custom op ", r.name(), ": vjp returned ", r.cached.size(),
+       if (!c.scratch) fail<GradError>("custom op ", r.name(), ": VJP called without scratch");
+       std::vector<Tensor>& shares = *c.scratch;  // one application, one cotangent
+       if (shares.empty()) {
+         shares = r.vjp(c.in, c.out, g);
+         if (shares.size() != c.in.size())
+           fail<GradError>("custom op ", r.name(), ": vjp returned ", shares.size(),
                            " cotangents for ", c.in.size(), " inputs");
        }
-       return r.cached[static_cast<std::size_t>(i)];
+       return shares[static_cast<std::size_t>(i)];
      },
      [](const RuleCtx& c, int, const Tensor&) -> Tensor {
        fail<GradError>("custom op ", c.attrs.custom->name(), " has no forward-mode rule");

@@ -167,7 +167,8 @@ void propagate_tangents(const OpDef& d, std::span<const Tensor> in, const Attrs&
       VisibleGuard mask(L);
       const bool anomaly = detail::anomaly_flag();
       AnomalyGuard rule_ops(false);  // the rule's result is checked below, under this op's name
-      RuleCtx ctx{in, out, attrs};
+      std::vector<Tensor> scratch;
+      RuleCtx ctx{in, out, attrs, &scratch};
       for (std::size_t j = 0; j < in.size(); ++j) {
         if (d.nondiff_inputs >> j & 1u) continue;
         const Tensor* t = tangent_at(in[j].impl(), id);
@@ -387,7 +388,8 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
     for (const TensorRef& x : n.inputs) ins.push_back(Tensor(x));
     const Tensor out(n.out);
     const std::span<const Tensor> in_span(ins);
-    RuleCtx ctx{in_span, out, n.attrs};
+    std::vector<Tensor> scratch;  // this application's shares for this cotangent
+    RuleCtx ctx{in_span, out, n.attrs, &scratch};
     for (std::size_t j = 0; j < ins.size(); ++j) {
       if (d.nondiff_inputs >> j & 1u) continue;
       if (!wanted(ins[j].impl())) continue;
