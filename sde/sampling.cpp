@@ -53,8 +53,18 @@ Tensor ReverseSde::diffusion(double t) const {
   return sde->diffusion(scalar(t, DType::f64)) * std::sqrt(std::max(0.0, 1 - lambda));
 }
 
+namespace {
+// Every discretized sampler: at least one step over [t_eps, T), t_eps >= 0.
+void check_grid(const char* who, const Sde& sde, const SamplerOptions& o) {
+  if (o.steps < 1) fail<ValueError>(who, ": steps must be >= 1, got ", o.steps);
+  if (!(o.t_eps >= 0 && o.t_eps < sde.T()))
+    fail<ValueError>(who, ": t_eps must lie in [0, ", sde.T(), "), got ", o.t_eps);
+}
+}  // namespace
+
 Tensor sample_reverse_em(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen,
                          SamplerOptions o, DType dtype) {
+  check_grid("sample_reverse_em", sde, o);
   NoGradGuard off;
   const ReverseSde rev{&sde, s, o.lambda};
   Tensor x = sde.prior_sample(shape, gen, dtype);
@@ -68,27 +78,45 @@ Tensor sample_reverse_em(const Sde& sde, const ScoreModelFn& s, const Shape& sha
   return x;
 }
 
+double langevin_alpha(const Sde& sde, double t, double h) {
+  const auto* vp = dynamic_cast<const VpSde*>(&sde);
+  if (!vp) return 1.0;
+  // exp(-int_{t-h}^t beta): the discrete alpha_i = 1 - beta_i of the DDPM chain to first order
+  // (score_sde uses 1 - beta(t) h, which is negative once beta(t) h > 1, e.g. for fewer than 20
+  // steps at beta_max = 20), and in (0, 1] for every step size.
+  const double lo = std::max(t - h, 0.0);
+  const double B =
+      (vp->integral_beta(scalar(t, DType::f64)) - vp->integral_beta(scalar(lo, DType::f64))).item();
+  return std::exp(-std::max(B, 0.0));
+}
+
 Tensor sample_pc(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen,
                  SamplerOptions o, DType dtype) {
+  check_grid("sample_pc", sde, o);
+  if (o.corrector_steps < 0)
+    fail<ValueError>("sample_pc: corrector_steps must be >= 0, got ", o.corrector_steps);
+  if (!(o.snr >= 0 && std::isfinite(o.snr)))
+    fail<ValueError>("sample_pc: snr must be finite and >= 0, got ", o.snr);
   NoGradGuard off;
   const ReverseSde rev{&sde, s, 0.0};
   Tensor x = sde.prior_sample(shape, gen, dtype);
   const double h = (sde.T() - o.t_eps) / double(o.steps);
-  const auto* vp = dynamic_cast<const VpSde*>(&sde);
   Shape axes;
   for (int d = 1; d < static_cast<int>(shape.rank()); ++d) axes.push_back(d);
   for (int64_t k = 0; k < o.steps; ++k) {
     const double t = sde.T() - h * double(k);
     const Tensor tt = full({shape[0]}, t, dtype);
     // Langevin corrector: x += eps s + sqrt(2 eps) z, eps = 2 alpha (snr |z| / |s|)^2
-    const double alpha =
-        vp ? 1 - (vp->beta(scalar(t, DType::f64)) * (h)).item() : 1.0;  // 1 - beta_i / N
+    const double alpha = langevin_alpha(sde, t, h);
     for (int64_t c = 0; c < o.corrector_steps; ++c) {
       const Tensor grad = s(x, tt), z = randn(shape, gen, dtype);
       // norms averaged over the batch, as in score_sde: one step size for all samples
       const double gn = mean(sqrt(sum(grad * grad, axes))).item(),
                    zn = mean(sqrt(sum(z * z, axes))).item();
-      const double eps = 2 * alpha * std::pow(o.snr * zn / std::max(gn, 1e-12), 2);
+      // A zero score carries no information (an untrained network): no step rather than an
+      // infinite one. A non-finite score is left to reach the samples, where the caller sees it.
+      if (!(gn > 0) || !std::isfinite(gn)) continue;
+      const double eps = 2 * alpha * std::pow(o.snr * zn / gn, 2);
       x = x + grad * eps + z * std::sqrt(2 * eps);
     }
     // reverse-diffusion predictor (Euler-Maruyama of the reverse SDE)
@@ -105,6 +133,9 @@ Tensor sample_probability_flow(const Sde& sde, const ScoreModelFn& s, const Shap
   const ode::Dynamics f = [&](double t, const ode::State& y) {
     return ode::State{pf.drift(y[0], t)};
   };
+  if (!(o.t_eps >= 0 && o.t_eps < sde.T()))
+    fail<ValueError>("sample_probability_flow: t_eps must lie in [0, ", sde.T(), "), got ",
+                     o.t_eps);
   ode::Options oo = o.ode;
   if (oo.rtol == ode::Options{}.rtol && oo.atol == ode::Options{}.atol) oo.rtol = oo.atol = 1e-5;
   ode::Result r = ode::odeint(f, {sde.prior_sample(shape, gen, dtype)}, sde.T(), o.t_eps, oo);

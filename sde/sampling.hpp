@@ -73,9 +73,14 @@ Tensor sample_reverse_em(const Sde& sde, const ScoreModelFn& s, const Shape& sha
                          SamplerOptions o = {}, DType dtype = DType::f32);
 // Predictor-corrector: reverse-diffusion (EM) predictor, then Langevin corrector steps with
 // step size 2 alpha_t (snr |z| / |s|)^2 with batch-averaged norms (score_sde's
-// LangevinCorrector; alpha_t = 1 - beta(t) h for VP, 1 otherwise).
+// LangevinCorrector, alpha_t = langevin_alpha below; no corrector step where the score is 0).
+// Every sampler needs steps >= 1 and t_eps in [0, T) (ValueError otherwise).
 Tensor sample_pc(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen,
                  SamplerOptions o = {}, DType dtype = DType::f32);
+// The corrector's alpha_t for a predictor step h ending at t: exp(-int_{t-h}^t beta) for VP and
+// sub-VP (1 - beta(t) h to first order, as score_sde's 1 - beta_i, but in (0, 1] for any h, so
+// the step size stays positive for any number of steps), 1 for other SDEs.
+double langevin_alpha(const Sde& sde, double t, double h);
 // Probability-flow ODE dx/dt = f - g^2 s / 2 from the prior at T to t_eps (adaptive solver).
 Tensor sample_probability_flow(const Sde& sde, const ScoreModelFn& s, const Shape& shape,
                                Generator& gen, SamplerOptions o = {}, DType dtype = DType::f32,

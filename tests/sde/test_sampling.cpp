@@ -11,6 +11,11 @@ using namespace sg;
 
 namespace {
 constexpr DType f64 = DType::f64;
+bool all_finite(const Tensor& x) {
+  for (double v : x.to_vector())
+    if (!std::isfinite(v)) return false;
+  return true;
+}
 double slope(const std::vector<double>& h, const std::vector<double>& e) {
   return (std::log(e.front()) - std::log(e.back())) / (std::log(h.front()) - std::log(h.back()));
 }
@@ -118,4 +123,41 @@ TEST_CASE("samplers draw Gaussian data given its exact score", "[sde][samplers]"
   ode::Result stats;
   check(sample_probability_flow(vp, score, {n, 2}, gen, {}, f64, &stats), "probability flow");
   CHECK(stats.nfe > 10);
+}
+
+TEST_CASE("the predictor-corrector sampler stays finite for any number of steps >= 1",
+          "[sde][samplers]") {
+  // score_sde's corrector uses alpha = 1 - beta(t) h, negative once beta(t) h > 1 (fewer than
+  // 20 steps at beta_max = 20), which made the Langevin step size negative and the samples NaN.
+  VpSde vp;
+  SubVpSde subvp;
+  for (int64_t steps : {1, 2, 5, 10, 19, 20, 1000}) {
+    const double h = (vp.T() - 1e-3) / double(steps);
+    for (int64_t k = 0; k < steps; ++k) {
+      const double a = langevin_alpha(vp, vp.T() - h * double(k), h);
+      INFO("steps " << steps << " k " << k << " alpha " << a);
+      CHECK((a > 0 && a <= 1));
+    }
+  }
+  // The exact score of N(0, I) data under VP is -x: finite samples for every step count.
+  const ScoreModelFn score = [](const Tensor& x, const Tensor&) { return -x; };
+  for (const Sde* sde : {static_cast<const Sde*>(&vp), static_cast<const Sde*>(&subvp)})
+    for (int64_t steps : {1, 2, 5, 10, 19}) {
+      Generator gen(3);
+      const Tensor x = sample_pc(*sde, score, {500, 2}, gen, {.steps = steps}, f64);
+      INFO(sde->name() << " steps " << steps);
+      CHECK(all_finite(x));
+    }
+  // A zero score (an untrained network) takes no corrector step instead of an infinite one.
+  Generator gen(4);
+  const Tensor x0 = sample_pc(
+      vp, [](const Tensor& x, const Tensor&) { return zeros_like(x); }, {500, 2}, gen,
+      {.steps = 10}, f64);
+  CHECK(max(abs(x0)).item() < 1e4);  // the predictor alone: about e^{B(1)/2} ~ 150
+  // Fewer than one step, or t_eps outside [0, T), is refused.
+  Generator g2(5);
+  CHECK_THROWS_AS(sample_pc(vp, score, {4, 2}, g2, {.steps = 0}), ValueError);
+  CHECK_THROWS_AS(sample_reverse_em(vp, score, {4, 2}, g2, {.steps = -3}), ValueError);
+  CHECK_THROWS_AS(sample_pc(vp, score, {4, 2}, g2, {.t_eps = 1.0}), ValueError);
+  CHECK_THROWS_AS(sample_probability_flow(vp, score, {4, 2}, g2, {.t_eps = -1}), ValueError);
 }
