@@ -301,6 +301,42 @@ int64_t ulp_distance(T a, T b) {
   return static_cast<int64_t>(std::min<long double>(d < 0 ? -d : d, 9e18L));
 }
 
+// Zeros, subnormals, extremes, infinities, NaN and the thresholds of the packet fast paths.
+template <class T>
+std::vector<T> special_values() {
+  using L = std::numeric_limits<T>;
+  return {T(0),
+          T(-0.0),
+          L::denorm_min(),
+          -L::denorm_min(),
+          L::min() / T(4),
+          -L::min() / T(4),
+          L::min(),
+          -L::min(),
+          L::max(),
+          -L::max(),
+          L::infinity(),
+          -L::infinity(),
+          L::quiet_NaN(),
+          T(1),
+          T(-1),
+          T(0.5),
+          T(2),
+          T(1e-30),
+          T(-1e-30),
+          T(30),
+          T(-30),
+          T(88),
+          T(-88),
+          T(-104),
+          T(700),
+          T(-750),
+          T(1e30),
+          T(-1e30),
+          T(3.5),
+          T(-3.5)};
+}
+
 // ---- reference reductions over axes of a row-major tensor --------------------------------
 enum class Red { sum, max, min, mean };
 Vec ref_reduce(const Vec& x, const Dims& shape, Dims axes, bool keepdim, Red op, Dims* out_shape) {
@@ -1592,5 +1628,69 @@ TEMPLATE_TEST_CASE("SIMD packet path agrees with the scalar functor path",
     const std::vector<T> two = tanh(big).template values<T>();
     omp_set_num_threads(prev);
     CHECK(one == two);
+  }
+}
+
+TEMPLATE_TEST_CASE("SIMD and scalar paths agree with <cmath> at every special value",
+                   "[values][functors][simd][special]", float, double) {
+  using T = TestType;
+  // Each op with its <cmath> reference; `exact` ops (IEEE-exact) must match to 0 ulps, the
+  // transcendental ones within the packet tolerance of the test above.
+  struct Checked {
+    const char* name;
+    Tensor (*f)(const Tensor&);
+    T (*ref)(T);
+    bool exact;
+  };
+  const int64_t max_ulps = sizeof(T) == 4 ? 6 : 4;
+  const DType dt = dtype_v<T>;
+  const std::vector<Checked> ops = {
+      {"neg", sg::neg, [](T x) { return -x; }, true},
+      {"abs", sg::abs, [](T x) { return std::fabs(x); }, true},
+      {"sqrt", sg::sqrt, [](T x) { return std::sqrt(x); }, true},
+      {"rsqrt", sg::rsqrt, [](T x) { return T(1) / std::sqrt(x); }, false},
+      {"exp", sg::exp, [](T x) { return std::exp(x); }, false},
+      {"log", sg::log, [](T x) { return std::log(x); }, false},
+      {"log1p", sg::log1p, [](T x) { return std::log1p(x); }, false},
+      {"expm1", sg::expm1, [](T x) { return std::expm1(x); }, false},
+      {"tanh", sg::tanh, [](T x) { return std::tanh(x); }, false},
+      {"sigmoid", sg::sigmoid, [](T x) { return T(1) / (T(1) + std::exp(-x)); }, false},
+      {"silu", sg::silu, [](T x) { return x / (T(1) + std::exp(-x)); }, false},
+      {"erf", sg::erf, [](T x) { return std::erf(x); }, false},
+      {"sin", sg::sin, [](T x) { return std::sin(x); }, false},
+      {"cos", sg::cos, [](T x) { return std::cos(x); }, false},
+      {"silu_grad", sg::silu_grad,
+       [](T x) {
+         const T s = T(1) / (T(1) + std::exp(-x));
+         return s + x * s * (T(1) - s);
+       },
+       false},
+      {"sign", sg::sign, [](T x) { return x > 0   ? T(1)
+                                          : x < 0 ? T(-1)
+                                                  : x; }, true},
+  };
+  const std::vector<T> sv = special_values<T>();
+  const int64_t k = static_cast<int64_t>(sv.size()), n = 2 * k + 19;  // packets and a tail
+  for (const Checked& op : ops) {
+    int64_t bad = 0;
+    std::string first;
+    for (int shift = 0; shift < 16; ++shift) {  // every value at every lane
+      std::vector<double> v(static_cast<size_t>(n));
+      for (int64_t i = 0; i < n; ++i) v[static_cast<size_t>(i)] = sv[(i + shift) % k];
+      const std::vector<T> got = op.f(from_vector(v, {n}, dt)).template values<T>();
+      for (int64_t i = 0; i < n; ++i) {
+        const T x = static_cast<T>(v[static_cast<size_t>(i)]), w = op.ref(x), g = got[i];
+        // Results below the smallest normal number: an absolute error under it is fine for the
+        // transcendental ones (flush to zero), never for the exact ones.
+        const bool tiny = !op.exact && std::fabs(w) < std::numeric_limits<T>::min() &&
+                          std::fabs(g) < std::numeric_limits<T>::min();
+        const int64_t u = tiny ? 0 : ulp_distance(g, w);
+        if (u > (op.exact ? 0 : max_ulps) && bad++ == 0)
+          first =
+              "x = " + fmt(x) + " at " + std::to_string(i) + ": got " + fmt(g) + " want " + fmt(w);
+      }
+    }
+    INFO(op.name << " " << dtype_name(dt) << ": " << bad << " mismatches, first " << first);
+    CHECK(bad == 0);
   }
 }

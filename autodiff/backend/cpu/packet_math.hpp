@@ -3,6 +3,8 @@
 // tests check packet against scalar results. Capability flags come from Eigen's packet_traits.
 #pragma once
 #include <Eigen/Core>
+#include <limits>
+#include <type_traits>
 
 #include "autodiff/backend/functors.hpp"
 
@@ -26,6 +28,44 @@ Packet<T> exp_packet(const Packet<T>& x) {
   ei::pstore(lanes, x);
   for (T& v : lanes) v = fn::Exp{}(v);
   return ei::pload<Packet<T>>(lanes);
+}
+
+// Square root, correctly rounded as std::sqrt at every input. Eigen's psqrt under
+// EIGEN_FAST_MATH (its default) is an rsqrt estimate plus Newton steps: NaN at +inf, 0 for
+// subnormals, 1-2 bits off elsewhere. The ISA's own instruction is exact and as fast.
+template <class T>
+Packet<T> sqrt_packet(const Packet<T>& x) {
+  using P = Packet<T>;
+#if defined(EIGEN_VECTORIZE_AVX512)
+  if constexpr (std::is_same_v<P, __m512>) return _mm512_sqrt_ps(x);
+  if constexpr (std::is_same_v<P, __m512d>) return _mm512_sqrt_pd(x);
+#endif
+#if defined(EIGEN_VECTORIZE_AVX)
+  if constexpr (std::is_same_v<P, __m256>) return _mm256_sqrt_ps(x);
+  if constexpr (std::is_same_v<P, __m256d>) return _mm256_sqrt_pd(x);
+#endif
+#if defined(EIGEN_VECTORIZE_SSE2)
+  if constexpr (std::is_same_v<P, __m128>) return _mm_sqrt_ps(x);
+  if constexpr (std::is_same_v<P, __m128d>) return _mm_sqrt_pd(x);
+#endif
+  alignas(64) T lanes[kLanes<T>];
+  ei::pstore(lanes, x);
+  for (T& v : lanes) v = fn::Sqrt{}(v);
+  return ei::pload<P>(lanes);
+}
+
+// Eigen's plog clamps its argument to the smallest normal number, so log of a subnormal comes
+// out as log(FLT_MIN) / log(DBL_MIN). Packets with a subnormal lane take the scalar path.
+template <class T>
+Packet<T> log_packet(const Packet<T>& x) {
+  using P = Packet<T>;
+  const P sub = ei::pand(ei::pcmp_lt(x, ei::pset1<P>(std::numeric_limits<T>::min())),
+                         ei::pcmp_lt(ei::pzero(x), x));
+  if (!ei::predux_any(sub)) return ei::plog(x);
+  alignas(64) T lanes[kLanes<T>];
+  ei::pstore(lanes, x);
+  for (T& v : lanes) v = fn::Log{}(v);
+  return ei::pload<P>(lanes);
 }
 
 // PacketForm<F, T>::ok says whether F has a SIMD form for T; run(f, p) applies it.
@@ -60,10 +100,10 @@ Packet<T> silu_grad2_packet(const Packet<T>& x) {
   };
 SG_PACKET1(Neg, Tr::HasNegate, ei::pnegate(x))
 SG_PACKET1(Exp, Tr::HasExp, exp_packet<T>(x))
-SG_PACKET1(Log, Tr::HasLog, ei::plog(x))
+SG_PACKET1(Log, Tr::HasLog, log_packet<T>(x))
 SG_PACKET1(Log1p, Tr::HasLog1p, ei::plog1p(x))
 SG_PACKET1(Expm1, Tr::HasExpm1, ei::pexpm1(x))
-SG_PACKET1(Sqrt, Tr::HasSqrt, ei::psqrt(x))
+SG_PACKET1(Sqrt, true, sqrt_packet<T>(x))
 SG_PACKET1(Abs, Tr::HasAbs, ei::pabs(x))
 SG_PACKET1(Sin, Tr::HasSin, ei::psin(x))
 SG_PACKET1(Cos, Tr::HasCos, ei::pcos(x))
@@ -71,7 +111,7 @@ SG_PACKET1(Tanh, Tr::HasTanh, ei::ptanh(x))
 SG_PACKET1(Sigmoid, Tr::HasExp&& Tr::HasDiv,
            ei::pdiv(ei::pset1<Packet<T>>(T(1)),
                     ei::padd(ei::pset1<Packet<T>>(T(1)), exp_packet<T>(ei::pnegate(x)))))
-SG_PACKET1(Rsqrt, Tr::HasSqrt&& Tr::HasDiv, ei::pdiv(ei::pset1<Packet<T>>(T(1)), ei::psqrt(x)))
+SG_PACKET1(Rsqrt, Tr::HasDiv, ei::pdiv(ei::pset1<Packet<T>>(T(1)), sqrt_packet<T>(x)))
 SG_PACKET1(Silu, Tr::HasExp&& Tr::HasDiv,
            ei::pdiv(x, ei::padd(ei::pset1<Packet<T>>(T(1)), exp_packet<T>(ei::pnegate(x)))))
 SG_PACKET1(SiluGrad, Tr::HasExp&& Tr::HasDiv, silu_grad_packet<T>(x))
