@@ -2,7 +2,9 @@
 // (model, optimizer, EMA, generator, step, config) on top of it. See checkpoint.hpp.
 #include "nn/checkpoint.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,16 +15,18 @@
 #include <charconv>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <set>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/tape/autograd.hpp"
+#include "nn/strict_json.hpp"
 
 static_assert(
     std::endian::native == std::endian::little,
@@ -35,6 +39,9 @@ namespace {
 using json = nlohmann::json;
 
 constexpr uint64_t kMaxHeader = 100'000'000;  // as the reference implementation
+// A valid header nests 3 levels (header, entry, shape); a little more gives readable errors.
+constexpr int kMaxHeaderDepth = 8;
+constexpr std::size_t kQuote = 120;  // longest excerpt of a name or value in an error message
 constexpr const char* kFormat = "scoregrad.checkpoint/1";
 
 thread_local std::optional<std::size_t> t_crash_after;
@@ -62,30 +69,102 @@ std::optional<DType> parse_dtype(const std::string& s) {
 
 std::string sys_error() { return std::strerror(errno); }
 
-// ---- writing -----------------------------------------------------------------------------------
+// ---- temporary files ---------------------------------------------------------------------------
+// A save writes ".<name>.tmp-<pid>-<n>" next to the target and holds an exclusive flock(2) on it
+// until it has been renamed over the target. The kernel drops the lock when the writer dies, so
+// a temporary file of this pattern that nobody holds a lock on was left by an interrupted save:
+// the next save or load next to the same target removes it (pid reuse cannot fool this, unlike
+// a pid check). Temporary files of this process are also kept in a set, for filesystems whose
+// flock does not exclude other descriptors of the same process.
+
+std::mutex g_live_mutex;
+std::set<std::string> g_live_temps;
+
+std::string dir_of(const std::filesystem::path& target) {
+  return target.parent_path().empty() ? std::string(".") : target.parent_path().string();
+}
+
+bool is_temp_name(std::string_view name, std::string_view filename) {
+  const std::string prefix = cat(".", filename, ".tmp-");
+  if (!name.starts_with(prefix)) return false;
+  name.remove_prefix(prefix.size());
+  const auto dash = name.find('-');
+  auto digits = [](std::string_view d) {
+    return !d.empty() && d.find_first_not_of("0123456789") == std::string_view::npos;
+  };
+  return dash != std::string_view::npos && digits(name.substr(0, dash)) &&
+         digits(name.substr(dash + 1));
+}
+
+// Removes the stale temporary files of `target` (best effort: errors are ignored).
+void remove_stale_temps(const std::string& target) {
+  const std::filesystem::path t(target);
+  const std::string dir = dir_of(t), filename = t.filename().string();
+  if (filename.empty()) return;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  while (const dirent* e = ::readdir(d)) {
+    if (!is_temp_name(e->d_name, filename)) continue;
+    const std::string path = (std::filesystem::path(dir) / e->d_name).string();
+    {
+      std::lock_guard<std::mutex> lock(g_live_mutex);
+      if (g_live_temps.count(path)) continue;
+    }
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) continue;
+    struct stat held {
+    }, now{};
+    // Locked: a writer is alive. Not the same file any more: it went away meanwhile.
+    if (::fstat(fd, &held) == 0 && S_ISREG(held.st_mode) && ::flock(fd, LOCK_EX | LOCK_NB) == 0 &&
+        ::lstat(path.c_str(), &now) == 0 && now.st_ino == held.st_ino && now.st_dev == held.st_dev)
+      (void)::unlink(path.c_str());
+    ::close(fd);
+  }
+  ::closedir(d);
+}
 
 // The temporary file, written with plain write(2) so that it can be fsync'ed.
 class TempFile {
  public:
   TempFile(const std::string& target, const std::string& who) : target_(target), who_(who) {
     static std::atomic<uint64_t> counter{0};
+    remove_stale_temps(target);
     const std::filesystem::path t(target);
-    const std::filesystem::path dir =
-        t.parent_path().empty() ? std::filesystem::path(".") : t.parent_path();
-    dir_ = dir.string();
-    const std::string name = cat(".", t.filename().string(), ".tmp-", ::getpid(), "-",
-                                 counter.fetch_add(1));  // ".<name>.tmp-<pid>-<n>"
-    path_ = (dir / name).string();
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd_ < 0)
-      fail<IOError>(who_, " ", target_, ": cannot create temporary file ", path_, ": ",
-                    sys_error());
+    dir_ = dir_of(t);
+    for (int attempt = 0;; ++attempt) {
+      const std::string name = cat(".", t.filename().string(), ".tmp-", ::getpid(), "-",
+                                   counter.fetch_add(1));  // ".<name>.tmp-<pid>-<n>"
+      path_ = (std::filesystem::path(dir_) / name).string();
+      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd_ < 0 && errno == EEXIST && attempt < 100) continue;  // left by an earlier pid
+      if (fd_ < 0)
+        fail<IOError>(who_, " ", target_, ": cannot create temporary file ", path_, ": ",
+                      sys_error());
+      // Without flock support the file is never taken for stale: the cleaner needs the lock.
+      (void)::flock(fd_, LOCK_EX);
+      // A cleaner that took the file for stale between open and flock has unlinked it.
+      struct stat mine {
+      }, named{};
+      if (::fstat(fd_, &mine) == 0 && ::lstat(path_.c_str(), &named) == 0 &&
+          mine.st_ino == named.st_ino && mine.st_dev == named.st_dev)
+        break;
+      ::close(fd_);
+      fd_ = -1;
+      if (attempt >= 100)
+        fail<IOError>(who_, " ", target_, ": temporary file ", path_, " keeps disappearing");
+    }
+    {
+      std::lock_guard<std::mutex> lock(g_live_mutex);
+      g_live_temps.insert(path_);
+    }
     crash_after_ = t_crash_after;
     t_crash_after.reset();
   }
   ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
     if (!committed_ && !crashed_) ::unlink(path_.c_str());
+    if (fd_ >= 0) ::close(fd_);  // releases the lock: a crashed file is now stale
+    std::lock_guard<std::mutex> lock(g_live_mutex);
+    g_live_temps.erase(path_);
   }
   TempFile(const TempFile&) = delete;
   TempFile& operator=(const TempFile&) = delete;
@@ -100,17 +179,19 @@ class TempFile {
     }
     raw_write(p, n);
   }
-  // flush + fsync, rename over the target, fsync the directory.
+  // fsync, rename over the target (still holding the lock, so that no cleaner can take the
+  // file for stale), close, fsync the directory.
   void commit() {
     if (::fsync(fd_) != 0)
       fail<IOError>(who_, " ", target_, ": fsync of ", path_, " failed: ", sys_error());
-    if (::close(fd_) != 0) {
-      fd_ = -1;
-      fail<IOError>(who_, " ", target_, ": closing ", path_, " failed: ", sys_error());
-    }
-    fd_ = -1;
     if (::rename(path_.c_str(), target_.c_str()) != 0)
       fail<IOError>(who_, " ", target_, ": cannot rename ", path_, " over it: ", sys_error());
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) {
+      committed_ = true;
+      fail<IOError>(who_, " ", target_, ": closing ", path_, " failed: ", sys_error());
+    }
     committed_ = true;
     // Make the rename itself durable (best effort: some filesystems refuse fsync on directories).
     const int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -137,6 +218,8 @@ class TempFile {
   std::optional<std::size_t> crash_after_;
   bool committed_ = false, crashed_ = false;
 };
+
+// ---- writing -----------------------------------------------------------------------------------
 
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const Metadata& metadata, const std::string& who) {
@@ -191,52 +274,88 @@ struct Entry {
   uint64_t begin, end;
 };
 
-std::string read_file(const std::string& path, const std::string& who) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) fail<IOError>(who, " ", path, ": is a directory");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail<IOError>(who, " ", path, ": cannot open: ", sys_error());
-  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) fail<IOError>(who, " ", path, ": read error: ", sys_error());
-  return bytes;
-}
+// A file opened for reading: a regular file (a FIFO, device or directory is refused before
+// anything is read from it), read piece by piece with pread(2).
+class InFile {
+ public:
+  InFile(const std::string& path, const std::string& who) : path_(path), who_(who) {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer.
+    fd_.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd_.fd < 0) fail<IOError>(who, " ", path, ": cannot open: ", sys_error());
+    struct stat st {};
+    if (::fstat(fd_.fd, &st) != 0) fail<IOError>(who, " ", path, ": cannot stat: ", sys_error());
+    if (S_ISDIR(st.st_mode)) fail<IOError>(who, " ", path, ": is a directory");
+    if (!S_ISREG(st.st_mode))
+      fail<IOError>(who, " ", path, ": is not a regular file (",
+                    S_ISFIFO(st.st_mode)   ? "a FIFO"
+                    : S_ISCHR(st.st_mode)  ? "a character device"
+                    : S_ISBLK(st.st_mode)  ? "a block device"
+                    : S_ISSOCK(st.st_mode) ? "a socket"
+                                           : "not a plain file",
+                    ")");
+    size_ = static_cast<uint64_t>(st.st_size);
+  }
+  uint64_t size() const { return size_; }
+  // Exactly n bytes at `offset` (within size(): the caller checks), or an IOError.
+  void read_at(uint64_t offset, void* dst, uint64_t n) const {
+    char* p = static_cast<char*>(dst);
+    while (n > 0) {
+      const std::size_t chunk = static_cast<std::size_t>(std::min<uint64_t>(n, 1u << 30));
+      const ssize_t r = ::pread(fd_.fd, p, chunk, static_cast<off_t>(offset));
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) fail<IOError>(who_, " ", path_, ": read error: ", sys_error());
+      if (r == 0)
+        fail<IOError>(who_, " ", path_, ": the file shrank while it was read (", n,
+                      " bytes missing at offset ", offset, ")");
+      p += r, offset += static_cast<uint64_t>(r), n -= static_cast<uint64_t>(r);
+    }
+  }
 
-SafetensorsFile parse_safetensors(const std::string& path, const std::string& bytes,
-                                  const std::string& who) {
+ private:
+  struct Fd {
+    int fd = -1;
+    ~Fd() {
+      if (fd >= 0) ::close(fd);
+    }
+  };
+  std::string path_, who_;
+  Fd fd_;
+  uint64_t size_ = 0;
+};
+
+// The length check, then the header, then each tensor's bytes once the header is validated:
+// nothing is read or allocated beyond what the file's own size justifies.
+SafetensorsFile parse_safetensors(const std::string& path, const std::string& who) {
+  remove_stale_temps(path);
+  const InFile file(path, who);
   auto bad = [&](const auto&... a) { fail<IOError>(who, " ", path, ": ", a...); };
-  if (bytes.size() < 8)
-    bad("file is ", bytes.size(),
+  if (file.size() < 8)
+    bad("file is ", file.size(),
         " bytes, too short for the 8-byte header length (truncated or not safetensors)");
+  unsigned char len[8];
+  file.read_at(0, len, 8);
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i)
-    n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
-  const uint64_t rest = bytes.size() - 8;
+  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(len[i]) << (8 * i);
+  const uint64_t rest = file.size() - 8;
   if (n > rest)
     bad("header length ", n, " is larger than the ", rest,
         " bytes after it (truncated or not safetensors)");
   if (n > kMaxHeader) bad("header length ", n, " exceeds the limit of ", kMaxHeader, " bytes");
-  const char* hb = bytes.data() + 8;
+  std::string text(static_cast<std::size_t>(n), '\0');
+  file.read_at(8, text.data(), n);
 
-  std::set<std::string> keys;
-  std::string duplicate;
-  auto dup_check = [&](int depth, json::parse_event_t ev, json& parsed) {
-    if (ev == json::parse_event_t::key && depth == 1 && parsed.is_string()) {
-      const auto& k = parsed.get_ref<const std::string&>();
-      if (!keys.insert(k).second && duplicate.empty()) duplicate = k;
-    }
-    return true;
-  };
   json header;
   try {
-    header = json::parse(hb, hb + n, dup_check);
-  } catch (const json::exception& e) {
+    header = parse_json_strict(text, kMaxHeaderDepth);
+  } catch (const JsonError& e) {
+    if (e.duplicate.size() == 1)
+      bad("header names '", text_excerpt(e.duplicate[0], kQuote), "' twice");
+    if (!e.duplicate.empty()) bad("header: ", e.what());
     bad("header is not valid JSON: ", e.what());
   }
   if (!header.is_object()) bad("header is JSON but not an object (it is ", header.type_name(), ")");
-  if (!duplicate.empty()) bad("header names '", duplicate, "' twice");
 
-  const uint64_t data_size = rest - n;
-  const char* data = hb + n;
+  const uint64_t data_size = rest - n, data_start = 8 + n;
   SafetensorsFile out;
   std::vector<Entry> entries;
   for (auto& [name, v] : header.items()) {
@@ -244,52 +363,55 @@ SafetensorsFile parse_safetensors(const std::string& path, const std::string& by
       if (!v.is_object()) bad("__metadata__ must be an object of strings, got ", v.type_name());
       for (auto& [k, s] : v.items()) {
         if (!s.is_string())
-          bad("__metadata__ entry '", k, "' must be a string, got ", s.type_name());
+          bad("__metadata__ entry '", text_excerpt(k, kQuote), "' must be a string, got ",
+              s.type_name());
         out.metadata[k] = s.get<std::string>();
       }
       continue;
     }
-    const std::string where = "tensor '" + name + "': ";
+    const std::string where = "tensor '" + text_excerpt(name, kQuote) + "': ";
     if (!v.is_object()) bad(where, "entry must be an object, got ", v.type_name());
     for (auto& [k, x] : v.items())
       if (k != "dtype" && k != "shape" && k != "data_offsets")
-        bad(where, "unexpected field '", k, "'");
+        bad(where, "unexpected field '", text_excerpt(k, kQuote), "'");
     if (!v.contains("dtype") || !v["dtype"].is_string())
       bad(where, "missing or non-string \"dtype\"");
     const std::string dt = v["dtype"].get<std::string>();
     const auto dtype = parse_dtype(dt);
-    if (!dtype) bad(where, "unsupported dtype '", dt, "' (scoregrad reads F32, F64, I64, BOOL)");
+    if (!dtype)
+      bad(where, "unsupported dtype '", text_excerpt(dt, kQuote),
+          "' (scoregrad reads F32, F64, I64, BOOL)");
     if (!v.contains("shape") || !v["shape"].is_array())
       bad(where, "missing or non-array \"shape\"");
     const json& js = v["shape"];
     if (js.size() > static_cast<std::size_t>(kMaxDims))
       bad(where, "shape has ", js.size(), " dimensions (at most ", kMaxDims, ")");
+    // Every extent an int64 >= 0, and the element and byte counts with every zero extent taken
+    // as 1 must fit int64: a zero extent must not hide [2^62, 2^62, 0] (strides and any later
+    // product of extents would overflow).
     Shape shape;
-    bool zero = false;
+    uint64_t numel = 1, span = 1, nbytes = 0;
+    constexpr auto kMax = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
     for (const json& d : js) {
-      if (!d.is_number_unsigned() ||
-          d.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-        bad(where, "shape ", js.dump(), " must hold non-negative integers");
-      shape.push_back(d.get<int64_t>());
-      zero |= d.get<int64_t>() == 0;
+      if (!d.is_number_unsigned() || d.get<uint64_t>() > kMax)
+        bad(where, "shape ", json_excerpt(js, kQuote), " must hold non-negative integers");
+      const uint64_t x = d.get<uint64_t>();
+      shape.push_back(static_cast<int64_t>(x));
+      numel *= x;  // cannot overflow once span (>= numel) has been checked below
+      if (__builtin_mul_overflow(span, std::max<uint64_t>(x, 1), &span) || span > kMax)
+        bad(where, "shape ", json_excerpt(js, kQuote), " is too large");
     }
-    uint64_t nbytes = 0;
-    if (!zero) {
-      uint64_t numel = 1;
-      for (int64_t d : shape)
-        if (__builtin_mul_overflow(numel, static_cast<uint64_t>(d), &numel))
-          bad(where, "shape ", js.dump(), " is too large");
-      if (__builtin_mul_overflow(numel, static_cast<uint64_t>(itemsize(*dtype)), &nbytes) ||
-          numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-        bad(where, "shape ", js.dump(), " is too large");
-    }
-    if (!v.contains("data_offsets") || !v["data_offsets"].is_array() ||
-        v["data_offsets"].size() != 2 || !v["data_offsets"][0].is_number_unsigned() ||
-        !v["data_offsets"][1].is_number_unsigned())
+    uint64_t span_bytes = 0;
+    if (__builtin_mul_overflow(span, static_cast<uint64_t>(itemsize(*dtype)), &span_bytes) ||
+        span_bytes > kMax)
+      bad(where, "shape ", json_excerpt(js, kQuote), " is too large");
+    nbytes = numel * static_cast<uint64_t>(itemsize(*dtype));
+    const json* offsets = v.contains("data_offsets") ? &v["data_offsets"] : nullptr;
+    if (!offsets || !offsets->is_array() || offsets->size() != 2 ||
+        !(*offsets)[0].is_number_unsigned() || !(*offsets)[1].is_number_unsigned())
       bad(where, "\"data_offsets\" must be [begin, end] with non-negative integers, got ",
-          v.contains("data_offsets") ? v["data_offsets"].dump() : std::string("nothing"));
-    const uint64_t b = v["data_offsets"][0].get<uint64_t>(),
-                   e = v["data_offsets"][1].get<uint64_t>();
+          offsets ? json_excerpt(*offsets, kQuote) : std::string("nothing"));
+    const uint64_t b = (*offsets)[0].get<uint64_t>(), e = (*offsets)[1].get<uint64_t>();
     if (b > e) bad(where, "data_offsets [", b, ", ", e, "] has begin after end");
     if (e > data_size)
       bad(where, "data_offsets [", b, ", ", e, "] run past the ", data_size,
@@ -310,11 +432,12 @@ SafetensorsFile parse_safetensors(const std::string& path, const std::string& by
   const Entry* prev = nullptr;
   for (const Entry* e : order) {
     if (e->begin < pos)
-      bad("tensor '", e->name, "' data_offsets [", e->begin, ", ", e->end, "] overlap tensor '",
-          prev->name, "' [", prev->begin, ", ", prev->end, "]");
+      bad("tensor '", text_excerpt(e->name, kQuote), "' data_offsets [", e->begin, ", ", e->end,
+          "] overlap tensor '", text_excerpt(prev->name, kQuote), "' [", prev->begin, ", ",
+          prev->end, "]");
     if (e->begin > pos)
       bad("bytes [", pos, ", ", e->begin, ") of the data buffer belong to no tensor (before '",
-          e->name, "')");
+          text_excerpt(e->name, kQuote), "')");
     pos = e->end;
     prev = e;
   }
@@ -322,17 +445,18 @@ SafetensorsFile parse_safetensors(const std::string& path, const std::string& by
     bad(data_size - pos, " trailing bytes after the last tensor's data (the buffer has ", data_size,
         " bytes, tensors cover ", pos, ")");
 
+  // Only now is data read: each tensor's bytes straight into its storage.
   for (const Entry& e : entries) {
     Tensor t = empty(e.shape, e.dtype);
-    const std::size_t nb = static_cast<std::size_t>(e.end - e.begin);
-    if (nb) std::memcpy(t.raw_data(), data + e.begin, nb);
-    if (e.dtype == DType::b8)
-      for (std::size_t i = 0; i < nb; ++i) {
-        const auto c = static_cast<unsigned char>(data[e.begin + i]);
-        if (c > 1)
-          bad("tensor '", e.name, "': BOOL element ", i, " has byte value ", static_cast<int>(c),
-              " (must be 0 or 1)");
-      }
+    const uint64_t nb = e.end - e.begin;
+    if (nb) file.read_at(data_start + e.begin, t.raw_data(), nb);
+    if (e.dtype == DType::b8) {
+      const auto* bytes = static_cast<const unsigned char*>(t.raw_data());
+      for (uint64_t i = 0; i < nb; ++i)
+        if (bytes[i] > 1)
+          bad("tensor '", text_excerpt(e.name, kQuote), "': BOOL element ", i, " has byte value ",
+              static_cast<int>(bytes[i]), " (must be 0 or 1)");
+    }
     out.tensors[e.name] = std::move(t);
   }
   return out;
@@ -369,7 +493,7 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
 }
 
 SafetensorsFile load_safetensors(const std::string& path) {
-  return parse_safetensors(path, read_file(path, "load_safetensors"), "load_safetensors");
+  return parse_safetensors(path, "load_safetensors");
 }
 
 void save_checkpoint(const std::string& path, const Checkpoint& ck) {
@@ -381,8 +505,12 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
     sections += s;
   };
   if (!ck.config.empty()) {
-    if (!json::accept(ck.config))
-      fail<ValueError>("save_checkpoint ", path, ": config is not valid JSON: ", ck.config);
+    try {
+      (void)parse_json_strict(ck.config);
+    } catch (const JsonError& e) {
+      fail<ValueError>("save_checkpoint ", path, ": config is not strict JSON (", e.what(),
+                       "): ", text_excerpt(ck.config, kQuote));
+    }
     md["config"] = ck.config;
   }
   if (ck.model) {
@@ -412,8 +540,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ck) {
 }
 
 void load_checkpoint(const std::string& path, Checkpoint& ck) {
-  const SafetensorsFile f =
-      parse_safetensors(path, read_file(path, "load_checkpoint"), "load_checkpoint");
+  const SafetensorsFile f = parse_safetensors(path, "load_checkpoint");
   const Metadata& md = f.metadata;
   auto fmt = md.find("format");
   if (fmt == md.end() || fmt->second != kFormat)

@@ -16,13 +16,21 @@
 //                  (padded with spaces to a multiple of 8 bytes when written here)
 //   the rest       the byte buffer: each tensor row-major little-endian at [begin, end) relative
 //                  to the buffer's start; tensors cover it exactly, without gaps or overlaps.
-// Writing goes to a temporary file in the target's directory, which is flushed, fsync'ed and
-// renamed over the target (then the directory is fsync'ed): a crash mid-write leaves the
-// previous file intact (a stray ".<name>.tmp-*" file may remain).
-// Reading validates everything and throws sg::IOError naming the file and the problem: file
-// too short, header length beyond the file, bad JSON, duplicate names, unknown dtype, bad
-// shapes, offsets out of range / overlapping / leaving gaps / not matching dtype x shape,
-// trailing bytes, bool bytes other than 0/1.
+// Writing goes to a temporary file ".<name>.tmp-<pid>-<n>" in the target's directory, which is
+// flushed, fsync'ed and renamed over the target (then the directory is fsync'ed): a crash
+// mid-write leaves the previous file intact. The writer holds an flock(2) on its temporary file
+// until the rename; the kernel drops it when the process dies, so a temporary file of that
+// pattern that nobody holds locked was left by an interrupted save, and the next save or load
+// of the same target removes it (best effort; live saves of other processes are never touched).
+// Reading treats the file as hostile and throws sg::IOError naming the file and the problem,
+// with any quoted name or value cut short: not a regular file (a FIFO or device is refused
+// before it is read), too short, header length beyond the file or over 100 MB, bad JSON, JSON
+// nested deeper than 8 levels, any key given twice (tensor names or fields), unknown dtype, bad
+// shapes (extents must be int64 >= 0 and the element and byte counts must fit int64 even with
+// zero extents counted as 1), offsets out of range / overlapping / leaving gaps / not matching
+// dtype x shape, trailing bytes, bool bytes other than 0/1. Only the 8-byte length and then the
+// header are read before validation; each tensor's bytes are read once everything checks out,
+// so memory use is bounded by the file's real size. Parsing is linear in the header size.
 //
 // A checkpoint is one safetensors file:
 //   model.<name>          Module::state_dict() (parameters and buffers)
@@ -67,7 +75,7 @@ struct Checkpoint {
   Ema* ema = nullptr;
   Generator* generator = nullptr;
   int64_t step = 0;
-  std::string config;  // JSON text (checked to parse when saved); empty = none
+  std::string config;  // JSON text (strict: no duplicate keys, nesting <= 64; checked on save)
   // Any other state a run needs to resume (e.g. a data loader's position), saved under
   // "extra.<name>" when non-empty and always restored from the file (replacing the map).
   NamedTensors extra;
