@@ -43,6 +43,12 @@ struct VerifyOptions {
 // The identity catalogue and the op table's gradient checks; non-zero exit on any failure.
 int run_verify(const VerifyOptions& o);
 
+// What the command is doing now, in words ("sampling 4000 examples of shape [2] with pc"): the
+// subcommands set it before each large allocation so that running out of memory is reported as
+// "out of memory while <activity>" instead of a bare std::bad_alloc.
+void set_activity(std::string what);
+std::string activity();
+
 // Resolves a run directory or a checkpoint file to the checkpoint file.
 std::string resolve_checkpoint(const std::string& run);
 

@@ -43,7 +43,14 @@ Loaded load_run(const EvalOptions& o, const char* section) {
   nn::Module& model = *l.ex->model;
   nn::Ema ema(model, get_double(c, "train.ema"), /*warmup=*/true);
   nn::Checkpoint ck{.model = &model, .ema = &ema};
+  set_activity("loading " + ckpt);
   nn::load_checkpoint(ckpt, ck);
+  if (ck.step < 0 || ck.step > get_int(c, "train.steps"))
+    throw IOError(std::string(section) + ": " + ckpt + " is at step " + std::to_string(ck.step) +
+                  ", outside its own run of " + std::to_string(get_int(c, "train.steps")) +
+                  " steps");
+  if (const std::string bad = first_non_finite_weight(model, ema); !bad.empty())
+    throw IOError(std::string(section) + ": " + ckpt + " holds non-finite values in '" + bad + "'");
   std::string use_ema = section;  // built in two steps: GCC 12 -Wrestrict false positive
   use_ema += ".use_ema";
   if (get_bool(c, use_ema)) ema.apply_to(model);
@@ -66,14 +73,11 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-}  // namespace
-
-int run_sample(const EvalOptions& o) {
-  Loaded l = load_run(o, "sample");
-  Experiment& ex = *l.ex;
+// `n` samples from the model with the sample.* settings of the configuration (NaN or infinite
+// samples are an error naming how they were drawn); `report` gets method, timing and cost.
+Tensor draw_from_model(const Experiment& ex, int64_t n, Generator& gen, json& report) {
   const Config& c = ex.config;
   const std::string method = get_choice(c, "sample.method", {"pc", "ode", "em"});
-  const int64_t n = get_int_in(c, "sample.n", 1, int64_t{1} << 30);
   SamplerOptions so;
   so.steps = get_int_in(c, "sample.steps", 1, int64_t{1} << 30);
   so.t_eps = get_double_in(c, "sample.t_eps", 0, 0.5);
@@ -81,13 +85,14 @@ int run_sample(const EvalOptions& o) {
   so.corrector_steps = get_int_in(c, "sample.corrector_steps", 0, 1000);
   so.ode.rtol = get_double_in(c, "sample.rtol", 1e-12, 1);
   so.ode.atol = get_double_in(c, "sample.atol", 1e-12, 1);
-  Generator gen(static_cast<uint64_t>(get_int_in(c, "sample.seed", 0, INT64_MAX)));
 
   NoGradGuard no_grad;
   const ScoreModelFn s = [&](const Tensor& x, const Tensor& t) { return ex.score(x, t); };
   std::vector<int64_t> dims{n};
   for (int i = 0; i < ex.data.example_shape.rank(); ++i) dims.push_back(ex.data.example_shape[i]);
   const Shape sample_shape{std::span<const int64_t>(dims)};
+  set_activity("sampling " + std::to_string(n) + " examples of shape " +
+               ex.data.example_shape.str() + " with " + method);
   const auto t0 = std::chrono::steady_clock::now();
   ode::Result stats;
   Tensor samples = method == "pc"   ? sample_pc(*ex.sde, s, sample_shape, gen, so)
@@ -95,37 +100,80 @@ int run_sample(const EvalOptions& o) {
                                     : sample_probability_flow(*ex.sde, s, sample_shape, gen, so,
                                                               DType::f32, &stats);
   const double secs = seconds_since(t0);
+  const std::string how = method == "ode" ? "ode, sample.rtol = " + std::to_string(so.ode.rtol)
+                                          : method + ", sample.steps = " + std::to_string(so.steps);
+  if (const int64_t bad = count_non_finite(samples); bad > 0)
+    throw ValueError("sample: " + std::to_string(bad) + " of " + std::to_string(samples.numel()) +
+                     " sample values are not finite (" + how + "); nothing was written");
   if (ex.data.images) samples = clamp(samples, -1.0, 1.0);
-
-  json report{{"method", method}, {"n", n}, {"seconds", secs}, {"checkpoint_step", l.step}};
+  report["method"] = method;
+  report["seconds"] = secs;
   if (method == "ode")
     report["nfe"] = stats.nfe;
   else
     report["score_evaluations"] = so.steps * (method == "pc" ? 1 + so.corrector_steps : 1);
-  std::cout << "sampled " << n << " with " << method << " in " << secs << " s\n";
+  return samples;
+}
+
+// Sample quality of 2-D data: MMD^2 to held-out data (kernels at 1/8, 1/4, 1/2 and 1 times the
+// median distance, summed) of the first min(n, held-out) samples, of as many samples of a
+// Gaussian fitted to the training data and of training data itself (where an exact sampler
+// would land). A non-finite figure is an error.
+struct SampleQuality {
+  double model = 0, gaussian = 0, data = 0, median = 0;
+  int64_t points = 0, held_out = 0;
+  json to_json() const {
+    return {{"model", model},
+            {"gaussian_fit", gaussian},
+            {"training_data", data},
+            {"median_distance", median},
+            {"points", points}};
+  }
+};
+SampleQuality sample_quality(const Experiment& ex, const Tensor& samples, Generator& gen) {
+  Generator data_gen(1);
+  const Tensor held_out = ex.to_model_space(ex.data.test, data_gen);
+  const GaussianFit g = fit_gaussian(ex.data.train.to(DType::f64));
+  SampleQuality q;
+  q.held_out = held_out.dim(0);
+  q.median = median_distance(held_out);
+  const double h = q.median;
+  const std::vector<double> bandwidths = {h / 8, h / 4, h / 2, h};
+  auto mmd = [&](const Tensor& a) { return mmd2(a, held_out, bandwidths); };
+  q.points = std::min<int64_t>(samples.dim(0), held_out.dim(0));
+  q.model = mmd(slice(samples, 0, 0, q.points));
+  q.gaussian = mmd(g.sample(q.points, gen));
+  q.data = mmd(slice(ex.data.train, 0, 0, q.points));
+  for (double v : {q.model, q.gaussian, q.data, q.median})
+    if (!std::isfinite(v))
+      throw ValueError("the MMD^2 of the samples to held-out data is not finite (" +
+                       q.to_json().dump() + ")");
+  return q;
+}
+
+}  // namespace
+
+int run_sample(const EvalOptions& o) {
+  Loaded l = load_run(o, "sample");
+  Experiment& ex = *l.ex;
+  const Config& c = ex.config;
+  const int64_t n = get_int_in(c, "sample.n", 1, int64_t{1} << 30);
+  Generator gen(static_cast<uint64_t>(get_int_in(c, "sample.seed", 0, INT64_MAX)));
+
+  json report{{"n", n}, {"checkpoint_step", l.step}};
+  const Tensor samples = draw_from_model(ex, n, gen, report);
+  const std::string method = report["method"];
+  std::cout << "sampled " << n << " with " << method << " in " << report["seconds"].get<double>()
+            << " s\n";
   Generator data_gen(1);
   const Tensor held_out = ex.to_model_space(ex.data.test, data_gen);
   if (!ex.data.images) {
-    // Sample quality: MMD^2 to held-out data (kernels at 1/8, 1/4, 1/2 and 1 times the median
-    // distance, summed), against a Gaussian fitted to the training data and against training
-    // data itself (where an exact sampler would land).
-    const GaussianFit g = fit_gaussian(ex.data.train.to(DType::f64));
-    const double h = median_distance(held_out);
-    const std::vector<double> bandwidths = {h / 8, h / 4, h / 2, h};
-    auto mmd = [&](const Tensor& a) { return mmd2(a, held_out, bandwidths); };
-    const int64_t m = std::min<int64_t>(n, held_out.dim(0));
-    const double model = mmd(slice(samples, 0, 0, m));
-    const double gauss = mmd(g.sample(m, gen));
-    const double data = mmd(slice(ex.data.train, 0, 0, m));
-    report["mmd2"] = {{"model", model},
-                      {"gaussian_fit", gauss},
-                      {"training_data", data},
-                      {"median_distance", h},
-                      {"points", m}};
+    const SampleQuality q = sample_quality(ex, samples, gen);
+    report["mmd2"] = q.to_json();
     std::printf(
         "MMD^2 to %lld held-out points (median distance %.3f): model %.5f, fitted Gaussian %.5f, "
         "training data %.5f\n",
-        static_cast<long long>(held_out.dim(0)), h, model, gauss, data);
+        static_cast<long long>(q.held_out), q.median, q.model, q.gaussian, q.data);
   }
   nn::save_safetensors(path_in(l.out, "samples.safetensors"), {{"samples", samples}},
                        {{"method", method}, {"config", to_text(c)}});
@@ -165,6 +213,7 @@ int run_likelihood(const EvalOptions& o) {
   };
   const char* unit = bpd ? "bits/dim" : "nats";
 
+  set_activity("evaluating the likelihood of " + std::to_string(n) + " held-out examples");
   auto t0 = std::chrono::steady_clock::now();
   const LikelihoodResult r = probability_flow_log_likelihood(*ex.sde, s, x, t_eps, co);
   const double ode_secs = seconds_since(t0);
@@ -205,6 +254,11 @@ int run_likelihood(const EvalOptions& o) {
                 {"seconds", elbo_secs}}},
               {"gaussian_fit", {{"nll", gauss_nll.mean}, {"std_error", gauss_nll.std_error}}},
               {"margin_over_gaussian", gauss_nll.mean - ode_nll.mean}};
+  for (double v :
+       {ode_nll.mean, ode_nll.std_error, elbo_nll.mean, elbo_nll.std_error, gauss_nll.mean})
+    if (!std::isfinite(v))
+      throw ValueError("likelihood: a held-out figure is not finite (" + report.dump() +
+                       "); nothing was written");
   std::printf("held-out %s (%lld examples, lower is better):\n", unit, static_cast<long long>(n));
   std::printf("  probability-flow ODE  %.4f +- %.4f   (NFE %lld, %s trace, %.1f s)\n", ode_nll.mean,
               ode_nll.std_error, static_cast<long long>(r.solve.nfe),
@@ -212,7 +266,33 @@ int run_likelihood(const EvalOptions& o) {
   std::printf("  ELBO bound (-ELBO)    %.4f +- %.4f   (%lld draws per example, %.1f s)\n",
               elbo_nll.mean, elbo_nll.std_error, static_cast<long long>(draws), elbo_secs);
   std::printf("  fitted Gaussian       %.4f +- %.4f\n", gauss_nll.mean, gauss_nll.std_error);
-  std::printf("  model beats the Gaussian by %.4f %s\n", gauss_nll.mean - ode_nll.mean, unit);
+  const double margin = gauss_nll.mean - ode_nll.mean;
+  if (margin >= 0)
+    std::printf("  likelihood: the model beats the Gaussian by %.4f %s\n", margin, unit);
+  else
+    std::printf("  likelihood: the model is worse than the Gaussian by %.4f %s\n", -margin, unit);
+
+  if (!bpd) {
+    // Likelihood alone does not make a model good (a density can put mass where its samples
+    // never go): the samples' MMD^2 to held-out data, beside the fitted Gaussian's, drawn with
+    // the sample.* settings (as `scoregrad sample` would, min(likelihood.n, held-out) of them).
+    Generator sample_gen(static_cast<uint64_t>(get_int_in(c, "sample.seed", 0, INT64_MAX)));
+    json how;
+    const Tensor samples = draw_from_model(ex, n, sample_gen, how);
+    const SampleQuality q = sample_quality(ex, samples, sample_gen);
+    const bool worse = q.model > q.gaussian;
+    report["samples"] = {
+        {"method", how["method"]}, {"mmd2", q.to_json()}, {"worse_than_gaussian", worse}};
+    std::printf("  samples (%s): MMD^2 to held-out data %.5f, fitted Gaussian's %.5f\n",
+                how["method"].get<std::string>().c_str(), q.model, q.gaussian);
+    if (worse)
+      std::printf(
+          "  WARNING: the model's samples are further from held-out data than the fitted "
+          "Gaussian's (MMD^2 %.5f > %.5f): %s\n",
+          q.model, q.gaussian,
+          margin >= 0 ? "its likelihood margin does not make it a better model"
+                      : "it is worse than the Gaussian on both counts");
+  }
 
   if (!bpd && grid > 0) {
     // The density on a grid over the held-out data's range, from the same ODE.
@@ -225,7 +305,12 @@ int run_likelihood(const EvalOptions& o) {
         pts.push_back(-lim + (iy + 0.5) * 2 * lim / grid);
       }
     const Tensor xs = from_vector(pts, {grid * grid, 2}, x.dtype());
+    set_activity("evaluating the density on a " + std::to_string(grid) + " x " +
+                 std::to_string(grid) + " grid");
     const LikelihoodResult rg = probability_flow_log_likelihood(*ex.sde, s, xs, t_eps, co);
+    if (const int64_t bad = count_non_finite(rg.logp); bad > 0)
+      throw ValueError("likelihood: the density is not finite at " + std::to_string(bad) +
+                       " grid points; nothing was written");
     draw_density(rg.logp.to_vector(), static_cast<int>(grid), -lim, lim, ex.data.train,
                  path_in(l.out, "density.png"), "model density (probability-flow ODE)");
     report["density_grid"] = {{"points", grid * grid}, {"nfe", rg.solve.nfe}};

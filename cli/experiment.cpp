@@ -11,6 +11,7 @@
 
 #include "autodiff/core/error.hpp"
 #include "autodiff/ops/ops.hpp"
+#include "cli/commands.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/datasets.hpp"
 
@@ -139,6 +140,15 @@ Tensor Experiment::score(const Tensor& x, const Tensor& t) const {
   return (*model)(x, t) / batch_view(std, x);
 }
 
+namespace {
+std::string& current_activity() {
+  static std::string what = "starting";
+  return what;
+}
+}  // namespace
+void set_activity(std::string what) { current_activity() = std::move(what); }
+std::string activity() { return current_activity(); }
+
 std::string checkpoint_path(const std::string& dir) {
   return (std::filesystem::path(dir) / "checkpoint.safetensors").string();
 }
@@ -153,6 +163,21 @@ Config config_of_checkpoint(const std::string& path) {
     throw ConfigError(path +
                       ": the checkpoint holds no configuration (not written by scoregrad train)");
   return from_text(it->second, path);
+}
+
+bool all_finite(const Tensor& x) { return std::isfinite(sum(x * 0.0).item()); }
+int64_t count_non_finite(const Tensor& x) {
+  if (all_finite(x)) return 0;
+  int64_t bad = 0;
+  for (double v : x.to_vector()) bad += std::isfinite(v) ? 0 : 1;
+  return bad;
+}
+std::string first_non_finite_weight(nn::Module& model, const nn::Ema& ema) {
+  for (const auto& [name, p] : model.named_parameters())
+    if (!all_finite(*p)) return name;
+  for (const auto& [name, p] : ema.shadow())
+    if (!all_finite(p)) return "ema." + name;
+  return "";
 }
 
 // ---- statistics ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@
 #include "autodiff/core/tensor.hpp"
 #include "cli/config.hpp"
 #include "nn/networks.hpp"
+#include "nn/optim.hpp"
 #include "sde/sde.hpp"
 
 namespace sg::cli {
@@ -54,6 +55,14 @@ std::string checkpoint_path(const std::string& dir);  // dir/checkpoint.safetens
 std::string metrics_path(const std::string& dir);     // dir/metrics.jsonl
 // Reads the resolved configuration stored in a checkpoint's metadata.
 Config config_of_checkpoint(const std::string& path);
+
+// Whether every element of x is finite (one reduction: sum(x * 0) is NaN exactly when x holds a
+// NaN or an infinity), and how many elements are not.
+bool all_finite(const Tensor& x);
+int64_t count_non_finite(const Tensor& x);
+// The first parameter of the model, or EMA weight (named "ema.<param>"), that is not finite;
+// empty when all are.
+std::string first_non_finite_weight(nn::Module& model, const nn::Ema& ema);
 
 // ---- statistics shared by sample and likelihood -----------------------------------------------
 // A Gaussian N(mu, Sigma) fitted by maximum likelihood to rows of x [N, D] (float64).

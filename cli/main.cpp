@@ -1,10 +1,14 @@
 // scoregrad: the command line. Parses arguments with CLI11 into the subcommands of
 // commands.hpp and turns every error into one line on stderr and a non-zero exit:
-//   2  a configuration or usage error (unknown key, wrong type, unknown choice)
-//   1  any other failure (a file that cannot be read, a diverging run, a failed check)
+//   2  a configuration or usage error (unknown key, wrong type, unknown choice, a setting the
+//      chosen objective, model, SDE or sampler does not use; unknown flag, missing argument)
+//   1  any other failure (a file that cannot be read, a diverging run, non-finite parameters,
+//      samples or metrics, a failed check, memory exhausted: "out of memory while <activity>")
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <new>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "autodiff/core/error.hpp"
 #include "cli/commands.hpp"
@@ -108,7 +112,18 @@ int main(int argc, char** argv) {
   v->add_flag("--ops-only", ops_only, "only the op table's gradient checks");
   v->add_flag("--identities-only", identities_only, "only the identity catalogue");
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // Every usage error (unknown flag, missing argument, wrong value) is exit 2, as
+    // configuration errors are; CLI11's own codes (106, 109, ...) are not documented.
+    std::string msg = e.what();
+    for (char& ch : msg)
+      if (ch == '\n') ch = ' ';
+    std::fprintf(stderr, "scoregrad: usage error: %s (see scoregrad --help)\n", msg.c_str());
+    return 2;
+  }
 
   try {
     if (t->parsed()) {
@@ -140,6 +155,9 @@ int main(int argc, char** argv) {
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "scoregrad: configuration error: %s\n", e.what());
     return 2;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "scoregrad: error: out of memory while %s\n", activity().c_str());
+    return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "scoregrad: error: %s\n", e.what());
     return 1;

@@ -6,10 +6,17 @@
 // checkpoint therefore continues exactly as if the run had never stopped: the final checkpoint
 // files of an interrupted-and-resumed run and an uninterrupted one are the same bytes.
 //
-// Test hooks, both ending the process with SIGKILL as kill -9 or a power cut would:
+// Nothing non-finite is ever saved: the loss is checked every step, the gradient norm every
+// step where clipping computes it, and the parameters and EMA weights before every checkpoint
+// write and at the end. A blow-up ends the run with exit 1 and leaves the last good checkpoint
+// in place, so `--resume` continues from it (e.g. with a smaller train.lr).
+//
+// Test hooks, the first two ending the process with SIGKILL as kill -9 or a power cut would:
 //   SG_CLI_CRASH_IN_SAVE=k     the k-th checkpoint save of this process writes part of its
 //                              temporary file, then the process dies;
-//   SG_CLI_KILL_AFTER_STEP=k   the process dies right after step k (checkpointed or not).
+//   SG_CLI_KILL_AFTER_STEP=k   the process dies right after step k (checkpointed or not);
+//   SG_CLI_NAN_AFTER_STEP=k    after the update of step k one parameter becomes NaN (a blow-up
+//                              that the loss of that step could not show).
 #include <algorithm>
 #include <cmath>
 #include <csignal>
@@ -109,6 +116,9 @@ int run_train(const TrainOptions& opts) {
   }
 
   // Build everything from the configuration (all configuration errors surface here).
+  set_activity(
+      "building the data set (data.train_size = " + value_at(config, "data.train_size").dump() +
+      ", data.test_size = " + value_at(config, "data.test_size").dump() + ") and the model");
   Experiment ex(config);
   const obj::ObjectiveInfo& objective = objective_of(config);
   const obj::ObjectiveConfig oc = objective_config(config, *ex.sde);
@@ -146,9 +156,19 @@ int run_train(const TrainOptions& opts) {
   const std::string config_text = to_text(config);
   int64_t step = 0;
   if (resuming) {
+    set_activity("loading " + ckpt_path);
     nn::Checkpoint ck{.model = &model, .optimizer = opt.get(), .ema = &ema, .generator = &gen};
     nn::load_checkpoint(ckpt_path, ck);
     step = ck.step;
+    if (step < 0)
+      throw IOError("train --resume: " + ckpt_path + " is at step " + std::to_string(step) +
+                    ", which no run writes");
+    if (step > steps)
+      throw ConfigError("train --resume: " + ckpt_path + " is at step " + std::to_string(step) +
+                        ", beyond configuration key 'train.steps' = " + std::to_string(steps) +
+                        " (give --steps " + std::to_string(step) + " or more to continue it)");
+    if (const std::string bad = first_non_finite_weight(model, ema); !bad.empty())
+      throw IOError("train --resume: " + ckpt_path + " holds non-finite values in '" + bad + "'");
     auto it = ck.extra.find("loader");
     if (it == ck.extra.end())
       throw IOError("train --resume: " + ckpt_path + " holds no data loader state");
@@ -166,9 +186,23 @@ int run_train(const TrainOptions& opts) {
     return v ? std::atoll(v) : 0LL;
   };
   const int64_t crash_at = env_int("SG_CLI_CRASH_IN_SAVE"),
-                kill_after = env_int("SG_CLI_KILL_AFTER_STEP");
+                kill_after = env_int("SG_CLI_KILL_AFTER_STEP"),
+                nan_after = env_int("SG_CLI_NAN_AFTER_STEP");
   int saves = 0;
+  int64_t saved_step = resuming ? step : -1;  // the step of the checkpoint on disk
+  // The end of a diverged run's message: what is on disk and what to try.
+  const auto kept = [&] {
+    return (saved_step >= 0 ? "; the checkpoint of step " + std::to_string(saved_step) +
+                                  " is kept (try a smaller train.lr or train.grad_clip, then "
+                                  "--resume)"
+                            : std::string("; nothing was saved (try a smaller train.lr or "
+                                          "train.grad_clip)"));
+  };
   auto save = [&](int64_t at_step) {
+    if (const std::string bad = first_non_finite_weight(model, ema); !bad.empty())
+      throw ValueError("train: parameter '" + bad + "' is not finite after step " +
+                       std::to_string(at_step) + kept());
+    set_activity("saving " + ckpt_path + " at step " + std::to_string(at_step));
     nn::Checkpoint ck{.model = &model,
                       .optimizer = opt.get(),
                       .ema = &ema,
@@ -182,6 +216,7 @@ int run_train(const TrainOptions& opts) {
     } catch (const nn::testing::SimulatedCrash&) {
       std::raise(SIGKILL);
     }
+    saved_step = at_step;
   };
 
   std::cerr << "train: " << ex.data.name << " (" << ex.data.train.dim(0) << " train / "
@@ -196,6 +231,9 @@ int run_train(const TrainOptions& opts) {
   int64_t loss_count = 0;
   char status[96];
   model.train();
+  set_activity("training (" + std::to_string(model.num_parameters()) + " parameters, batch " +
+               std::to_string(batch) + " of " + std::to_string(ex.data.dims) +
+               "-dimensional data, objective " + objective.name + ")");
   while (step < steps) {
     opt->set_lr(schedule.lr(step));
     const Tensor x = ex.to_model_space(loader.next_batch().data, gen);
@@ -203,12 +241,19 @@ int run_train(const TrainOptions& opts) {
     const double l = loss.item();
     if (!std::isfinite(l))
       throw ValueError("train: the loss is " + std::to_string(l) + " at step " +
-                       std::to_string(step) + " (try a smaller train.lr or train.grad_clip)");
+                       std::to_string(step + 1) + kept());
     std::vector<Tensor> grads = grad(loss, params());
     const double norm = clip > 0 ? nn::clip_grad_norm(grads, clip) : NAN;
+    if (clip > 0 && !std::isfinite(norm))
+      throw ValueError("train: the gradient norm is " + std::to_string(norm) + " at step " +
+                       std::to_string(step + 1) + " (loss " + std::to_string(l) + ")" + kept());
     opt->step(grads);
     ema.update();
     ++step;
+    if (step == nan_after) {
+      Tensor& p = *model.named_parameters().front().second;
+      p = (p * NAN).detach().requires_grad_();
+    }
     loss_sum += l, ++loss_count;
     running = std::isnan(running) ? l : 0.98 * running + 0.02 * l;
     if (step % log_every == 0 || step == steps) {

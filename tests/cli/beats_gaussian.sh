@@ -19,5 +19,9 @@ assert gap - 2 * se >= margin, f"the model does not beat the Gaussian by {margin
 m = smp["mmd2"]
 print(f"MMD^2 to held-out: model {m['model']:.5f}, Gaussian {m['gaussian_fit']:.5f}, training data {m['training_data']:.5f}")
 assert m["model"] < 0.5 * m["gaussian_fit"], "samples are not clearly closer to the data than the Gaussian's"
+s = lik["samples"]
+print(f"likelihood's own sample check: model {s['mmd2']['model']:.5f}, Gaussian {s['mmd2']['gaussian_fit']:.5f}")
+assert not s["worse_than_gaussian"] and s["mmd2"]["model"] < s["mmd2"]["gaussian_fit"]
 PY
+grep -q "WARNING" likelihood.txt && fail "likelihood warned about a good model's samples"
 ok "checkerboard model beats the fitted Gaussian by more than $MARGIN nats (beyond 2 SE) and in MMD"
