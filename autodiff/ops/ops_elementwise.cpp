@@ -54,16 +54,46 @@ Tensor binary_fwd(std::span<const Tensor> in, const Attrs&, const Meta& m) {
   return binary_run(K, in, m);
 }
 
-// Share of the gradient that maximum/minimum send to `a`: 1 where a wins, 1/2 at ties.
+// Share of the gradient that maximum/minimum send to `a`: 1 where a wins, 1/2 at ties
+// (convention), and 1 where a is NaN (the NaN is the value that propagates; b takes it if
+// only b is NaN). Built from comparisons: no derivative flows through the weight.
 Tensor winner_weight(const Tensor& a, const Tensor& b, bool max) {
   const Tensor wins = max ? gt(a, b) : lt(a, b);
-  return where(wins, ones_like(a), where(eq(a, b), full_like(a, 0.5), zeros_like(a)));
+  const Tensor w = where(wins, ones_like(a), where(eq(a, b), full_like(a, 0.5), zeros_like(a)));
+  return where(ne(a, a), ones_like(w), where(ne(b, b), zeros_like(w), w));
 }
 
-// silu'''(x) = u ((1 - 2 s)(3 + x (1 - 2 s)) - 2 x u), s = sigma(x), u = s (1 - s)
+// silu'''(x) = u ((1 - 2 s)(3 + x (1 - 2 s)) - 2 x u), s = sigma(x), u = s (1 - s); x u is
+// formed before doubling so that float32 x near its maximum does not overflow into inf * 0.
 Tensor silu_grad3(const RuleCtx& c) {
   const Tensor &x = c.in[0], s = sigmoid(x), u = s * (1.0 - s), a = 1.0 - 2.0 * s;
-  return u * (a * (3.0 + x * a) - 2.0 * x * u);
+  return u * (a * (3.0 + x * a) - (x * u) * 2.0);
+}
+
+// erf'(x) = 2/sqrt(pi) e^(-x^2), with x held at +-64 beyond |x| = 64 (where e^(-x^2) is 0 in
+// any precision): the same values, and the derivatives of e^(-x^2) stay 0 instead of
+// 0 * inf = NaN at x = +-inf.
+Tensor erf_grad(const RuleCtx& c) {
+  const Tensor& x = c.in[0];
+  const Tensor xs = where(abs(x) > 64.0, full_like(x, 64.0), x);
+  return exp(-(xs * xs)) * (2.0 / std::sqrt(M_PI));
+}
+
+// a^b. Conventions at a = 0, where a^b is not differentiable in b: log(a) := 0 in d/db, and
+// d/da := 0 at a = b = 0 (a^0 = 1 for every a). Each masked branch is evaluated at a = 1,
+// never at the singular point, so that its inf or NaN reaches no derivative of any order
+// (the "double where"); off a = 0 the rules are the plain formulas.
+Tensor pow_da(const RuleCtx& c) {  // b a^(b-1)
+  const Tensor &a = c.in[0], &b = c.in[1];
+  const Tensor ok = ne(where(eq(b, zeros_like(b)), a, 1.0), zeros_like(a));  // not a = b = 0
+  const Tensor as = where(ok, a, 1.0);
+  return where(ok, b * pow(as, b - 1.0), 0.0);
+}
+Tensor pow_db(const RuleCtx& c) {  // log(a) a^b
+  const Tensor &a = c.in[0], &b = c.in[1];
+  const Tensor ok = ne(a, zeros_like(a));
+  const Tensor as = where(ok, a, 1.0);
+  return where(ok, log(as) * pow(as, b), 0.0);
 }
 
 const OpDef kOps[] = {
@@ -120,13 +150,8 @@ const OpDef kOps[] = {
      diag_rule<+[](const RuleCtx& c) { return c.out * (1.0 - c.out); }>,
      diag_rule<+[](const RuleCtx& c) { return c.out * (1.0 - c.out); }>},
     // erf x:  d = 2/sqrt(pi) e^(-x^2) dx
-    {OpId::erf, "erf", 1, unary_rule<UnaryOp::erf>, unary_fwd<UnaryOp::erf>,
-     diag_rule<+[](const RuleCtx& c) {
-       return exp(-(c.in[0] * c.in[0])) * (2.0 / std::sqrt(M_PI));
-     }>,
-     diag_rule<+[](const RuleCtx& c) {
-       return exp(-(c.in[0] * c.in[0])) * (2.0 / std::sqrt(M_PI));
-     }>},
+    {OpId::erf, "erf", 1, unary_rule<UnaryOp::erf>, unary_fwd<UnaryOp::erf>, diag_rule<erf_grad>,
+     diag_rule<erf_grad>},
     // silu(x) = x sigma(x):  d = silu'(x) dx, silu' itself a one-pass primitive
     {OpId::silu, "silu", 1, unary_rule<UnaryOp::silu>, unary_fwd<UnaryOp::silu>,
      diag_rule<+[](const RuleCtx& c) { return silu_grad(c.in[0]); }>,
@@ -169,18 +194,10 @@ const OpDef kOps[] = {
      [](const RuleCtx& c, int i, const Tensor& t) {
        return i == 0 ? t / c.in[1] : -(t * c.out) / c.in[1];
      }},
-    // a^b:  d = b a^(b-1) da + log(a) y db   (the db term is 0 where a = 0)
+    // a^b:  d = b a^(b-1) da + log(a) a^b db   (conventions at a = 0: pow_da, pow_db)
     {OpId::pow, "pow", 2, binary_shape<BinaryOp::pow>, binary_fwd<BinaryOp::pow>,
-     [](const RuleCtx& c, int i, const Tensor& g) {
-       return i == 0 ? g * c.in[1] * pow(c.in[0], c.in[1] - 1.0)
-                     : g * where(eq(c.in[0], zeros_like(c.in[0])), zeros_like(c.out),
-                                 log(c.in[0]) * c.out);
-     },
-     [](const RuleCtx& c, int i, const Tensor& t) {
-       return i == 0 ? t * c.in[1] * pow(c.in[0], c.in[1] - 1.0)
-                     : t * where(eq(c.in[0], zeros_like(c.in[0])), zeros_like(c.out),
-                                 log(c.in[0]) * c.out);
-     }},
+     [](const RuleCtx& c, int i, const Tensor& g) { return g * (i == 0 ? pow_da(c) : pow_db(c)); },
+     [](const RuleCtx& c, int i, const Tensor& t) { return t * (i == 0 ? pow_da(c) : pow_db(c)); }},
     // max(a, b):  d = w da + (1 - w) db, w = [a > b] + [a = b]/2
     {OpId::maximum, "maximum", 2, binary_shape<BinaryOp::maximum>, binary_fwd<BinaryOp::maximum>,
      [](const RuleCtx& c, int i, const Tensor& g) {
@@ -309,8 +326,14 @@ Tensor relu(const Tensor& x) { return where(x > 0.0, x, 0.0); }
 Tensor silu(const Tensor& x) { return apply(OpId::silu, {x}); }
 Tensor silu_grad(const Tensor& x) { return apply(OpId::silu_grad, {x}); }
 Tensor silu_grad2(const Tensor& x) { return apply(OpId::silu_grad2, {x}); }
-// softplus(x) = log(1 + e^x) = max(x, 0) + log1p(e^-|x|), stable for any x
-Tensor softplus(const Tensor& x) { return maximum(x, zeros_like(x)) + log1p(exp(-abs(x))); }
+// softplus(x) = log(1 + e^x) = relu(x) + log1p(e^u), u = -|x| <= 0, stable for any x. Both
+// pieces switch at x > 0, so at x = 0 (and left of it) the tape sees log1p(e^x) itself and
+// every derivative order is exact there (max/abs would give softplus''(0) = 0, not 1/4);
+// no branch is ever inf or NaN.
+Tensor softplus(const Tensor& x) {
+  const Tensor pos = x > 0.0;
+  return where(pos, x, 0.0) + log1p(exp(where(pos, -x, x)));
+}
 Tensor log_sigmoid(const Tensor& x) { return -softplus(-x); }
 // elu(x) = x for x > 0, alpha (e^x - 1) otherwise (the inner where keeps e^x finite and
 // its gradient exactly masked)

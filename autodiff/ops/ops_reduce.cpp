@@ -61,9 +61,12 @@ Tensor reduce_fwd(std::span<const Tensor> in, const Attrs& a, const Meta& m) {
 Tensor keep(const Tensor& y, const RuleCtx& c) {
   return c.attrs.keepdim ? y : reshape(y, kept_shape(c.in[0].shape(), c.attrs.a));
 }
-// Share of the cotangent each element receives from max/min: ties split evenly.
+// Share of the cotangent each element receives from max/min: the elements equal to the result
+// (its argmax) split it evenly at ties (convention). A NaN result is the NaN elements'
+// (max/min propagate NaN): they take it, and every other element of that slice gets 0.
 Tensor arg_weight(const RuleCtx& c) {
-  const Tensor hit = where(eq(c.in[0], keep(c.out, c)), ones_like(c.in[0]), zeros_like(c.in[0]));
+  const Tensor &x = c.in[0], y = keep(c.out, c);
+  const Tensor hit = where(eq(x, y), ones_like(x), where(ne(x, x), ones_like(x), zeros_like(x)));
   return hit / sum(hit, c.attrs.a, true);
 }
 
@@ -125,18 +128,42 @@ Tensor var(const Tensor& x, const Shape& axes, int64_t correction, bool keepdim)
   const Tensor d = x - mean(x, axes, true);
   return sum(d * d, axes, keepdim) / static_cast<double>(n - correction);
 }
+namespace {
+// x - m with m = max x over `axes` (kept), held constant: every function below is invariant
+// to the shift, so its derivatives of every order are those of the unshifted formula. An
+// infinite max shifts by 0 (an all -inf row stays -inf, not NaN).
+Tensor shifted(const Tensor& x, const Shape& axes, Tensor* m_out = nullptr) {
+  Tensor m = max(x, axes, true).detach();
+  m = where(abs(m) < INFINITY, m, zeros_like(m));
+  if (m_out) *m_out = m;
+  return x - m;
+}
+}  // namespace
+
 // logsumexp = m + log sum e^(x - m), m = max x held constant (the result does not depend on m)
 Tensor logsumexp(const Tensor& x, const Shape& axes, bool keepdim) {
   check_floating("logsumexp", x);
-  Tensor m = max(x, axes, true).detach();
-  m = where(abs(m) < INFINITY, m, zeros_like(m));  // all -inf rows stay -inf, not NaN
-  Tensor r = log(sum(exp(x - m), axes, true)) + m;
+  Tensor m;
+  const Tensor z = shifted(x, axes, &m);
+  Tensor r = log(sum(exp(z), axes, true)) + m;
   return keepdim ? r
                  : reshape(r, reduced_shape(x.shape(), normalize_axes(axes, x.rank(), "logsumexp"),
                                             false));
 }
-Tensor log_softmax(const Tensor& x, int64_t axis) { return x - logsumexp(x, {axis}, true); }
-Tensor softmax(const Tensor& x, int64_t axis) { return exp(log_softmax(x, axis)); }
+// log_softmax = (x - m) - log sum e^(x - m): the shift is never added back, so large logits
+// keep their answer (x - logsumexp(x) would lose it to rounding in m + log sum: at 1e15 the
+// sum's log(2) rounds to 0.75, at 1e300 to 0).
+Tensor log_softmax(const Tensor& x, int64_t axis) {
+  check_floating("log_softmax", x);
+  const Tensor z = shifted(x, {axis});
+  return z - log(sum(exp(z), {axis}, true));
+}
+// softmax = e^(x - m) / sum e^(x - m)
+Tensor softmax(const Tensor& x, int64_t axis) {
+  check_floating("softmax", x);
+  const Tensor e = exp(shifted(x, {axis}));
+  return e / sum(e, {axis}, true);
+}
 
 Shape sample_axes(const Tensor& x) {
   Shape a;
