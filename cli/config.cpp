@@ -1,23 +1,44 @@
 // Defaults, strict merging, overrides and typed access for the scoregrad command's
 // configuration (see config.hpp). YAML is read with yaml-cpp and converted to the same JSON
-// tree, so both formats obey the same checks.
+// tree, so both formats obey the same checks. Files are hostile input: only regular files of at
+// most kMaxFileBytes are read, JSON goes through the strict parser (no key twice, bounded
+// nesting, linear time), YAML is converted with the same limits (and a bound on the values that
+// aliases expand to), and values are quoted in errors only in part.
 #include "cli/config.hpp"
 
 #include <yaml-cpp/yaml.h>
 
-#include <cerrno>
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+
+#include "autodiff/core/error.hpp"
+#include "nn/checkpoint.hpp"
+#include "nn/strict_json.hpp"
 
 namespace sg::cli {
 namespace {
 
 using json = nlohmann::json;
+using nn::json_excerpt;
+using nn::text_excerpt;
+
+constexpr uint64_t kMaxFileBytes = 4 << 20;      // a configuration is a few KB
+constexpr int kMaxDepth = 64;                    // lists and sections; the defaults nest 2 deep
+constexpr std::size_t kMaxYamlValues = 100'000;  // after aliases are expanded
 
 [[noreturn]] void error(const std::string& msg) { throw ConfigError(msg); }
+
+// Strict JSON (see nn/strict_json.hpp): a repeated key names its dotted path.
+json parse_strict(const std::string& text, const std::string& where) {
+  try {
+    return nn::parse_json_strict(text, kMaxDepth);
+  } catch (const nn::JsonError& e) {
+    if (!e.duplicate.empty()) error(where + ": " + e.what());
+    error(where + ": not valid JSON: " + e.what());
+  }
+}
 
 std::string kind_of(const json& v) {
   if (v.is_boolean()) return "a boolean";
@@ -61,48 +82,91 @@ void merge_into(json& base, const json& overlay, const std::string& prefix,
   for (auto it = overlay.begin(); it != overlay.end(); ++it) {
     const std::string key = join(prefix, it.key());
     if (!base.contains(it.key()))
-      error(where + ": unknown key '" + key + "' (known" + (prefix.empty() ? "" : " in " + prefix) +
-            ": " + known_keys(base) + ")");
+      error(where + ": unknown key '" + text_excerpt(key, 120) + "' (known" +
+            (prefix.empty() ? "" : " in " + prefix) + ": " + known_keys(base) + ")");
     json& slot = base[it.key()];
     if (slot.is_object()) {
       merge_into(slot, it.value(), key, where);
     } else if (!same_kind(slot, it.value())) {
       error(where + ": key '" + key + "' expects " + kind_of(slot) + ", got " +
-            kind_of(it.value()) + " (" + it.value().dump() + ")");
+            kind_of(it.value()) + " (" + json_excerpt(it.value()) + ")");
     } else {
       slot = slot.is_number_float() ? json(it.value().get<double>()) : it.value();
     }
   }
 }
 
-json yaml_to_json(const YAML::Node& n, const std::string& where) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map: {
-      json o = json::object();
-      for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_to_json(kv.second, where);
-      return o;
-    }
-    case YAML::NodeType::Sequence: {
-      json a = json::array();
-      for (const auto& e : n) a.push_back(yaml_to_json(e, where));
-      return a;
-    }
-    case YAML::NodeType::Scalar: {
-      const std::string s = n.Scalar();
-      if (n.Tag() == "!") return s;  // quoted: a string
-      if (s == "true" || s == "True") return true;
-      if (s == "false" || s == "False") return false;
-      // Numbers as JSON reads them (integers stay integers).
-      if (json::accept(s)) {
-        json v = json::parse(s);
-        if (v.is_number()) return v;
-      }
-      return s;
-    }
-    default:
-      return nullptr;
+// Strings must be UTF-8, as in JSON (the configuration is written back as JSON).
+const std::string& checked_utf8(const std::string& s, const std::string& where) {
+  try {
+    (void)json(s).dump();
+  } catch (const json::exception&) {
+    error(where + ": the string " +
+          text_excerpt(json(s).dump(-1, ' ', false, json::error_handler_t::replace), 60) +
+          " is not valid UTF-8");
   }
+  return s;
 }
+
+// The YAML tree as JSON, refusing what JSON would: a key given twice (yaml-cpp keeps both), a
+// non-string key, nesting deeper than kMaxDepth (also what an alias to its own ancestor gives)
+// and, since aliases share nodes that the conversion copies, more than kMaxYamlValues values.
+class YamlToJson {
+ public:
+  explicit YamlToJson(std::string where) : where_(std::move(where)) {}
+  json operator()(const YAML::Node& n) { return convert(n, "", 0); }
+
+ private:
+  json convert(const YAML::Node& n, const std::string& path, int depth) {
+    if (++values_ > kMaxYamlValues)
+      error(where_ + ": more than " + std::to_string(kMaxYamlValues) +
+            " values (after expanding aliases)");
+    switch (n.Type()) {
+      case YAML::NodeType::Map: {
+        if (depth >= kMaxDepth) too_deep();
+        json o = json::object();
+        for (const auto& kv : n) {
+          if (!kv.first.IsScalar())
+            error(where_ + ": a key in '" + path + "' is not a plain string");
+          const std::string k = utf8(kv.first.Scalar());
+          const std::string key = join(path, k);
+          if (o.contains(k))
+            error(where_ + ": key '" + text_excerpt(key, 120) + "' is given twice");
+          o[k] = convert(kv.second, key, depth + 1);
+        }
+        return o;
+      }
+      case YAML::NodeType::Sequence: {
+        if (depth >= kMaxDepth) too_deep();
+        json a = json::array();
+        for (const auto& e : n) a.push_back(convert(e, path, depth + 1));
+        return a;
+      }
+      case YAML::NodeType::Scalar: {
+        const std::string s = utf8(n.Scalar());
+        if (n.Tag() == "!") return s;  // quoted: a string
+        if (s == "true" || s == "True") return true;
+        if (s == "false" || s == "False") return false;
+        // Numbers as JSON reads them (integers stay integers); nothing nested.
+        try {
+          json v = nn::parse_json_strict(s, 0);
+          if (v.is_number()) return v;
+        } catch (const nn::JsonError&) {
+        }
+        return s;
+      }
+      default:
+        return nullptr;
+    }
+  }
+  std::string utf8(const std::string& s) const { return checked_utf8(s, where_); }
+  [[noreturn]] void too_deep() const {
+    error(where_ + ": not valid YAML: nested deeper than " + std::to_string(kMaxDepth) +
+          " levels of lists and maps");
+  }
+  std::string where_;
+  std::size_t values_ = 0;
+};
 
 const json& lookup_key(const json& c, const std::string& key) {
   const json* node = &c;
@@ -119,7 +183,7 @@ const json& lookup_key(const json& c, const std::string& key) {
 }
 
 void expect(const json& v, bool ok, const std::string& key, const char* what) {
-  if (!ok) error("configuration key '" + key + "' expects " + what + ", got " + v.dump());
+  if (!ok) error("configuration key '" + key + "' expects " + what + ", got " + json_excerpt(v));
 }
 
 }  // namespace
@@ -207,34 +271,32 @@ void merge(Config& config, const Config& overlay, const std::string& where) {
 }
 
 void merge_file(Config& config, const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) error("cannot read configuration file " + path + ": " + std::strerror(errno));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
+  std::string text;
+  try {
+    text = nn::read_regular_file(path, kMaxFileBytes, "configuration file");
+  } catch (const IOError& e) {
+    error(std::string("cannot read ") + e.what());
+  }
   const bool yaml = path.ends_with(".yaml") || path.ends_with(".yml");
   json tree;
   if (yaml) {
     try {
-      tree = yaml_to_json(YAML::Load(text), path);
+      tree = YamlToJson(path)(YAML::Load(text));
     } catch (const YAML::Exception& e) {
-      error(path + ": not valid YAML: " + e.what());
+      error(path + ": not valid YAML: " + text_excerpt(e.what(), 300));
     }
     if (tree.is_null()) tree = json::object();  // an empty file
   } else {
-    try {
-      tree = json::parse(text);
-    } catch (const json::exception& e) {
-      error(path + ": not valid JSON: " + e.what());
-    }
+    tree = parse_strict(text, path);
   }
   merge(config, tree, path);
 }
 
 void apply_override(Config& config, const std::string& assignment) {
+  const std::string shown = text_excerpt(assignment, 120);  // in errors
   const auto eq = assignment.find('=');
   if (eq == std::string::npos || eq == 0)
-    error("override '" + assignment + "' is not of the form key.sub=value");
+    error("override '" + shown + "' is not of the form key.sub=value");
   const std::string key = assignment.substr(0, eq), text = assignment.substr(eq + 1);
   // Walk to the parent section, naming the first unknown part.
   json tree = json::object();
@@ -246,7 +308,8 @@ void apply_override(Config& config, const std::string& assignment) {
     const auto dot = key.find('.', start);
     const std::string part = key.substr(start, dot == std::string::npos ? dot : dot - start);
     if (!base->is_object() || !base->contains(part))
-      error("override '" + assignment + "': unknown key '" + join(prefix, part) + "'" +
+      error("override '" + shown + "': unknown key '" + text_excerpt(join(prefix, part), 120) +
+            "'" +
             (base->is_object() ? " (known" + (prefix.empty() ? "" : " in " + prefix) + ": " +
                                      known_keys(*base) + ")"
                                : ""));
@@ -259,26 +322,27 @@ void apply_override(Config& config, const std::string& assignment) {
   const std::string leaf = key.substr(start);
   json value;
   if (base->is_string()) {
-    value = text;
+    value = checked_utf8(text, "override '" + shown + "'");
   } else if (base->is_boolean()) {
     if (text == "true" || text == "1")
       value = true;
     else if (text == "false" || text == "0")
       value = false;
     else
-      error("override '" + assignment + "': key '" + key + "' expects a boolean, got \"" + text +
-            "\"");
+      error("override '" + shown + "': key '" + key + "' expects a boolean, got \"" +
+            text_excerpt(text, 120) + "\"");
   } else if (base->is_object()) {
-    error("override '" + assignment + "': '" + key + "' is a section (keys: " + known_keys(*base) +
-          ")");
+    error("override '" + shown + "': '" + key + "' is a section (keys: " + known_keys(*base) + ")");
   } else {
-    if (!json::accept(text))
-      error("override '" + assignment + "': key '" + key + "' expects " + kind_of(*base) +
-            ", got \"" + text + "\"");
-    value = json::parse(text);
+    try {
+      value = nn::parse_json_strict(text, kMaxDepth);
+    } catch (const nn::JsonError&) {
+      error("override '" + shown + "': key '" + key + "' expects " + kind_of(*base) + ", got \"" +
+            text_excerpt(text, 120) + "\"");
+    }
   }
   (*node)[leaf] = value;
-  merge(config, tree, "override '" + assignment + "'");
+  merge(config, tree, "override '" + shown + "'");
 }
 
 int64_t get_int(const Config& c, const std::string& key) {
@@ -367,11 +431,7 @@ std::string to_text(const Config& c) { return c.dump(2); }
 
 Config from_text(const std::string& json_text, const std::string& where) {
   Config c = default_config();
-  try {
-    merge(c, json::parse(json_text), where);
-  } catch (const json::exception& e) {
-    error(where + ": configuration is not valid JSON: " + e.what());
-  }
+  merge(c, parse_strict(json_text, where + ": configuration"), where);
   return c;
 }
 

@@ -25,6 +25,9 @@ struct ConfigError : std::runtime_error {
 
 Config default_config();
 // Reads a file as YAML when its name ends in .yaml/.yml, as JSON otherwise, and merges it.
+// Only a regular file of at most 4 MB is read (a directory, FIFO or device is a ConfigError
+// naming the path); a key given twice, nesting deeper than 64 levels, invalid UTF-8 and YAML
+// aliases expanding to more than 100k values are ConfigErrors too.
 void merge_file(Config& config, const std::string& path);
 // Merges a tree into the configuration; `where` names its source in errors.
 void merge(Config& config, const Config& overlay, const std::string& where);
@@ -52,7 +55,7 @@ std::vector<std::string> differing_keys(const Config& a, const Config& b);
 // The whole configuration as indented JSON text.
 std::string to_text(const Config& c);
 // Parses JSON text (e.g. a checkpoint's metadata) back into a configuration, checked against
-// the defaults like a file.
+// the defaults like a file (the same strict JSON: no key twice, nesting at most 64 deep).
 Config from_text(const std::string& json_text, const std::string& where);
 
 }  // namespace sg::cli

@@ -492,6 +492,16 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   f.commit();
 }
 
+std::string read_regular_file(const std::string& path, uint64_t max_bytes, const std::string& who) {
+  const InFile file(path, who);
+  if (file.size() > max_bytes)
+    fail<IOError>(who, " ", path, ": is ", file.size(), " bytes, more than the limit of ",
+                  max_bytes);
+  std::string bytes(static_cast<std::size_t>(file.size()), '\0');
+  file.read_at(0, bytes.data(), file.size());
+  return bytes;
+}
+
 SafetensorsFile load_safetensors(const std::string& path) {
   return parse_safetensors(path, "load_safetensors");
 }

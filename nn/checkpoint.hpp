@@ -68,6 +68,10 @@ SafetensorsFile load_safetensors(const std::string& path);
 // Writes `bytes` to `path` the same atomic way (temporary file, fsync, rename); IOError naming
 // the path and the system error.
 void write_file_atomic(const std::string& path, const std::string& bytes);
+// The whole of `path`, which must be a regular file of at most `max_bytes` bytes (a FIFO,
+// device or directory is refused before anything is read); IOError "<who> <path>: <problem>".
+std::string read_regular_file(const std::string& path, uint64_t max_bytes,
+                              const std::string& who = "read_regular_file");
 
 struct Checkpoint {
   Module* model = nullptr;
