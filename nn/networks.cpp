@@ -2,7 +2,6 @@
 #include "nn/networks.hpp"
 
 #include <cmath>
-#include <numeric>
 
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/transforms/transforms.hpp"
@@ -64,9 +63,22 @@ Tensor FiLM::operator()(const Tensor& h, const Tensor& c) const {
 }
 
 // ---- MLP score network ----
+namespace {
+const MlpScoreOptions& checked(const MlpScoreOptions& o, const char* who) {
+  if (o.hidden < 1) fail<ValueError>(who, ": hidden must be >= 1, got ", o.hidden);
+  if (o.layers < 1) fail<ValueError>(who, ": layers must be >= 1, got ", o.layers);
+  if (o.embed_dim < 2 || o.embed_dim % 2)
+    fail<ValueError>(who, ": embed_dim must be even and >= 2, got ", o.embed_dim);
+  if (!(std::isfinite(o.fourier_scale) && o.fourier_scale >= 0))
+    fail<ValueError>(who, ": fourier_scale must be finite and >= 0, got ", o.fourier_scale);
+  return o;
+}
+}  // namespace
+
 MlpScoreNet::MlpScoreNet(int64_t dim, MlpScoreOptions o, Generator& gen)
-    : embed(child("embed", std::make_unique<GaussianFourierFeatures>(o.embed_dim, o.fourier_scale,
-                                                                     gen, o.dtype))),
+    : embed(
+          child("embed", std::make_unique<GaussianFourierFeatures>(
+                             checked(o, "MlpScoreNet").embed_dim, o.fourier_scale, gen, o.dtype))),
       mlp(child("mlp", std::make_unique<Mlp>(conditioned_widths(dim, o, dim), o.act, gen,
                                              LayerOptions{.dtype = o.dtype},
                                              /*zero_init_last=*/true))) {}
@@ -77,8 +89,8 @@ Tensor MlpScoreNet::operator()(const Tensor& x, const Tensor& t) const {
 // ---- U-Net ----
 ResBlock::ResBlock(int64_t in, int64_t out, int64_t temb_dim, int64_t groups, double p,
                    Generator& gen, DType dtype)
-    : norm1(child("norm1", std::make_unique<GroupNorm>(std::gcd(groups, in), in, 1e-5, dtype))),
-      norm2(child("norm2", std::make_unique<GroupNorm>(std::gcd(groups, out), out, 1e-5, dtype))),
+    : norm1(child("norm1", std::make_unique<GroupNorm>(groups, in, 1e-5, dtype))),
+      norm2(child("norm2", std::make_unique<GroupNorm>(groups, out, 1e-5, dtype))),
       conv1(child("conv1", std::make_unique<Conv2d>(in, out, 3, gen,
                                                     ConvOptions{.padding = 1, .dtype = dtype}))),
       conv2(child("conv2", std::make_unique<Conv2d>(
@@ -98,9 +110,30 @@ Tensor ResBlock::operator()(const Tensor& x, const Tensor& temb) const {
   return (skip ? (*skip)(x) : x) + h;
 }
 
+namespace {
+// The U-Net's options, each refused by name: GroupNorm's groups must divide every level's
+// width (it used to fall back silently to gcd(groups, width), e.g. 7 groups on 32 channels
+// became 1).
+void check_unet_options(int64_t in_c, const UNetOptions& o) {
+  if (in_c < 1) fail<ValueError>("UNet: in_channels must be >= 1, got ", in_c);
+  if (o.channels < 1) fail<ValueError>("UNet: channels must be >= 1, got ", o.channels);
+  if (o.multipliers.empty()) fail<ValueError>("UNet: multipliers must not be empty");
+  for (int64_t m : o.multipliers)
+    if (m < 1) fail<ValueError>("UNet: every entry of multipliers must be >= 1, got ", m);
+  if (o.groups < 1) fail<ValueError>("UNet: groups must be >= 1, got ", o.groups);
+  for (int64_t m : o.multipliers)
+    if ((o.channels * m) % o.groups)
+      fail<ValueError>("UNet: groups (", o.groups, ") must divide every level's width channels x ",
+                       "multiplier, but ", o.channels, " x ", m, " = ", o.channels * m, " is not ",
+                       "divisible by ", o.groups);
+  if (!(o.dropout >= 0 && o.dropout < 1))
+    fail<ValueError>("UNet: dropout must lie in [0, 1), got ", o.dropout);
+}
+}  // namespace
+
 UNet::UNet(int64_t in_c, UNetOptions o, Generator& gen) : o_(o) {
+  check_unet_options(in_c, o);
   const int64_t ch = o.channels, temb = 4 * ch, L = static_cast<int64_t>(o.multipliers.size());
-  if (L == 0) fail<ValueError>("UNet: multipliers must not be empty");
   fourier_ = &child("fourier", std::make_unique<GaussianFourierFeatures>(ch, 16.0, gen, o.dtype));
   temb1_ = &child("temb1", std::make_unique<Linear>(ch, temb, gen, LayerOptions{.dtype = o.dtype}));
   temb2_ =
@@ -125,8 +158,7 @@ UNet::UNet(int64_t in_c, UNetOptions o, Generator& gen) : o_(o) {
         &child("up." + std::to_string(l),
                std::make_unique<ResBlock>((l == L - 1 ? width(L - 1) : width(l + 1)) + width(l),
                                           width(l), temb, o.groups, o.dropout, gen, o.dtype));
-  out_norm_ = &child("out_norm", std::make_unique<GroupNorm>(std::gcd(o.groups, width(0)), width(0),
-                                                             1e-5, o.dtype));
+  out_norm_ = &child("out_norm", std::make_unique<GroupNorm>(o.groups, width(0), 1e-5, o.dtype));
   out_conv_ = &child(
       "out_conv",
       std::make_unique<Conv2d>(width(0), in_c, 3, gen,

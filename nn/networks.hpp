@@ -48,7 +48,8 @@ struct MlpScoreOptions {
   Activation act = Activation::silu;
   DType dtype = DType::f32;
 };
-// s(x, t) = MLP([x, emb(t)]) with a zero-initialised output layer.
+// s(x, t) = MLP([x, emb(t)]) with a zero-initialised output layer. hidden >= 1, layers >= 1,
+// embed_dim even and >= 2, fourier_scale finite and >= 0 (ValueError naming the option).
 class MlpScoreNet : public ScoreModel {
  public:
   MlpScoreNet(int64_t dim, MlpScoreOptions o, Generator& gen);
@@ -65,7 +66,8 @@ struct UNetOptions {
   double dropout = 0.0;
   DType dtype = DType::f32;
 };
-// Residual block: GN-SiLU-Conv3 + Linear(temb) then GN-SiLU-Dropout-Conv3, with a 1x1 skip.
+// Residual block: GN-SiLU-Conv3 + Linear(temb) then GN-SiLU-Dropout-Conv3, with a 1x1 skip
+// (`groups` must divide both `in` and `out`).
 class ResBlock : public Module {
  public:
   ResBlock(int64_t in, int64_t out, int64_t temb_dim, int64_t groups, double dropout,
@@ -77,7 +79,9 @@ class ResBlock : public Module {
   Dropout& drop;
   Conv2d* skip = nullptr;
 };
-// A small U-Net score network for [B, C, H, W] images (8x8 digits, 28x28).
+// A small U-Net score network for [B, C, H, W] images (8x8 digits, 28x28). channels >= 1, every
+// multiplier >= 1, groups must divide every level's width channels x multiplier, dropout in
+// [0, 1) (ValueError naming the option).
 class UNet : public ScoreModel {
  public:
   UNet(int64_t in_channels, UNetOptions o, Generator& gen);

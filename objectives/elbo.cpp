@@ -63,6 +63,8 @@ Tensor elbo_denoising(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Ge
 
 // D int_{t_eps}^{T} (½ g^2/std^2 + c(t)) dt, c = div f / D
 double elbo_denoising_constant(const Sde& sde, int64_t dims, double t_eps) {
+  if (!(t_eps > 0 && t_eps < sde.T()))
+    fail<ValueError>("elbo_denoising_constant: t_eps must lie in (0, ", sde.T(), "), got ", t_eps);
   NoGradGuard off;
   const ode::Dynamics f = [&](double t, const ode::State&) {
     const Tensor tt = scalar(t, DType::f64);

@@ -212,6 +212,10 @@ Tensor ncsn_dsm(const TimeScoreFn& s, const Tensor& x, const Tensor& sigmas, Gen
 
 std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, double t_eps,
                                                  Generator& gen, DType dtype) {
+  // The grid is log-spaced from t_eps: t_eps = 0 would put its first edge at log 0.
+  if (!(t_eps > 0 && t_eps < sde.T()))
+    fail<ValueError>("sample_importance_time: t_eps must lie in (0, ", sde.T(), "), got ", t_eps);
+  if (n < 0) fail<ValueError>("sample_importance_time: n must be >= 0, got ", n);
   // Piecewise-constant density on a log-spaced grid: q = r(mid_k) / Z on bin k, r = g^2/std^2.
   constexpr int64_t K = 4096;
   const Tensor edges = exp(linspace(std::log(t_eps), std::log(sde.T()), K + 1, DType::f64));
@@ -242,6 +246,8 @@ std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, doub
 Tensor dsm_sde(const TimeScoreFn& s, const Sde& sde, const Tensor& x, Generator& gen,
                SdeDsmOptions o) {
   check_batch("dsm_sde", x);
+  if (!(o.t_eps >= 0 && o.t_eps < sde.T()))
+    fail<ValueError>("dsm_sde: t_eps must lie in [0, ", sde.T(), "), got ", o.t_eps);
   const int64_t B = x.dim(0);
   const double span = sde.T() - o.t_eps;
   Tensor t, weight;  // weight = lambda / std^2 / (q (T - t_eps)) for importance, lambda / std^2 for

@@ -111,6 +111,7 @@ Tensor dsm_sde(const TimeScoreFn& s, const Sde& sde, const Tensor& x, Generator&
                SdeDsmOptions o = {});
 
 // Draws t in [t_eps, T] from q(t) proportional to g(t)^2 / std(t)^2 and returns (t, q(t)).
+// t_eps must lie in (0, T) (ValueError: the density is not integrable down to 0 for VP).
 std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, double t_eps,
                                                  Generator& gen, DType dtype = DType::f32);
 

@@ -1,7 +1,10 @@
 // The objective registry and the built-in objectives: dsm, ssm, ssm-vr, ism, fd-ssm, elbo.
 #include "objectives/registry.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <mutex>
+#include <sstream>
 
 #include "autodiff/ops/ops.hpp"
 #include "objectives/elbo.hpp"
@@ -10,6 +13,30 @@ namespace sg::obj {
 namespace {
 
 std::vector<ObjectiveInfo> builtins();
+
+const char* name_of(Projection p) {
+  return p == Projection::gaussian ? "gaussian" : p == Projection::sphere ? "sphere" : "rademacher";
+}
+const char* name_of(Weighting w) { return w == Weighting::likelihood ? "likelihood" : "variance"; }
+const char* name_of(TimeSampling t) {
+  return t == TimeSampling::importance ? "importance" : "uniform";
+}
+std::string number(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+// The objective with its fn checking the configuration first.
+ObjectiveInfo checked(ObjectiveInfo info) {
+  info.fn = [inner = std::move(info.fn),
+             self = ObjectiveInfo{info.name, "", info.second_order, {}, info.options}](
+                const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
+    check_config(self, c);
+    return inner(s, x, g, c);
+  };
+  return info;
+}
 
 struct Registry {
   std::mutex m;
@@ -24,59 +51,128 @@ const Sde& need_sde(const ObjectiveConfig& c, const char* name) {
   return *c.sde;
 }
 
+// Every time-conditioned objective honours these; ssm and ssm-vr add their projections.
+std::vector<ObjectiveOption> in_time(std::vector<ObjectiveOption> more = {}) {
+  std::vector<ObjectiveOption> o = {{"t_eps", {}}, {"weighting", {}}, {"time_sampling", {}}};
+  o.insert(o.end(), more.begin(), more.end());
+  return o;
+}
+
 std::vector<ObjectiveInfo> builtins() {
-  return {
+  std::vector<ObjectiveInfo> list = {
       {"dsm", "denoising score matching over the SDE (weighting and time sampling from the config)",
        false,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
          return dsm_sde(s, need_sde(c, "dsm"), x, g,
                         {.weighting = c.weighting, .sampling = c.sampling, .t_eps = c.t_eps});
-       }},
-      {"ssm", "sliced score matching on perturbed data, std^2-weighted", true,
+       },
+       in_time()},
+      {"ssm", "sliced score matching on perturbed data", true,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
          return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
            return ssm_per_sample(st, xt, g,
                                  {.projection = c.projection, .projections = c.projections});
          });
-       }},
-      {"ssm-vr", "sliced score matching, variance-reduced, on perturbed data, std^2-weighted", true,
+       },
+       in_time({{"projection", {}}, {"projections", {}}})},
+      // The variance-reduced form needs E[v v^T] = I: no sphere projections (refused, where they
+      // used to be replaced by Gaussian ones without a word).
+      {"ssm-vr", "sliced score matching, variance-reduced, on perturbed data", true,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
          return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
-           const Projection p =
-               c.projection == Projection::sphere ? Projection::gaussian : c.projection;
-           return ssm_per_sample(
-               st, xt, g,
-               {.projection = p, .projections = c.projections, .variance_reduced = true});
+           return ssm_per_sample(st, xt, g,
+                                 {.projection = c.projection,
+                                  .projections = c.projections,
+                                  .variance_reduced = true});
          });
-       }},
+       },
+       in_time({{"projection", {"rademacher", "gaussian"}}, {"projections", {}}})},
       {"ism", "implicit (Hyvarinen) score matching with the exact trace, on perturbed data", true,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
          return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
            return implicit_sm_per_sample(st, xt);
          });
-       }},
+       },
+       in_time()},
       {"fd-ssm",
        "finite-difference sliced score matching (score network, VR form), on perturbed data", false,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
          return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
            return fd_ssm_score_per_sample(st, xt, g, c.fd_eps);
          });
-       }},
+       },
+       in_time({{"fd_eps", {}}})},
       // -ELBO / D of the plug-in reverse SDE, denoising form (likelihood-weighted DSM up to a
-      // constant): the bound is trained directly, in nats per dimension.
-      {"elbo", "negative ELBO of the plug-in reverse SDE per dimension (denoising form)", false,
+      // constant): the bound is trained directly, in nats per dimension. Its weighting is the
+      // likelihood's by definition.
+      {"elbo",
+       "negative ELBO of the plug-in reverse SDE per dimension (denoising form)",
+       false,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
          const double dims = static_cast<double>(x.numel() / x.dim(0));
          return -mean(elbo_denoising(need_sde(c, "elbo"), s, x, g,
                                      {.t_eps = c.t_eps, .sampling = c.sampling})) /
                 dims;
-       }},
+       },
+       {{"t_eps", {}}, {"time_sampling", {}}}},
   };
+  for (ObjectiveInfo& info : list) info = checked(std::move(info));
+  return list;
 }
 
 }  // namespace
 
+const std::vector<std::string>& objective_option_names() {
+  static const std::vector<std::string> names = {"t_eps",      "fd_eps",    "projections",
+                                                 "projection", "weighting", "time_sampling"};
+  return names;
+}
+
+std::string option_value(const ObjectiveConfig& c, const std::string& option) {
+  if (option == "t_eps") return number(c.t_eps);
+  if (option == "fd_eps") return number(c.fd_eps);
+  if (option == "projections") return std::to_string(c.projections);
+  if (option == "projection") return name_of(c.projection);
+  if (option == "weighting") return name_of(c.weighting);
+  if (option == "time_sampling") return name_of(c.sampling);
+  fail<ValueError>("unknown objective setting '", option, "'");
+}
+
+OptionError::OptionError(std::string option_name, const std::string& message)
+    : ValueError(message), option(std::move(option_name)) {}
+
+void check_config(const ObjectiveInfo& info, const ObjectiveConfig& c) {
+  const std::string who = "objective '" + info.name + "': ";
+  auto refuse = [&](const std::string& option, const std::string& why) {
+    throw OptionError(option, who + option + " = " + option_value(c, option) + " " + why);
+  };
+  const double T = c.sde ? c.sde->T() : 1.0;
+  if (!(c.t_eps > 0 && c.t_eps < T)) refuse("t_eps", "must lie in (0, T)");
+  if (!(std::isfinite(c.fd_eps) && c.fd_eps > 0)) refuse("fd_eps", "must be finite and > 0");
+  if (c.projections < 1) refuse("projections", "must be >= 1");
+  const ObjectiveConfig defaults;
+  std::string used;
+  for (const ObjectiveOption& o : info.options) used += (used.empty() ? "" : ", ") + o.name;
+  for (const std::string& option : objective_option_names()) {
+    const auto it = std::find_if(info.options.begin(), info.options.end(),
+                                 [&](const ObjectiveOption& o) { return o.name == option; });
+    const std::string value = option_value(c, option);
+    if (it == info.options.end()) {
+      if (value != option_value(defaults, option))
+        refuse(option, "is not used by this objective (it uses " +
+                           (used.empty() ? std::string("none of the settings") : used) +
+                           "); leave it at its default " + option_value(defaults, option));
+    } else if (!it->values.empty() &&
+               std::find(it->values.begin(), it->values.end(), value) == it->values.end()) {
+      std::string list;
+      for (const std::string& v : it->values) list += (list.empty() ? "" : ", ") + v;
+      refuse(option, "is not supported by this objective (choose from " + list + ")");
+    }
+  }
+}
+
 std::size_t register_objective(ObjectiveInfo info) {
+  info = checked(std::move(info));
   Registry& r = registry();
   std::lock_guard lock(r.m);
   for (std::size_t i = 0; i < r.items.size(); ++i)
@@ -107,13 +203,22 @@ std::vector<std::string> objective_names() {
   return out;
 }
 
-// E_t std(t)^2 J(s(., t), x_t), t ~ U(t_eps, T)
+// (1 / (T - t_eps)) int lambda(t) E J(s(., t), x_t) dt, t uniform or importance-sampled
 Tensor sliced_in_time(const TimeScoreFn& s, const Tensor& x, Generator& gen,
                       const ObjectiveConfig& cfg,
                       const std::function<Tensor(const ScoreFn&, const Tensor&)>& J) {
   const Sde& sde = need_sde(cfg, "sliced_in_time");
+  if (!(cfg.t_eps >= 0 && cfg.t_eps < sde.T()))
+    fail<ValueError>("sliced_in_time: t_eps must lie in [0, ", sde.T(), "), got ", cfg.t_eps);
   const int64_t B = x.dim(0);
-  const Tensor t = rand({B}, gen, x.dtype(), x.device()) * (sde.T() - cfg.t_eps) + cfg.t_eps;
+  Tensor t, importance;  // importance: 1 / (q(t) (T - t_eps)) for importance-sampled t
+  if (cfg.sampling == TimeSampling::uniform) {
+    t = rand({B}, gen, x.dtype(), x.device()) * (sde.T() - cfg.t_eps) + cfg.t_eps;
+  } else {
+    Tensor q;
+    std::tie(t, q) = sample_importance_time(sde, B, cfg.t_eps, gen, x.dtype());
+    importance = 1.0 / (q * (sde.T() - cfg.t_eps));
+  }
   const Tensor xt = sde.perturb(x, t, randn_like(x, gen));
   const Tensor std = sde.marginal(t).second;
   // Batched estimators may evaluate s on a multiple of the batch (projections, FD shifts):
@@ -122,7 +227,10 @@ Tensor sliced_in_time(const TimeScoreFn& s, const Tensor& x, Generator& gen,
     const int64_t reps = z.dim(0) / B;
     return s(z, reps == 1 ? t : reshape(expand(unsqueeze(t, 0), {reps, B}), {reps * B}));
   };
-  return mean(J(st, xt) * std * std);
+  Tensor per = cfg.weighting == Weighting::variance ? J(st, xt) * std * std
+                                                    : J(st, xt) * square(sde.diffusion(t));
+  if (importance.defined()) per = per * importance;
+  return mean(per);
 }
 
 }  // namespace sg::obj

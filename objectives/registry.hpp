@@ -1,16 +1,19 @@
 // The objective registry: every training objective by name, built-in or registered by a
 // researcher, with one signature, so the benchmarks, the tests and the command line treat a
-// new objective exactly like the built-in ones.
+// new objective exactly like the built-in ones. Each declares the settings it honours; any
+// other setting changed from its default is refused (OptionError), never silently ignored.
 //
-//   sg::obj::register_objective({"my-ssm", "SSM with 4 sphere projections", true,
-//     [](const sg::obj::TimeScoreFn& s, const sg::Tensor& x, sg::Generator& g, const
-//     sg::obj::ObjectiveConfig& c) {
-//       return sg::obj::sliced_in_time(s, x, g, c, [&](const sg::obj::ScoreFn& st, const
-//       sg::Tensor& xt) {
-//         return sg::obj::ssm_per_sample(st, xt, g, {.projection = sg::obj::Projection::sphere,
-//         .projections = 4});
+//   sg::obj::register_objective({"my-ssm", "SSM with P sphere projections", true,
+//     [](const sg::obj::TimeScoreFn& s, const sg::Tensor& x, sg::Generator& g,
+//        const sg::obj::ObjectiveConfig& c) {
+//       return sg::obj::sliced_in_time(s, x, g, c, [&](const sg::obj::ScoreFn& st,
+//                                                      const sg::Tensor& xt) {
+//         return sg::obj::ssm_per_sample(
+//             st, xt, g, {.projection = sg::obj::Projection::sphere, .projections =
+//             c.projections});
 //       });
-//     }});
+//     },
+//     {{"t_eps"}, {"weighting"}, {"time_sampling"}, {"projections"}}});
 #pragma once
 #include <functional>
 #include <string>
@@ -33,21 +36,50 @@ struct ObjectiveConfig {
 using Objective = std::function<Tensor(const TimeScoreFn& s, const Tensor& x, Generator& gen,
                                        const ObjectiveConfig& cfg)>;
 
+// A setting of ObjectiveConfig that an objective honours, by name: "t_eps", "fd_eps",
+// "projections", "projection", "weighting" or "time_sampling" (the `sde` is always needed),
+// with, for a choice, the values the objective supports (empty: all of them).
+struct ObjectiveOption {
+  std::string name;
+  std::vector<std::string> values;
+};
+
 struct ObjectiveInfo {
   std::string name;
   std::string description;
   bool second_order;  // differentiates the model inside the loss (needs a double-backward graph)
   Objective fn;
+  // The settings the objective honours. Any other setting must keep ObjectiveConfig{}'s default:
+  // the registry's fn refuses a configuration it would silently ignore (see check_config).
+  std::vector<ObjectiveOption> options;
 };
 
-// Adds (or replaces) an objective; returns its position.
+// The settings' names in ObjectiveConfig order, and a setting's value as text ("sphere", "1e-05").
+const std::vector<std::string>& objective_option_names();
+std::string option_value(const ObjectiveConfig& cfg, const std::string& option);
+
+// A configuration an objective does not honour; `option` names the setting.
+struct OptionError : ValueError {
+  OptionError(std::string option_name, const std::string& message);
+  std::string option;
+};
+// Refuses (OptionError) a setting `info` does not declare that differs from ObjectiveConfig{}'s
+// default, a choice outside the values it declares, and out-of-range values: t_eps in (0, T),
+// fd_eps finite and > 0, projections >= 1. The registry's objectives run it on every call.
+void check_config(const ObjectiveInfo& info, const ObjectiveConfig& cfg);
+
+// Adds (or replaces) an objective; returns its position. Its fn is wrapped to call
+// check_config first.
 std::size_t register_objective(ObjectiveInfo info);
 const ObjectiveInfo& find_objective(const std::string& name);  // ValueError listing the names
 std::vector<std::string> objective_names();
 
-// A per-sample objective J applied to the perturbed data of an SDE at t ~ U(t_eps, T), weighted
-// by lambda(t) = std(t)^2:  E_t std^2 J(s(., t), x_t).  The built-in ssm, ssm-vr, ism and fd-ssm
-// are this with their per-sample estimators.
+// A per-sample objective J applied to the perturbed data of an SDE, weighted over time:
+//   (1 / (T - t_eps)) int_{t_eps}^T lambda(t) E J(s(., t), x_t) dt,
+// lambda = std(t)^2 (cfg.weighting variance) or g(t)^2 (likelihood); t uniform on [t_eps, T], or
+// importance-sampled from q ~ g^2 / std^2 (cfg.sampling, as dsm_sde: each term divided by
+// q(t) (T - t_eps)). The built-in ssm, ssm-vr, ism and fd-ssm are this with their per-sample
+// estimators.
 Tensor sliced_in_time(
     const TimeScoreFn& s, const Tensor& x, Generator& gen, const ObjectiveConfig& cfg,
     const std::function<Tensor(const ScoreFn& st, const Tensor& xt)>& per_sample_objective);

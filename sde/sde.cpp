@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "autodiff/core/error.hpp"
 #include "autodiff/ops/ops.hpp"
 
 namespace sg {
@@ -28,6 +29,14 @@ Tensor Sde::perturb(const Tensor& x, const Tensor& t, const Tensor& eps) const {
   return batch_view(alpha, x) * x + batch_view(std, x) * eps;
 }
 
+VpSde::VpSde(double beta_min, double beta_max) : b0_(beta_min), b1_(beta_max) {
+  if (!(std::isfinite(beta_min) && beta_min >= 0))
+    fail<ValueError>("VpSde: beta_min must be finite and >= 0, got ", beta_min);
+  if (!(std::isfinite(beta_max) && beta_max > 0))
+    fail<ValueError>("VpSde: beta_max must be finite and > 0, got ", beta_max);
+  if (beta_min > beta_max)
+    fail<ValueError>("VpSde: beta_min (", beta_min, ") must not exceed beta_max (", beta_max, ")");
+}
 // beta(t) = b0 + t (b1 - b0)
 Tensor VpSde::beta(const Tensor& t) const { return t * (b1_ - b0_) + b0_; }
 // B(t) = t b0 + t^2 (b1 - b0) / 2
@@ -54,6 +63,15 @@ std::pair<Tensor, Tensor> SubVpSde::marginal(const Tensor& t) const {
   return {exp(B * -0.5), -expm1(-B)};
 }
 
+VeSde::VeSde(double sigma_min, double sigma_max) : s0_(sigma_min), s1_(sigma_max) {
+  if (!(std::isfinite(sigma_min) && sigma_min > 0))
+    fail<ValueError>("VeSde: sigma_min must be finite and > 0, got ", sigma_min);
+  if (!(std::isfinite(sigma_max) && sigma_max > 0))
+    fail<ValueError>("VeSde: sigma_max must be finite and > 0, got ", sigma_max);
+  if (!(sigma_min < sigma_max))
+    fail<ValueError>("VeSde: sigma_min (", sigma_min, ") must be below sigma_max (", sigma_max,
+                     ")");
+}
 // sigma(t) = s0 (s1 / s0)^t
 Tensor VeSde::sigma(const Tensor& t) const { return exp(t * std::log(s1_ / s0_)) * s0_; }
 Tensor VeSde::drift(const Tensor& y, const Tensor&) const { return zeros_like(y); }

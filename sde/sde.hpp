@@ -39,9 +39,10 @@ class Sde {
 
 // Variance preserving: beta(t) = b0 + t (b1 - b0), f = -beta y / 2, g = sqrt(beta),
 // alpha = exp(-B/2), std^2 = 1 - e^-B, B(t) = t b0 + t^2 (b1 - b0) / 2.
+// Needs 0 <= beta_min <= beta_max, beta_max > 0, both finite (ValueError naming the argument).
 class VpSde : public Sde {
  public:
-  explicit VpSde(double beta_min = 0.1, double beta_max = 20.0) : b0_(beta_min), b1_(beta_max) {}
+  explicit VpSde(double beta_min = 0.1, double beta_max = 20.0);
   std::string name() const override { return "vp"; }
   Tensor drift(const Tensor& y, const Tensor& t) const override;
   Tensor diffusion(const Tensor& t) const override;
@@ -68,10 +69,10 @@ class SubVpSde : public VpSde {
 
 // Variance exploding: sigma(t) = s0 (s1/s0)^t, f = 0, g = sigma(t) sqrt(2 ln(s1/s0)),
 // alpha = 1, std = sigma(t) (data taken as pre-smoothed by s0, as in score_sde).
+// Needs 0 < sigma_min < sigma_max, both finite (ValueError naming the argument).
 class VeSde : public Sde {
  public:
-  explicit VeSde(double sigma_min = 0.01, double sigma_max = 50.0)
-      : s0_(sigma_min), s1_(sigma_max) {}
+  explicit VeSde(double sigma_min = 0.01, double sigma_max = 50.0);
   std::string name() const override { return "ve"; }
   Tensor drift(const Tensor& y, const Tensor& t) const override;
   Tensor diffusion(const Tensor& t) const override;

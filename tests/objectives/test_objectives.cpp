@@ -2,6 +2,7 @@
 // float64 (with its randomness fixed), the registry works and rejects unknown names, and
 // training an MLP score network on Gaussian data with each objective recovers the analytic
 // score to a stated accuracy.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <sstream>
 
@@ -124,12 +125,15 @@ TEST_CASE("every objective passes a parameter gradient check in float64",
 TEST_CASE("registering an objective makes it available like a built-in", "[objectives]") {
   const auto n0 = objective_names().size();
   register_objective(
-      {"test-ssm-sphere4", "SSM with 4 sphere projections", true,
+      {"test-ssm-sphere4",
+       "SSM with 4 sphere projections",
+       true,
        [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
          return sliced_in_time(s, x, g, c, [&](const ScoreFn& st, const Tensor& xt) {
            return ssm_per_sample(st, xt, g, {.projection = Projection::sphere, .projections = 4});
          });
-       }});
+       },
+       {{"t_eps", {}}, {"weighting", {}}, {"time_sampling", {}}}});
   CHECK(objective_names().size() == n0 + 1);
   CHECK(find_objective("test-ssm-sphere4").second_order);
   CHECK_THROWS_WITH(find_objective("nope"),
@@ -137,6 +141,95 @@ TEST_CASE("registering an objective makes it available like a built-in", "[objec
   Generator g(0);
   CHECK_THROWS_AS(find_objective("dsm").fn([](auto& x, auto&) { return x; }, zeros({2, 2}), g, {}),
                   ValueError);  // no SDE configured
+}
+
+TEST_CASE("every objective honours or refuses every setting", "[objectives][options]") {
+  // Each built-in objective x each ObjectiveConfig setting, at a value other than the default:
+  // a setting the objective declares changes the loss (same seed); any other is refused with an
+  // OptionError naming it (ssm-vr used to turn sphere projections into Gaussian ones, and every
+  // sliced objective ignored weighting and time sampling).
+  VpSde vp;
+  Generator init(5);
+  nn::MlpScoreNet net(2, {.hidden = 16, .layers = 1, .embed_dim = 4, .dtype = f64}, init);
+  for (auto& [n, p] : net.named_parameters()) *p = randn_like(*p, init) * 0.5;  // no zero layer
+  Generator dg(6);
+  const Tensor x = sample(64, dg);
+  const TimeScoreFn s = [&](const Tensor& z, const Tensor& t) { return net(z, t); };
+  struct Setting {
+    const char* option;
+    std::function<void(ObjectiveConfig&)> set;
+  };
+  const std::vector<Setting> settings = {
+      {"t_eps", [](ObjectiveConfig& c) { c.t_eps = 0.05; }},
+      {"fd_eps", [](ObjectiveConfig& c) { c.fd_eps = 0.03; }},
+      {"projections", [](ObjectiveConfig& c) { c.projections = 3; }},
+      {"projection", [](ObjectiveConfig& c) { c.projection = Projection::gaussian; }},
+      {"projection", [](ObjectiveConfig& c) { c.projection = Projection::sphere; }},
+      {"weighting", [](ObjectiveConfig& c) { c.weighting = Weighting::likelihood; }},
+      {"time_sampling", [](ObjectiveConfig& c) { c.sampling = TimeSampling::importance; }},
+  };
+  for (const char* name : {"dsm", "ssm", "ssm-vr", "ism", "fd-ssm", "elbo"}) {
+    const ObjectiveInfo& info = find_objective(name);
+    auto loss = [&](const ObjectiveConfig& c) {
+      Generator g(7);
+      return info.fn(s, x, g, c).item();
+    };
+    const double base = loss({.sde = &vp});
+    CHECK(std::isfinite(base));
+    for (const Setting& st : settings) {
+      ObjectiveConfig c{.sde = &vp};
+      st.set(c);
+      const std::string value = option_value(c, st.option);
+      INFO(name << " x " << st.option << " = " << value);
+      bool honoured = false;
+      for (const ObjectiveOption& o : info.options)
+        if (o.name == st.option)
+          honoured = o.values.empty() ||
+                     std::find(o.values.begin(), o.values.end(), value) != o.values.end();
+      if (honoured) {
+        const double l = loss(c);
+        CHECK(std::isfinite(l));
+        CHECK(l != base);  // the setting changes what is computed
+      } else {
+        try {
+          loss(c);
+          FAIL("accepted a setting it does not honour");
+        } catch (const OptionError& e) {
+          CHECK(e.option == st.option);
+          CHECK_THAT(e.what(), Catch::Contains(st.option) && Catch::Contains(name));
+        }
+      }
+    }
+  }
+  // The ones the issue found, spelled out.
+  const auto honours = [](const char* objective, const char* option) {
+    for (const ObjectiveOption& o : find_objective(objective).options)
+      if (o.name == option) return true;
+    return false;
+  };
+  CHECK(honours("ssm-vr", "weighting"));
+  CHECK(honours("ssm-vr", "time_sampling"));
+  CHECK_FALSE(honours("dsm", "projection"));
+  CHECK_FALSE(honours("elbo", "weighting"));
+  Generator g(8);
+  CHECK_THROWS_AS(
+      find_objective("ssm-vr").fn(s, x, g, {.sde = &vp, .projection = Projection::sphere}),
+      OptionError);
+  // t_eps = 0: the importance density's log grid starts at log 0 (NaN before); refused.
+  CHECK_THROWS_AS(find_objective("dsm").fn(
+                      s, x, g, {.sde = &vp, .t_eps = 0, .sampling = TimeSampling::importance}),
+                  OptionError);
+  CHECK_THROWS_AS(sample_importance_time(vp, 4, 0.0, g), ValueError);
+  CHECK_THROWS_AS(dsm_sde(s, vp, x, g, {.t_eps = 1.5}), ValueError);
+  // A registered objective that declares nothing refuses every changed setting.
+  register_objective(
+      {"test-declares-nothing", "", false,
+       [](const TimeScoreFn& f, const Tensor& z, Generator& gg, const ObjectiveConfig& c) {
+         return dsm_sde(f, *c.sde, z, gg, {.t_eps = c.t_eps});
+       }});
+  CHECK_THROWS_AS(find_objective("test-declares-nothing").fn(s, x, g, {.sde = &vp, .t_eps = 0.1}),
+                  OptionError);
+  CHECK(std::isfinite(find_objective("test-declares-nothing").fn(s, x, g, {.sde = &vp}).item()));
 }
 
 TEST_CASE("training an MLP on Gaussian data recovers the analytic score with each objective",

@@ -161,3 +161,19 @@ TEST_CASE("the predictor-corrector sampler stays finite for any number of steps 
   CHECK_THROWS_AS(sample_pc(vp, score, {4, 2}, g2, {.t_eps = 1.0}), ValueError);
   CHECK_THROWS_AS(sample_probability_flow(vp, score, {4, 2}, g2, {.t_eps = -1}), ValueError);
 }
+
+TEST_CASE("SDE constructors refuse parameters that make no process", "[sde][options]") {
+  // A VE SDE with sigma_min > sigma_max was accepted and sampling gave NaN.
+  CHECK_THROWS_WITH(VeSde(60.0, 50.0),
+                    Catch::Contains("sigma_min") && Catch::Contains("sigma_max"));
+  CHECK_THROWS_AS(VeSde(50.0, 50.0), ValueError);
+  CHECK_THROWS_WITH(VeSde(0.0, 50.0), Catch::Contains("sigma_min"));
+  CHECK_THROWS_WITH(VeSde(0.01, INFINITY), Catch::Contains("sigma_max"));
+  CHECK_THROWS_WITH(VpSde(-0.1, 20.0), Catch::Contains("beta_min"));
+  CHECK_THROWS_WITH(VpSde(0.1, 0.0), Catch::Contains("beta_max"));
+  CHECK_THROWS_WITH(VpSde(30.0, 20.0), Catch::Contains("beta_min") && Catch::Contains("beta_max"));
+  CHECK_THROWS_AS(SubVpSde(NAN, 20.0), ValueError);
+  CHECK_NOTHROW(VpSde(0.0, 20.0));
+  CHECK_NOTHROW(VpSde(5.0, 5.0));  // constant beta
+  CHECK_NOTHROW(VeSde(0.01, 50.0));
+}
