@@ -80,15 +80,60 @@ SG_MATH1(fabs)
 #undef SG_MATH1
 SG_HD inline float pow_(float x, float y) { return ::powf(x, y); }
 SG_HD inline double pow_(double x, double y) { return ::pow(x, y); }
+// Integer arithmetic wraps around (two's complement, done in unsigned arithmetic): defined
+// for every input, e.g. -INT64_MIN = INT64_MIN, as NumPy's int64. Floats are unchanged.
+template <class T>
+inline constexpr bool is_int = std::is_integral_v<T> && !std::is_same_v<T, bool>;
+template <class T>
+SG_HD inline T wrap_add(T a, T b) {
+  if constexpr (is_int<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) + static_cast<U>(b)));
+  } else {
+    return a + b;
+  }
+}
+template <class T>
+SG_HD inline T wrap_sub(T a, T b) {
+  if constexpr (is_int<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) - static_cast<U>(b)));
+  } else {
+    return a - b;
+  }
+}
+template <class T>
+SG_HD inline T wrap_mul(T a, T b) {
+  if constexpr (is_int<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) * static_cast<U>(b)));
+  } else {
+    return a * b;
+  }
+}
 template <class T>
 SG_HD inline T fabs_(T x) {
-  return x < 0 ? -x : x;
-}  // integers
+  return x < 0 ? wrap_sub(T(0), x) : x;
+}  // integers: |INT64_MIN| wraps to INT64_MIN
+
+// static_cast<D>(s) made total: a float outside int64's range saturates and NaN gives 0
+// (C++ leaves those undefined). The cast op refuses such values before any kernel runs;
+// this keeps the kernels themselves defined on every input.
+template <class D, class S>
+SG_HD inline D convert(S s) {
+  if constexpr (std::is_floating_point_v<S> && std::is_same_v<D, int64_t>) {
+    const S lo = S(-9223372036854775807.0 - 1.0);  // -2^63, exact in float and double
+    if (s != s) return 0;
+    if (s < lo) return INT64_MIN;
+    if (s >= -lo) return INT64_MAX;
+  }
+  return static_cast<D>(s);
+}
 
 struct Neg {
   template <class T>
   SG_HD T operator()(T x) const {
-    return -x;
+    return wrap_sub(T(0), x);
   }
 };
 struct Exp {
@@ -206,24 +251,30 @@ struct PowScalar {
 struct Add {
   template <class T>
   SG_HD T operator()(T a, T b) const {
-    return a + b;
+    return wrap_add(a, b);
   }
 };
 struct Sub {
   template <class T>
   SG_HD T operator()(T a, T b) const {
-    return a - b;
+    return wrap_sub(a, b);
   }
 };
 struct Mul {
   template <class T>
   SG_HD T operator()(T a, T b) const {
-    return a * b;
+    return wrap_mul(a, b);
   }
 };
+// Integer division truncates toward zero; INT64_MIN / -1 wraps to INT64_MIN, and a / 0 gives 0
+// here so that no kernel traps (the div op refuses a zero integer divisor before it runs).
 struct Div {
   template <class T>
   SG_HD T operator()(T a, T b) const {
+    if constexpr (is_int<T>) {
+      if (b == 0) return T(0);
+      if (b == T(-1)) return wrap_sub(T(0), a);
+    }
     return a / b;
   }
 };

@@ -22,5 +22,8 @@ Tensor diag_rule(const RuleCtx& c, int, const Tensor& g) {
 // Rules of ops that are linear in input i: VJP/JVP return the op's adjoint/itself of g.
 Tensor no_grad_rule(const RuleCtx&, int, const Tensor&);  // returns undefined (zero)
 Tensor fresh(const Meta& m);                              // uninitialised output of `m`
+// ValueError naming the first value of x that has no value in `to` (float NaN, infinities or
+// out of range to int64); the cast kernels themselves saturate (functors.hpp, convert).
+void check_cast_values(const Tensor& x, DType to);
 
 }  // namespace sg

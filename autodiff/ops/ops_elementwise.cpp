@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "autodiff/ops/op_table.hpp"
+#include "autodiff/tape/autograd.hpp"
 
 namespace sg {
 namespace {
@@ -51,6 +52,14 @@ Tensor binary_run(BinaryOp k, std::span<const Tensor> in, const Meta& m) {
 }
 template <BinaryOp K>
 Tensor binary_fwd(std::span<const Tensor> in, const Attrs&, const Meta& m) {
+  if (K == BinaryOp::div && !is_floating(m.dtype)) {
+    // Integer division by zero has no value (and traps in hardware): refused before the kernel.
+    NoGradGuard off;
+    const int64_t zeros = static_cast<int64_t>(sum(eq(in[1], zeros_like(in[1]))).item());
+    if (zeros > 0)
+      fail<ValueError>("div: integer division by zero (", zeros, " zero elements in the divisor ",
+                       describe(in[1]), ")");
+  }
   return binary_run(K, in, m);
 }
 
@@ -261,6 +270,21 @@ Tensor like(const Tensor& x, double v) { return scalar(v, x.dtype(), x.device())
 }  // namespace
 
 std::span<const OpDef> elementwise_ops() { return kOps; }
+
+void check_cast_values(const Tensor& x, DType to) {
+  if (!is_floating(x.dtype()) || to != DType::i64 || x.numel() == 0) return;
+  NoGradGuard off;
+  const double hi = 9223372036854775808.0;  // 2^63: int64 holds [-2^63, 2^63)
+  // NaN and values below -2^63 become 2^63, so one comparison finds every bad element.
+  const Tensor t = where(x >= -hi, x, full_like(x, hi));
+  if (sum(t >= hi).item() == 0) return;
+  for (double v : x.to_vector())
+    if (!(v >= -hi && v < hi))
+      fail<ValueError>("cast: ", dtype_name(x.dtype()), " value ", v,
+                       " has no int64 value (NaN, infinities and values outside [-2^63, 2^63) "
+                       "cannot be cast to int64); in ",
+                       describe(x));
+}
 
 Tensor neg(const Tensor& x) { return apply(OpId::neg, {x}); }
 Tensor exp(const Tensor& x) { return apply(OpId::exp, {x}); }

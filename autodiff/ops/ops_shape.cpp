@@ -333,6 +333,7 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t axis) {
   return concat(u, axis);
 }
 Tensor cast(const Tensor& x, DType dtype) {
+  check_cast_values(x, dtype);
   if (is_floating(dtype)) return apply(OpId::cast, {x}, Attrs{.dtype = dtype});
   NoGradGuard guard;  // integer and bool results carry no gradient
   return apply(OpId::cast, {x}, Attrs{.dtype = dtype});

@@ -211,7 +211,7 @@ void binary_row(const F& f, const T* a, int64_t sa, const T* b, int64_t sb, R* y
 
 template <class S, class D>
 void copy_row(const S* s, int64_t ss, D* d, int64_t sd, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) d[i * sd] = static_cast<D>(s[i * ss]);
+  for (int64_t i = 0; i < n; ++i) d[i * sd] = fn::convert<D>(s[i * ss]);
 }
 
 template <class T>
@@ -356,7 +356,7 @@ class CpuBackend final : public Backend {
     auto L = make_loop<1>(dst.shape, {&dst});
     visit_any(dst.dtype, [&](auto z) {
       using T = decltype(z);
-      const T v = static_cast<T>(value);
+      const T v = fn::convert<T>(value);
       L.run([&](char** p, const int64_t* st, int64_t n) {
         T* d = reinterpret_cast<T*>(p[0]);
         for (int64_t i = 0; i < n; ++i) d[i * st[0]] = v;

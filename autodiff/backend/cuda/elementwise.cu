@@ -18,7 +18,7 @@ template <class S, class D>
 struct CopyBody {
   const S* x;
   D* y;
-  __device__ void operator()(const int64_t* o) const { y[o[1]] = static_cast<D>(x[o[0]]); }
+  __device__ void operator()(const int64_t* o) const { y[o[1]] = fn::convert<D>(x[o[0]]); }
 };
 template <class T, class F>
 struct UnaryBody {
@@ -49,7 +49,7 @@ struct WhereBody {
 void launch_fill(DType t, void* y, double value, const Iter& it, cudaStream_t s) {
   visit_dtype(t, [&](auto z) {
     using T = decltype(z);
-    for_each<1>(it, FillBody<T>{static_cast<T>(value), static_cast<T*>(y)}, s);
+    for_each<1>(it, FillBody<T>{fn::convert<T>(value), static_cast<T*>(y)}, s);
   });
 }
 
