@@ -5,7 +5,10 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <type_traits>
+
+#include "autodiff/ops/op_list.hpp"
 
 #if defined(__CUDACC__)
 #define SG_HD __host__ __device__
@@ -15,50 +18,36 @@
 
 namespace sg {
 
-enum class UnaryOp : uint8_t {
-  neg,
-  exp,
-  log,
-  log1p,
-  expm1,
-  sqrt,
-  rsqrt,
-  abs,
-  sign,
-  sin,
-  cos,
-  tanh,
-  sigmoid,
-  erf,
-  silu,
-  silu_grad,
-  silu_grad2,
-  pow_scalar,
-  count
-};
-enum class BinaryOp : uint8_t {
-  add,
-  sub,
-  mul,
-  div,
-  pow,
-  maximum,
-  minimum,
-  eq,
-  ne,
-  lt,
-  le,
-  gt,
-  ge,
-  count
-};
+// Generated from the op list (ops/op_list.hpp): a unary/binary primitive's backend op has its
+// name and position, so OpId and backend op convert by offset (op_id below).
+#define SG_ENUMERATOR(name, Functor, integers) name,
+enum class UnaryOp : uint8_t { SG_UNARY_OPS(SG_ENUMERATOR) count };
+enum class BinaryOp : uint8_t { SG_BINARY_OPS(SG_ENUMERATOR) SG_COMPARE_OPS(SG_ENUMERATOR) count };
+#undef SG_ENUMERATOR
 enum class ReduceOp : uint8_t { sum, max, min };
 enum class RandomKind : uint8_t { uniform, normal, rademacher, bernoulli };
 
-inline constexpr bool is_comparison(BinaryOp op) { return op >= BinaryOp::eq; }
+#define SG_ONE(name, Functor, integers) +1
+inline constexpr int kArithmeticOps = 0 SG_BINARY_OPS(SG_ONE);  // BinaryOps before comparisons
+#undef SG_ONE
+inline constexpr bool is_comparison(BinaryOp op) { return static_cast<int>(op) >= kArithmeticOps; }
+// The primitive that records a backend op (comparisons all record as `compare`).
+inline constexpr OpId op_id(UnaryOp op) { return static_cast<OpId>(static_cast<int>(op)); }
+inline constexpr OpId op_id(BinaryOp op) {
+  return is_comparison(op)
+             ? OpId::compare
+             : static_cast<OpId>(static_cast<int>(UnaryOp::count) + static_cast<int>(op));
+}
+#define SG_NAME(name, Functor, integers) #name,
+inline constexpr const char* kUnaryNames[] = {SG_UNARY_OPS(SG_NAME)};
+inline constexpr const char* kBinaryNames[] = {SG_BINARY_OPS(SG_NAME) SG_COMPARE_OPS(SG_NAME)};
+#undef SG_NAME
+#define SG_FLAG(name, Functor, integers) integers,
+inline constexpr bool kUnaryIntegers[] = {SG_UNARY_OPS(SG_FLAG)};
+#undef SG_FLAG
 // Unary ops defined on integers too (the rest need a floating dtype).
 inline constexpr bool unary_takes_integers(UnaryOp op) {
-  return op == UnaryOp::neg || op == UnaryOp::abs || op == UnaryOp::sign;
+  return kUnaryIntegers[static_cast<int>(op)];
 }
 
 namespace fn {
@@ -337,91 +326,48 @@ struct Ge {
 }  // namespace fn
 
 // Functors that are defined on integer dtypes too (the others need float or double).
+#define SG_INTEGERS(name, Functor, integers) || ((integers) && std::is_same_v<F, fn::Functor>)
 template <class F>
-inline constexpr bool takes_integers =
-    std::is_same_v<F, fn::Neg> || std::is_same_v<F, fn::Abs> || std::is_same_v<F, fn::Sign> ||
-    std::is_same_v<F, fn::Add> || std::is_same_v<F, fn::Sub> || std::is_same_v<F, fn::Mul> ||
-    std::is_same_v<F, fn::Div> || std::is_same_v<F, fn::Maximum> ||
-    std::is_same_v<F, fn::Minimum> || std::is_same_v<F, fn::Eq> || std::is_same_v<F, fn::Ne> ||
-    std::is_same_v<F, fn::Lt> || std::is_same_v<F, fn::Le> || std::is_same_v<F, fn::Gt> ||
-    std::is_same_v<F, fn::Ge>;
+inline constexpr bool takes_integers = false SG_UNARY_OPS(SG_INTEGERS) SG_BINARY_OPS(SG_INTEGERS)
+    SG_COMPARE_OPS(SG_INTEGERS);
+#undef SG_INTEGERS
 
-// Calls f(Functor{}) for a unary op (pow_scalar carries its exponent).
+// The functor of a unary op; pow_scalar's carries its exponent.
+template <class Functor>
+Functor make_unary(double) {
+  return {};
+}
+template <>
+inline fn::PowScalar make_unary<fn::PowScalar>(double p) {
+  return {p};
+}
+// Calls f(Functor{}) for a unary op.
 template <class F>
 decltype(auto) visit_unary(UnaryOp op, double scalar, F&& f) {
   switch (op) {
-    case UnaryOp::neg:
-      return f(fn::Neg{});
-    case UnaryOp::exp:
-      return f(fn::Exp{});
-    case UnaryOp::log:
-      return f(fn::Log{});
-    case UnaryOp::log1p:
-      return f(fn::Log1p{});
-    case UnaryOp::expm1:
-      return f(fn::Expm1{});
-    case UnaryOp::sqrt:
-      return f(fn::Sqrt{});
-    case UnaryOp::rsqrt:
-      return f(fn::Rsqrt{});
-    case UnaryOp::abs:
-      return f(fn::Abs{});
-    case UnaryOp::sign:
-      return f(fn::Sign{});
-    case UnaryOp::sin:
-      return f(fn::Sin{});
-    case UnaryOp::cos:
-      return f(fn::Cos{});
-    case UnaryOp::tanh:
-      return f(fn::Tanh{});
-    case UnaryOp::sigmoid:
-      return f(fn::Sigmoid{});
-    case UnaryOp::erf:
-      return f(fn::Erf{});
-    case UnaryOp::silu:
-      return f(fn::Silu{});
-    case UnaryOp::silu_grad:
-      return f(fn::SiluGrad{});
-    case UnaryOp::silu_grad2:
-      return f(fn::SiluGrad2{});
-    case UnaryOp::pow_scalar:
+#define SG_CASE(name, Functor, integers) \
+  case UnaryOp::name:                    \
+    return f(make_unary<fn::Functor>(scalar));
+    SG_UNARY_OPS(SG_CASE)
+#undef SG_CASE
     case UnaryOp::count:
       break;
   }
-  return f(fn::PowScalar{scalar});
+  std::abort();  // not an op
 }
 template <class F>
 decltype(auto) visit_binary(BinaryOp op, F&& f) {
   switch (op) {
-    case BinaryOp::add:
-      return f(fn::Add{});
-    case BinaryOp::sub:
-      return f(fn::Sub{});
-    case BinaryOp::mul:
-      return f(fn::Mul{});
-    case BinaryOp::div:
-      return f(fn::Div{});
-    case BinaryOp::pow:
-      return f(fn::Pow{});
-    case BinaryOp::maximum:
-      return f(fn::Maximum{});
-    case BinaryOp::minimum:
-      return f(fn::Minimum{});
-    case BinaryOp::eq:
-      return f(fn::Eq{});
-    case BinaryOp::ne:
-      return f(fn::Ne{});
-    case BinaryOp::lt:
-      return f(fn::Lt{});
-    case BinaryOp::le:
-      return f(fn::Le{});
-    case BinaryOp::gt:
-      return f(fn::Gt{});
-    case BinaryOp::ge:
+#define SG_CASE(name, Functor, integers) \
+  case BinaryOp::name:                   \
+    return f(fn::Functor{});
+    SG_BINARY_OPS(SG_CASE)
+    SG_COMPARE_OPS(SG_CASE)
+#undef SG_CASE
     case BinaryOp::count:
       break;
   }
-  return f(fn::Ge{});
+  std::abort();  // not an op
 }
 
 }  // namespace sg

@@ -8,9 +8,6 @@
 namespace sg {
 namespace {
 
-static_assert(static_cast<int>(UnaryOp::pow_scalar) == static_cast<int>(OpId::pow_scalar),
-              "unary backend ops and unary primitives share one order");
-
 Meta unary_shape(std::span<const Tensor> in, const Attrs&, const char* op, bool integers) {
   if (!integers) check_floating(op, in[0]);
   if (in[0].dtype() == DType::b8)
@@ -19,8 +16,7 @@ Meta unary_shape(std::span<const Tensor> in, const Attrs&, const char* op, bool 
 }
 template <UnaryOp K>
 Meta unary_rule(std::span<const Tensor> in, const Attrs& a) {
-  return unary_shape(in, a, op_def(static_cast<OpId>(static_cast<int>(K))).name,
-                     unary_takes_integers(K));
+  return unary_shape(in, a, op_def(op_id(K)).name, unary_takes_integers(K));
 }
 template <UnaryOp K>
 Tensor unary_fwd(std::span<const Tensor> in, const Attrs& a, const Meta& m) {
@@ -39,9 +35,8 @@ Meta binary_rule(std::span<const Tensor> in, const Attrs& a, const char* op, boo
 }
 template <BinaryOp K>
 Meta binary_shape(std::span<const Tensor> in, const Attrs& a) {
-  static constexpr const char* names[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum"};
   if (K == BinaryOp::pow) check_floating("pow", in[0]);
-  return binary_rule(in, a, names[static_cast<int>(K)], false);
+  return binary_rule(in, a, op_def(op_id(K)).name, false);
 }
 Tensor binary_run(BinaryOp k, std::span<const Tensor> in, const Meta& m) {
   Tensor out = fresh(m);

@@ -5,7 +5,9 @@
 #include <iomanip>
 #include <set>
 #include <sstream>
+#include <string>
 
+#include "autodiff/backend/functors.hpp"
 #include "autodiff/verify/op_cases.hpp"
 
 using namespace sg;
@@ -62,4 +64,30 @@ TEST_CASE("non-differentiable ops produce untracked outputs", "[optable]") {
   CHECK_FALSE(lt(a, zeros_like(a)).requires_grad());
   CHECK_FALSE(cast(a, DType::i64).requires_grad());
   CHECK(cast(a, DType::f32).requires_grad());
+}
+
+TEST_CASE("backend elementwise ops are the op list's primitives, by name and position",
+          "[optable]") {
+  // UnaryOp / BinaryOp are generated from SG_UNARY_OPS / SG_BINARY_OPS (op_list.hpp): each
+  // arithmetic backend op records as the primitive of the same name, and every one runs.
+  const Tensor x = from_vector({0.5, 2.0}, {2}, DType::f64);
+  for (int k = 0; k < static_cast<int>(UnaryOp::count); ++k) {
+    const auto op = static_cast<UnaryOp>(k);
+    const OpDef& d = op_def(op_id(op));
+    INFO(kUnaryNames[k] << " -> " << d.name);
+    CHECK(d.id == op_id(op));
+    CHECK(d.arity == 1);
+    CHECK(std::string(d.name) == (op == UnaryOp::pow_scalar ? "pow" : kUnaryNames[k]));
+    CHECK(visit_unary(op, 2.0, [](auto f) { return static_cast<double>(f(0.5)); }) ==
+          apply(op_id(op), {x}, Attrs{.scalar = 2.0}).to_vector()[0]);
+  }
+  for (int k = 0; k < static_cast<int>(BinaryOp::count); ++k) {
+    const auto op = static_cast<BinaryOp>(k);
+    const OpDef& d = op_def(op_id(op));
+    INFO(kBinaryNames[k] << " -> " << d.name);
+    CHECK(d.arity == 2);
+    CHECK(std::string(d.name) == (is_comparison(op) ? "compare" : kBinaryNames[k]));
+  }
+  CHECK(op_id(UnaryOp::count) == OpId::add);
+  CHECK(static_cast<int>(op_id(BinaryOp::minimum)) + 1 == static_cast<int>(OpId::compare));
 }
