@@ -79,8 +79,13 @@ class Scope {
 
 namespace debug {
 std::size_t tape_size();  // nodes on this thread's tape
+// Compacts this thread's tape: removes the slots of released nodes and renumbers the rest
+// (the tape does this by itself whenever it has doubled); returns how many slots it removed.
+std::size_t collect_tape();
 // VJP rule calls made by reverse passes on this thread since it started (for tests).
 std::size_t vjp_rule_calls();
+// Tape nodes that reverse passes on this thread have swept (each pass: its window [lo, hi)).
+std::size_t reverse_sweep_nodes();
 }  // namespace debug
 
 }  // namespace sg

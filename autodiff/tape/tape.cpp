@@ -44,9 +44,14 @@ EnableGradGuard::EnableGradGuard() : prev_(detail::grad_enabled_flag()) {
 EnableGradGuard::~EnableGradGuard() { detail::grad_enabled_flag() = prev_; }
 AnomalyGuard::AnomalyGuard(bool on) : prev_(detail::anomaly_flag()) { detail::anomaly_flag() = on; }
 AnomalyGuard::~AnomalyGuard() { detail::anomaly_flag() = prev_; }
-Scope::Scope() : start_(current_tape().size()) {}
-Scope::~Scope() { current_tape().truncate(start_); }
+Scope::Scope() : start_(current_tape().size()) { current_tape().push_scope(&start_); }
+Scope::~Scope() {
+  Tape& tape = current_tape();
+  tape.pop_scope(&start_);
+  tape.truncate(start_);
+}
 std::size_t debug::tape_size() { return current_tape().size(); }
+std::size_t debug::collect_tape() { return current_tape().collect(); }
 namespace {
 std::size_t& vjp_rule_counter() {
   thread_local std::size_t n = 0;
@@ -54,6 +59,13 @@ std::size_t& vjp_rule_counter() {
 }
 }  // namespace
 std::size_t debug::vjp_rule_calls() { return vjp_rule_counter(); }
+namespace {
+std::size_t& swept_counter() {
+  thread_local std::size_t n = 0;
+  return n;
+}
+}  // namespace
+std::size_t debug::reverse_sweep_nodes() { return swept_counter(); }
 
 // ---- tape ------------------------------------------------------------------------------------
 Tape::~Tape() { truncate(0); }
@@ -66,11 +78,76 @@ void Tape::record(OpId op, std::span<const Tensor> in, const Attrs& attrs, const
   n.out = out.ref();
   n.attrs = attrs;
   n.ext_live = 1;  // `out` is the single handle apply() holds
+  const auto index = static_cast<uint32_t>(nodes_.size() - 1);
+  n.reach_lo = index;
+  for (const Tensor& t : in) {
+    if (!is_live(t.impl())) continue;
+    Node& producer = nodes_[t.impl()->node];
+    ++producer.int_uses;
+    n.reach_lo = std::min(n.reach_lo, producer.reach_lo);
+  }
   TensorImpl* o = out.impl();
   o->tape = this;
-  o->node = static_cast<uint32_t>(nodes_.size() - 1);
+  o->node = index;
   o->serial = n.serial;
   o->ext_refs = 1;
+  if (nodes_.size() >= collect_at_ && pins_ == 0 && !releasing_) {
+    collect();
+    collect_at_ = std::max(kMinCollect, 2 * nodes_.size());
+  }
+}
+
+void Tape::pop_scope(std::size_t* start) {
+  auto it = std::find(scopes_.rbegin(), scopes_.rend(), start);
+  if (it != scopes_.rend()) scopes_.erase(std::next(it).base());
+}
+
+void Tape::retire(std::size_t k) {
+  if (k >= nodes_.size() || nodes_[k].dead) return;
+  Node& n = nodes_[k];
+  for (const TensorRef& x : n.inputs) {
+    if (!is_live(x.get())) continue;
+    Node& producer = nodes_[x->node];
+    if (--producer.int_uses == 0 && producer.ext_live == 0) dying_.push_back(x->node);
+  }
+  n.out->tape = nullptr;  // if anything still holds it, it is a constant now
+  Node gone = std::move(n);
+  n = Node();
+  n.dead = true;  // serial 0: matches no tensor
+}  // `gone` releases its references here; handles dropped meanwhile only queue in dying_
+
+void Tape::release_dying() {
+  if (releasing_) return;  // the loop below picks up what was queued
+  releasing_ = true;
+  while (!dying_.empty()) {
+    const std::size_t k = dying_.back();
+    dying_.pop_back();
+    retire(k);
+  }
+  while (!nodes_.empty() && nodes_.back().dead) nodes_.pop_back();
+  releasing_ = false;
+}
+
+std::size_t Tape::collect() {
+  if (pins_ > 0 || releasing_) return 0;
+  const std::size_t n = nodes_.size();
+  // Close the gaps in creation order; old index -> new index for reach_lo and the scopes.
+  std::vector<uint32_t> renumber(n + 1, 0);
+  std::size_t j = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    renumber[i] = static_cast<uint32_t>(j);
+    if (nodes_[i].dead) continue;
+    if (j != i) nodes_[j] = std::move(nodes_[i]);
+    Node& kept = nodes_[j];
+    kept.out->node = static_cast<uint32_t>(j);
+    kept.reach_lo = renumber[kept.reach_lo];  // an ancestor: below, so already renumbered
+    ++j;
+  }
+  renumber[n] = static_cast<uint32_t>(j);
+  for (std::size_t* start : scopes_) *start = renumber[std::min(*start, n)];
+  while (nodes_.size() > j) nodes_.pop_back();  // moved-from slots and tombstones hold nothing
+  nodes_.shrink_chunks();
+  return n - j;
 }
 
 void Tape::on_external_one(TensorImpl* t) {
@@ -78,24 +155,23 @@ void Tape::on_external_one(TensorImpl* t) {
 }
 void Tape::on_external_zero(TensorImpl* t) {
   if (!is_live(t)) return;
-  if (--nodes_[t->node].ext_live == 0 && t->node + 1 == nodes_.size()) pop_unreferenced();
-}
-void Tape::pop_unreferenced() {
-  if (popping_) return;  // the outer loop below keeps going
-  popping_ = true;
-  while (!nodes_.empty() && nodes_.back().ext_live == 0) {
-    Node dead = std::move(nodes_.back());
-    nodes_.pop_back();
-  }  // `dead` releases its references here, possibly re-entering on_external_zero
-  popping_ = false;
+  Node& n = nodes_[t->node];
+  if (--n.ext_live == 0 && n.int_uses == 0) {
+    dying_.push_back(t->node);
+    release_dying();
+  }
 }
 void Tape::truncate(std::size_t n) {
+  const bool outer = !releasing_;
+  releasing_ = true;
   while (nodes_.size() > n) {
-    Node dead = std::move(nodes_.back());
+    retire(nodes_.size() - 1);  // an escaped tensor becomes a constant
     nodes_.pop_back();
-    dead.out->tape = nullptr;  // an escaped tensor becomes a constant
   }
-  if (!popping_) pop_unreferenced();
+  if (outer) {
+    releasing_ = false;
+    release_dying();
+  }
 }
 
 bool is_tracked(const TensorImpl* t) {
@@ -231,6 +307,7 @@ Tensor apply(OpId id, std::span<const Tensor> in, const Attrs& attrs) {
   for (std::size_t i = 0; i < in.size(); ++i)
     if (!in[i].defined()) fail<ValueError>(d.name, ": input ", i, " is an undefined tensor");
   const Meta meta = d.shape(in, attrs);
+  checked_numel(meta.shape, d.name, itemsize(meta.dtype));  // every output's size is countable
   Tensor out = d.forward(in, attrs, meta);
   if (detail::anomaly_flag()) check_finite(d, out, in, "forward");
   if (d.vjp && detail::grad_enabled_flag()) {
@@ -294,6 +371,12 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
     }
     if (tape.is_live(y.impl())) hi = std::max<std::size_t>(hi, y.impl()->node + 1);
   }
+  // Nothing below the lowest node in the outputs' histories can receive a cotangent.
+  std::size_t reach_lo = hi;
+  for (const Tensor& y : outputs)
+    if (tape.is_live(y.impl()))
+      reach_lo = std::min<std::size_t>(reach_lo, tape.node(y.impl()->node).reach_lo);
+  r.lo = reach_lo;
 
   // Pruning: a VJP is computed only into an input that is, or depends on, a requested input
   // (so nothing is propagated past requested inputs, nor into unrequested weights). `dep[i -
@@ -311,16 +394,16 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
         if (t->node < hi) first = std::min<std::size_t>(first, t->node);
       } else if (t->requires_grad) {
         req_leaves.push_back(t);
-        first = 0;  // a leaf may feed any node
+        first = 0;  // a leaf may feed any node of the outputs' histories
       }
     }
     std::sort(req_leaves.begin(), req_leaves.end());
-    r.lo = first;
-    const std::size_t lo = first;
+    r.lo = std::max(reach_lo, first);
+    const std::size_t lo = r.lo;
     dep.assign(hi - lo, 0);
     keep.assign(hi - lo, 0);
     for (const Tensor& x : *requested)
-      if (x.defined() && tape.is_live(x.impl()) && x.impl()->node < hi)
+      if (x.defined() && tape.is_live(x.impl()) && x.impl()->node < hi && x.impl()->node >= lo)
         dep[x.impl()->node - lo] = keep[x.impl()->node - lo] = 1;
     for (std::size_t i = lo; i < hi; ++i) {
       if (dep[i - lo]) continue;
@@ -354,6 +437,7 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
   }
   const std::size_t lo = r.lo;
   r.cot.resize(hi - lo);
+  swept_counter() += hi - lo;
 
   auto accumulate = [&](TensorImpl* t, Tensor g) {
     if (tape.is_live(t)) {
@@ -383,6 +467,7 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
     if (requested && !dep[i - lo]) continue;  // cannot lead to a requested input
     Tensor ct = requested && keep[i - lo] ? r.cot[i - lo] : std::move(r.cot[i - lo]);
     Node& n = tape.node(static_cast<uint32_t>(i));
+    if (n.dead) continue;
     const OpDef& d = op_def(n.op);
     ins.clear();
     for (const TensorRef& x : n.inputs) ins.push_back(Tensor(x));
@@ -408,6 +493,7 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
 std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<Tensor>& inputs,
                          const std::vector<Tensor>& cotangents, GradOptions opts) {
   Tape& tape = current_tape();
+  const TapePin pin(tape);  // node indices stay valid until the results are read
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     if (!inputs[k].defined()) fail<GradError>("grad: input ", k, " is undefined");
     if (!is_tracked(inputs[k].impl()) && !opts.allow_unused)
@@ -443,6 +529,7 @@ std::vector<Tensor> grad(const Tensor& output, const std::vector<Tensor>& inputs
 }
 
 void backward(const Tensor& output, const Tensor& cotangent, bool create_graph) {
+  const TapePin pin(current_tape());
   BackwardResult r = run_backward({output}, {cotangent}, nullptr, create_graph, false);
   for (auto& [leaf, g] : r.leaves.items) {
     Tensor h(leaf);

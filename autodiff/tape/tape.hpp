@@ -1,11 +1,18 @@
 // The tape: a flat, creation-ordered list of recorded op applications, one per thread.
 //
-// Lifetime without recursion: a node is popped as soon as it is the last node and no external
-// handle (user-held Tensor) can reach its output, so a training loop's graph disappears when
-// its loss goes out of scope, in stack order. Handles held only by nodes are internal. A
-// Scope (autograd.hpp) cuts the tape back to where it started on exit; tensors that escaped
-// it keep their values and become constants. Backward is one reverse loop over the list.
+// Lifetime without recursion: each node counts the external handles (user-held Tensors) to its
+// output and the later nodes that consume it. When both reach zero it is released at once,
+// and so, through a work list rather than recursion, is every node that only it kept alive;
+// its slot stays as a tombstone, popped when it reaches the end. So a training loop's graph
+// disappears when its loss goes out of scope, and a handle kept across iterations (`last =
+// loss;`) keeps exactly its own step. When the tape has doubled since the last compaction,
+// collect() closes the tombstone gaps in creation order, renumbering the survivors and the
+// open Scopes; never while a reverse pass holds node indices (pin()). Each node remembers the
+// lowest node in its history (`reach_lo`), where a reverse pass from it starts. A Scope
+// (autograd.hpp) cuts the tape back to where it started on exit; tensors that escaped it keep
+// their values and become constants. Backward is one reverse loop over the list.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <new>
@@ -17,7 +24,10 @@ namespace sg {
 
 struct Node {
   OpId op;
+  bool dead = false;      // released: a tombstone until popped or compacted
   uint32_t ext_live = 0;  // external handles to `out`
+  uint32_t int_uses = 0;  // later nodes that consume `out`
+  uint32_t reach_lo = 0;  // lowest node index in this node's history (itself included)
   uint64_t serial = 0;
   SmallVec<TensorRef, 2> inputs;
   TensorRef out;
@@ -52,6 +62,14 @@ class NodeStore {
     --size_;
     (*this)[size_].~Node();
   }
+  // Frees the chunks beyond the first `keep` nodes' (after a collection shrank the tape).
+  void shrink_chunks() {
+    const std::size_t need = (size_ + kChunk - 1) / kChunk;
+    while (chunks_.size() > need + 1) {
+      std::allocator<Node>().deallocate(chunks_.back(), kChunk);
+      chunks_.pop_back();
+    }
+  }
 
  private:
   std::vector<Node*> chunks_;
@@ -78,11 +96,38 @@ class Tape {
   void on_external_zero(TensorImpl* t);
   void on_external_one(TensorImpl* t);
 
+  // Removes the tombstones and renumbers the live nodes (keeping their order). Returns the
+  // number of slots removed; 0 while pinned.
+  std::size_t collect();
+  // While pinned (a reverse pass reading node indices), collect() does nothing.
+  void pin() { ++pins_; }
+  void unpin() { --pins_; }
+  // Open Scopes register their start index so that a collection can renumber it.
+  void push_scope(std::size_t* start) { scopes_.push_back(start); }
+  void pop_scope(std::size_t* start);
+
  private:
-  void pop_unreferenced();
+  // Releases node k's references and leaves a tombstone; queues inputs left unreferenced.
+  void retire(std::size_t k);
+  // Retires every queued node (and what they alone kept alive), then pops the dead tail.
+  void release_dying();
   NodeStore nodes_;
   uint64_t next_serial_ = 1;
-  bool popping_ = false;
+  bool releasing_ = false;
+  std::vector<std::size_t> dying_;
+  int pins_ = 0;
+  std::size_t collect_at_ = kMinCollect;  // collect when the tape reaches this many nodes
+  std::vector<std::size_t*> scopes_;
+  static constexpr std::size_t kMinCollect = 8192;
+};
+
+// Holds the tape's node indices fixed for its lifetime (no collection).
+struct TapePin {
+  Tape& tape;
+  explicit TapePin(Tape& t) : tape(t) { tape.pin(); }
+  ~TapePin() { tape.unpin(); }
+  TapePin(const TapePin&) = delete;
+  TapePin& operator=(const TapePin&) = delete;
 };
 
 // This thread's tape.

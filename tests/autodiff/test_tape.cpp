@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <fstream>
 #include <functional>
 #include <thread>
+
+#include <unistd.h>
 
 #include "autodiff/sg.hpp"
 
@@ -261,4 +264,80 @@ TEST_CASE("pruned create_graph gradients pass gradcheck at orders 1 and 2", "[ta
   const GradcheckReport rep = gradcheck(f, {w0, b0}, {.order = 2});
   INFO(rep);
   CHECK(rep.ok());
+}
+
+namespace {
+// Resident set size of this process in bytes (Linux /proc/self/statm, pages).
+std::size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return resident * static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+}
+}  // namespace
+
+TEST_CASE("a tensor kept from the previous step pins only that step", "[tape][memory][collect]") {
+  Generator gen(1);
+  const Tensor w = randn({16, 16}, gen, DType::f64).requires_grad_();
+  const Tensor x = randn({8, 16}, gen, DType::f64);
+  const std::size_t nodes0 = debug::tape_size();
+  const Tensor want = grad(sum(square(tanh(matmul(x, w)))), {w})[0];
+  Tensor last;  // the user's habit: keep the previous loss around
+  std::size_t swept_first = 0, max_nodes = 0;
+  struct Snapshot {
+    std::size_t nodes = 0, rss = 0;
+    int64_t tensors = 0, storages = 0;
+  } early, late;
+  for (int it = 0; it < 10000; ++it) {
+    const Tensor loss = sum(square(tanh(matmul(x, w))));
+    const std::size_t swept0 = debug::reverse_sweep_nodes();
+    const Tensor g = grad(loss, {w})[0];
+    const std::size_t swept = debug::reverse_sweep_nodes() - swept0;
+    if (it == 0) swept_first = swept;
+    REQUIRE(swept == swept_first);  // each reverse pass sweeps only its own step: time flat
+    last = loss;
+    max_nodes = std::max(max_nodes, debug::tape_size());
+    if (it == 2000 || it == 9999) {
+      CHECK(max_abs_diff(g, want) == 0.0);
+      debug::collect_tape();
+      (it == 2000 ? early : late) = {debug::tape_size(), resident_bytes(), debug::live_tensors(),
+                                     debug::live_storages()};
+    }
+  }
+  CHECK(max_nodes < nodes0 + 2 * 8192 + 64);  // compacted whenever the tape doubled
+  CHECK(late.nodes == early.nodes);           // one step's graph, pinned by `last`
+  CHECK(late.tensors == early.tensors);       // released at once, not at compaction
+  CHECK(late.storages == early.storages);
+  CHECK(late.rss < early.rss + (8u << 20));
+  // the kept step is still differentiable after every compaction
+  CHECK(max_abs_diff(grad(last, {w})[0], want) == 0.0);
+  last.reset();
+  CHECK(debug::tape_size() == nodes0);
+}
+
+TEST_CASE("collection keeps what live outputs reach and renumbers open scopes", "[tape][collect]") {
+  Tensor x = from_vector({0.5, -1.0, 2.0}, {3}, DType::f64).requires_grad_();
+  const std::size_t n0 = debug::tape_size();
+  Tensor a = exp(x);   // kept: the user holds it
+  Tensor pin = a * 2;  // kept, and it holds garbage below the next nodes
+  Tensor gone = sin(x) * 3;
+  Tensor b = cos(a);  // kept, consumes a
+  gone.reset();       // sin and mul are now unreachable but sit below b
+  pin.reset();        // `a * 2` too
+  CHECK(debug::tape_size() == n0 + 5);
+  {
+    Scope scope;
+    Tensor inner = tanh(b);
+    CHECK(debug::collect_tape() == 3);
+    CHECK(debug::tape_size() == n0 + 3);  // exp, cos, tanh
+    Tensor inner2 = inner * inner;
+    CHECK(max_abs_diff(grad(sum(inner2), {x})[0], grad(sum(square(tanh(cos(exp(x))))), {x})[0]) <
+          1e-15);
+  }
+  CHECK(debug::tape_size() == n0 + 2);     // the scope popped back to its renumbered start
+  const Tensor gx = grad(sum(b), {x})[0];  // -sin(e^x) e^x
+  CHECK(max_abs_diff(gx, -sin(exp(x)) * exp(x)) < 1e-15);
+  a.reset();
+  b.reset();
+  CHECK(debug::tape_size() == n0);
 }
