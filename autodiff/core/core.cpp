@@ -85,11 +85,29 @@ Shape broadcast_strides(const Shape& shape, const Shape& strides, const Shape& t
   }
   return out;
 }
+int64_t checked_numel(const Shape& shape, const char* op, std::size_t itemsize) {
+  // The product of the non-zero extents must be countable too: strides and offsets are formed
+  // from it, and a zero extent elsewhere does not make [2^62, 2^62, 0] addressable.
+  int64_t span = 1;
+  bool overflow = false, empty = false;
+  for (int64_t d : shape) {
+    if (d < 0) fail<ShapeError>(op, ": negative extent in shape ", shape.str());
+    empty |= d == 0;
+    overflow |= __builtin_mul_overflow(span, std::max<int64_t>(d, 1), &span);
+  }
+  int64_t bytes = 0;
+  overflow |= __builtin_mul_overflow(span, static_cast<int64_t>(itemsize), &bytes);
+  if (overflow)
+    fail<ShapeError>(op, ": shape ", shape.str(),
+                     " has more elements or bytes than int64 can count");
+  return empty ? 0 : span;
+}
+
 int normalize_axis(int64_t axis, int rank, const char* op) {
-  const int64_t a = axis < 0 ? axis + rank : axis;
-  if (a < 0 || a >= std::max(rank, 1))
-    fail<ShapeError>(op, ": axis ", axis, " is out of range for a tensor of rank ", rank);
-  return static_cast<int>(a);
+  if (axis < -static_cast<int64_t>(rank) || axis >= rank)
+    fail<ShapeError>(op, ": axis ", axis, " is out of range for a tensor of rank ", rank,
+                     rank == 0 ? " (a scalar has no axes)" : "");
+  return static_cast<int>(axis < 0 ? axis + rank : axis);
 }
 Shape normalize_axes(const Shape& axes, int rank, const char* op) {
   Shape out;

@@ -30,6 +30,10 @@ struct GradError : Error {
 struct AnomalyError : Error {
   using Error::Error;
 };
+// An allocation the device could not satisfy (names the op, the shape and the bytes).
+struct MemoryError : Error {
+  using Error::Error;
+};
 // A file could not be read or written, or is malformed.
 struct IOError : Error {
   using Error::Error;

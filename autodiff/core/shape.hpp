@@ -1,6 +1,7 @@
 // Shape: a fixed-capacity list of extents (also used for strides and axis lists), and the
 // shape arithmetic every op shares: element counts, row-major strides, NumPy broadcasting.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <initializer_list>
 #include <span>
@@ -61,12 +62,16 @@ class Shape {
 };
 
 Shape contiguous_strides(const Shape& shape);
+// The element count of `shape`, checked: every extent >= 0 and the product (and the byte count
+// at `itemsize` bytes per element) within int64, whatever extent is 0. ShapeError naming `op`.
+int64_t checked_numel(const Shape& shape, const char* op, std::size_t itemsize = 1);
 // NumPy broadcasting of two shapes; `op` names the caller in the error message.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 bool broadcastable_to(const Shape& from, const Shape& to);
 // Strides of `shape`/`strides` seen as the broadcast shape `to` (zero stride on broadcast dims).
 Shape broadcast_strides(const Shape& shape, const Shape& strides, const Shape& to);
-// Normalises a possibly negative axis against `rank`; throws ShapeError naming `op`.
+// Normalises a possibly negative axis against `rank` (-rank <= axis < rank; a rank-0 tensor has
+// no axis); throws ShapeError naming `op`.
 int normalize_axis(int64_t axis, int rank, const char* op);
 // Sorted, deduplicated, normalised axes; empty input means all axes.
 Shape normalize_axes(const Shape& axes, int rank, const char* op);

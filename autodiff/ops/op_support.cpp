@@ -2,6 +2,7 @@
 // forward functions share, tensor creation, and the Tensor member conveniences.
 #include <array>
 #include <cstring>
+#include <new>
 
 #include "autodiff/ops/op_table.hpp"
 #ifdef SG_WITH_CUDA
@@ -85,25 +86,38 @@ void check_floating(const char* op, const Tensor& t) {
 Tensor fresh(const Meta& m) { return empty(m.shape, m.dtype, m.device); }
 
 // ---- creation ----------------------------------------------------------------------------------
-Tensor empty(const Shape& shape, DType dtype, Device device) {
-  for (int64_t d : shape)
-    if (d < 0) fail<ShapeError>("empty: negative extent in shape ", shape.str());
-  Storage* s =
-      backend_for(device).allocate(static_cast<std::size_t>(shape.numel()) * itemsize(dtype));
+namespace {
+Tensor allocate(const Shape& shape, DType dtype, Device device, const char* op) {
+  const int64_t n = checked_numel(shape, op, itemsize(dtype));
+  const std::size_t bytes = static_cast<std::size_t>(n) * itemsize(dtype);
+  Storage* s = nullptr;
+  try {
+    s = backend_for(device).allocate(bytes);
+  } catch (const std::bad_alloc&) {
+    fail<MemoryError>(op, ": out of memory allocating ", bytes, " bytes for a ", dtype_name(dtype),
+                      shape.str(), " tensor on ", device_name(device));
+  }
   detail::g_live_storages.fetch_add(1, std::memory_order_relaxed);
   detail::count_storage_bytes(static_cast<int64_t>(s->nbytes));
   return Tensor(new TensorImpl(StoragePtr(s), shape, contiguous_strides(shape), 0, dtype));
 }
-Tensor full(const Shape& shape, double value, DType dtype, Device device) {
-  Tensor t = empty(shape, dtype, device);
+Tensor filled(const Shape& shape, double value, DType dtype, Device device, const char* op) {
+  Tensor t = allocate(shape, dtype, device, op);
   if (t.numel()) backend_for(device).fill(kview(t), value);
   return t;
 }
+}  // namespace
+Tensor empty(const Shape& shape, DType dtype, Device device) {
+  return allocate(shape, dtype, device, "empty");
+}
+Tensor full(const Shape& shape, double value, DType dtype, Device device) {
+  return filled(shape, value, dtype, device, "full");
+}
 Tensor zeros(const Shape& shape, DType dtype, Device device) {
-  return full(shape, 0.0, dtype, device);
+  return filled(shape, 0.0, dtype, device, "zeros");
 }
 Tensor ones(const Shape& shape, DType dtype, Device device) {
-  return full(shape, 1.0, dtype, device);
+  return filled(shape, 1.0, dtype, device, "ones");
 }
 Tensor scalar(double value, DType dtype, Device device) { return full({}, value, dtype, device); }
 Tensor zeros_like(const Tensor& x) { return zeros(x.shape(), x.dtype(), x.device()); }
@@ -112,14 +126,14 @@ Tensor full_like(const Tensor& x, double v) { return full(x.shape(), v, x.dtype(
 
 Tensor from_vector(const std::vector<double>& values, const Shape& shape, DType dtype,
                    Device device) {
-  if (static_cast<int64_t>(values.size()) != shape.numel())
+  if (static_cast<int64_t>(values.size()) != checked_numel(shape, "from_vector"))
     fail<ShapeError>("from_vector: ", values.size(), " values for shape ", shape.str());
   Tensor host = empty(shape, DType::f64);
   if (!values.empty()) std::memcpy(host.raw_data(), values.data(), values.size() * sizeof(double));
   return to_device(cast(host, dtype), device);
 }
 Tensor from_indices(const std::vector<int64_t>& values, const Shape& shape, Device device) {
-  if (static_cast<int64_t>(values.size()) != shape.numel())
+  if (static_cast<int64_t>(values.size()) != checked_numel(shape, "from_indices"))
     fail<ShapeError>("from_indices: ", values.size(), " values for shape ", shape.str());
   Tensor host = empty(shape, DType::i64);
   if (!values.empty()) std::memcpy(host.raw_data(), values.data(), values.size() * sizeof(int64_t));

@@ -253,8 +253,11 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
     if (s[d] == -1) {
       if (infer >= 0) fail<ShapeError>("reshape: more than one -1 in ", shape.str());
       infer = d;
-    } else {
-      known *= s[d];
+    } else if (s[d] < 0) {
+      fail<ShapeError>("reshape: extent ", s[d], " in ", shape.str(),
+                       " (extents are >= 0, or -1 for one inferred extent)");
+    } else if (__builtin_mul_overflow(known, s[d], &known)) {
+      fail<ShapeError>("reshape: cannot view ", describe(x), " as ", shape.str());
     }
   }
   if (infer >= 0) {
