@@ -25,13 +25,16 @@ __device__ __forceinline__ T combine(T a, T b) {
   if constexpr (Op == ReduceOp::max) return fn::Maximum{}(a, b);
   return fn::Minimum{}(a, b);
 }
+// Floating sums accumulate in double, as on the CPU (a float32 accumulator stops at 2^24 ones).
 template <class T, ReduceOp Op>
-__device__ T reduce_range(const T* x, const Iter& r, int64_t j0, int64_t step) {
-  T acc = init<T, Op>();
+using Acc = std::conditional_t<Op == ReduceOp::sum && std::is_floating_point_v<T>, double, T>;
+template <class T, ReduceOp Op>
+__device__ Acc<T, Op> reduce_range(const T* x, const Iter& r, int64_t j0, int64_t step) {
+  Acc<T, Op> acc = init<Acc<T, Op>, Op>();
   for (int64_t j = j0; j < r.numel; j += step) {
     int64_t o[1];
     unravel<1>(r, j, o);
-    acc = combine<T, Op>(acc, x[o[0]]);
+    acc = combine<Acc<T, Op>, Op>(acc, static_cast<Acc<T, Op>>(x[o[0]]));
   }
   return acc;
 }
@@ -43,14 +46,14 @@ __global__ void reduce_per_thread(const T* x, T* y, ReduceIter r) {
        i += step) {
     int64_t o[2];
     unravel<2>(r.keep, i, o);
-    y[o[1]] = reduce_range<T, Op>(x + o[0], r.reduce, 0, 1);
+    y[o[1]] = static_cast<T>(reduce_range<T, Op>(x + o[0], r.reduce, 0, 1));
   }
 }
 // Long reductions: one block per output, threads stride over the reduced space, then a
 // shared-memory tree (fixed order, so results are deterministic).
 template <class T, ReduceOp Op>
 __global__ void reduce_per_block(const T* x, T* y, ReduceIter r) {
-  __shared__ T buf[kThreads];
+  __shared__ Acc<T, Op> buf[kThreads];
   const int t = threadIdx.x;
   for (int64_t i = blockIdx.x; i < r.keep.numel; i += gridDim.x) {
     int64_t o[2];
@@ -58,10 +61,10 @@ __global__ void reduce_per_block(const T* x, T* y, ReduceIter r) {
     buf[t] = reduce_range<T, Op>(x + o[0], r.reduce, t, kThreads);
     __syncthreads();
     for (int w = kThreads / 2; w > 0; w /= 2) {
-      if (t < w) buf[t] = combine<T, Op>(buf[t], buf[t + w]);
+      if (t < w) buf[t] = combine<Acc<T, Op>, Op>(buf[t], buf[t + w]);
       __syncthreads();
     }
-    if (t == 0) y[o[1]] = buf[0];
+    if (t == 0) y[o[1]] = static_cast<T>(buf[0]);
     __syncthreads();
   }
 }
