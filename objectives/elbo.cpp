@@ -34,7 +34,8 @@ Tensor elbo_implicit(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Gen
   const auto [t, inv_q] = draw_times(sde, B, o, gen, x.dtype());
   const Tensor y = sde.perturb(x, t, randn_like(x, gen));
   const Tensor g = batch_view(sde.diffusion(t), x);
-  const Fn mu = [&](const Tensor& z) { return g * g * s(z, t) - sde.drift(z, t); };
+  // t is copied: clang < 16 cannot capture a structured binding (the fuzz build uses clang 14).
+  const Fn mu = [&, t = t](const Tensor& z) { return g * g * s(z, t) - sde.drift(z, t); };
   Tensor div;
   if (o.exact_divergence) {
     div = divergence(mu, y);
