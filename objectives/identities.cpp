@@ -15,6 +15,7 @@
 namespace sg::obj {
 
 std::vector<Identity> elbo_identities();  // identities_elbo.cpp
+std::vector<Identity> ode_identities();   // identities_ode.cpp
 
 IdentityResult deterministic(std::string name, std::string statement, double est, double ref,
                              double tol) {
@@ -351,6 +352,7 @@ std::vector<Identity> builtin_identities() {
                                {"hutchinson", hutchinson}, {"sliced", sliced},
                                {"fd-ssm", fd_ssm},         {"dsm-minimiser", dsm_minimiser}};
   for (Identity& id : elbo_identities()) ids.push_back(std::move(id));
+  for (Identity& id : ode_identities()) ids.push_back(std::move(id));
   return ids;
 }
 struct Catalogue {

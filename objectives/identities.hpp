@@ -1,6 +1,6 @@
 // The identity catalogue: named numerical identities, each computing both sides with the
 // project's own code and stating its tolerance, either deterministic (absolute) or a number
-// of standard errors. `scoregrad-verify` (cli/verify.cpp) runs them all and prints a table.
+// of standard errors. `scoregrad verify` (cli/verify_command.cpp) runs them all and prints a table.
 //
 //   for (auto& r : sg::obj::run_identities("hutchinson")) std::cout << r.name << (r.pass ? " ok" :
 //   " FAIL");

@@ -1,6 +1,6 @@
 // One op-table row: a primitive's shape rule, forward, VJP and JVP side by side. The rules are
 // written in differentiable Tensor ops, so derivatives of any order come from the same rows.
-// The engine (tape/apply.cpp) handles what is common to all rows: recording, reducing a
+// The engine (tape/tape.cpp) handles what is common to all rows: recording, reducing a
 // cotangent to its input's broadcast shape, summing JVP contributions, skipping zeros.
 #pragma once
 #include <memory>
