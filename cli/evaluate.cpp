@@ -13,6 +13,7 @@
 #include "autodiff/tape/autograd.hpp"
 #include "cli/commands.hpp"
 #include "cli/experiment.hpp"
+#include "cli/options.hpp"
 #include "cli/pictures.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/optim.hpp"
@@ -36,10 +37,14 @@ struct Loaded {
 Loaded load_run(const EvalOptions& o, const char* section) {
   const std::string ckpt = resolve_checkpoint(o.run);
   if (!fs::exists(ckpt)) throw IOError(std::string(section) + ": no checkpoint at " + ckpt);
-  Config c = config_of_checkpoint(ckpt);
+  const Config stored = config_of_checkpoint(ckpt);
+  Config c = stored;
   for (const auto& ov : o.overrides) apply_override(c, ov);
+  // Overrides are checked against the checkpoint's own configuration: a key the sampling method
+  // (or model, SDE) does not use must not be changed.
+  check_section(c, stored, "sample", get_string(c, "sample.method"));
   Loaded l;
-  l.ex = std::make_unique<Experiment>(c);
+  l.ex = std::make_unique<Experiment>(c, &stored);
   nn::Module& model = *l.ex->model;
   nn::Ema ema(model, get_double(c, "train.ema"), /*warmup=*/true);
   nn::Checkpoint ck{.model = &model, .ema = &ema};
@@ -77,14 +82,14 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // samples are an error naming how they were drawn); `report` gets method, timing and cost.
 Tensor draw_from_model(const Experiment& ex, int64_t n, Generator& gen, json& report) {
   const Config& c = ex.config;
-  const std::string method = get_choice(c, "sample.method", {"pc", "ode", "em"});
+  const std::string method = get_string(c, "sample.method");  // the schema checked sample.*
   SamplerOptions so;
-  so.steps = get_int_in(c, "sample.steps", 1, int64_t{1} << 30);
-  so.t_eps = get_double_in(c, "sample.t_eps", 0, 0.5);
-  so.snr = get_double_in(c, "sample.snr", 0, 10);
-  so.corrector_steps = get_int_in(c, "sample.corrector_steps", 0, 1000);
-  so.ode.rtol = get_double_in(c, "sample.rtol", 1e-12, 1);
-  so.ode.atol = get_double_in(c, "sample.atol", 1e-12, 1);
+  so.steps = get_int(c, "sample.steps");
+  so.t_eps = get_double(c, "sample.t_eps");
+  so.snr = get_double(c, "sample.snr");
+  so.corrector_steps = get_int(c, "sample.corrector_steps");
+  so.ode.rtol = get_double(c, "sample.rtol");
+  so.ode.atol = get_double(c, "sample.atol");
 
   NoGradGuard no_grad;
   const ScoreModelFn s = [&](const Tensor& x, const Tensor& t) { return ex.score(x, t); };
@@ -157,8 +162,8 @@ int run_sample(const EvalOptions& o) {
   Loaded l = load_run(o, "sample");
   Experiment& ex = *l.ex;
   const Config& c = ex.config;
-  const int64_t n = get_int_in(c, "sample.n", 1, int64_t{1} << 30);
-  Generator gen(static_cast<uint64_t>(get_int_in(c, "sample.seed", 0, INT64_MAX)));
+  const int64_t n = get_int(c, "sample.n");
+  Generator gen(static_cast<uint64_t>(get_int(c, "sample.seed")));
 
   json report{{"n", n}, {"checkpoint_step", l.step}};
   const Tensor samples = draw_from_model(ex, n, gen, report);

@@ -12,8 +12,10 @@
 #include "autodiff/core/error.hpp"
 #include "autodiff/ops/ops.hpp"
 #include "cli/commands.hpp"
+#include "cli/options.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/datasets.hpp"
+#include "objectives/registry.hpp"
 
 namespace sg::cli {
 namespace {
@@ -26,48 +28,75 @@ std::vector<std::string> dataset_names() {
   return names;
 }
 
+// The SDE (its keys already checked against the schema); what the constructor refuses as a
+// combination names both keys.
 std::unique_ptr<Sde> make_sde_from(const Config& c) {
-  const std::string name = get_choice(c, "sde.name", {"vp", "subvp", "ve"});
-  if (name == "ve")
-    return std::make_unique<VeSde>(get_double_in(c, "sde.sigma_min", 1e-6, 1e6),
-                                   get_double_in(c, "sde.sigma_max", 1e-6, 1e6));
-  const double b0 = get_double_in(c, "sde.beta_min", 0, 1e4),
-               b1 = get_double_in(c, "sde.beta_max", 0, 1e4);
-  if (name == "subvp") return std::make_unique<SubVpSde>(b0, b1);
-  return std::make_unique<VpSde>(b0, b1);
+  const std::string name = get_string(c, "sde.name");
+  const bool ve = name == "ve";
+  try {
+    if (ve)
+      return std::make_unique<VeSde>(get_double(c, "sde.sigma_min"),
+                                     get_double(c, "sde.sigma_max"));
+    const double b0 = get_double(c, "sde.beta_min"), b1 = get_double(c, "sde.beta_max");
+    if (name == "subvp") return std::make_unique<SubVpSde>(b0, b1);
+    return std::make_unique<VpSde>(b0, b1);
+  } catch (const ValueError& e) {
+    config_error(std::string("configuration keys ") +
+                 (ve ? "'sde.sigma_min', 'sde.sigma_max'" : "'sde.beta_min', 'sde.beta_max'") +
+                 ": " + e.what());
+  }
 }
 
+std::string model_kind(const Config& c, const Dataset& d) {
+  const std::string kind = get_string(c, "model.kind");
+  return kind == "auto" ? (d.images ? "unet" : "mlp") : kind;
+}
+
+// The model (its keys already checked against the schema, and the combinations here).
 std::unique_ptr<nn::ScoreModel> make_model(const Config& c, const Dataset& d, Generator& gen) {
-  std::string kind = get_choice(c, "model.kind", {"auto", "mlp", "unet"});
-  if (kind == "auto") kind = d.images ? "unet" : "mlp";
+  const std::string kind = model_kind(c, d);
   if (kind == "unet") {
     if (!d.images)
       config_error(
           "configuration key 'model.kind' = \"unet\" needs image data, but data.name = \"" +
           d.name + "\" is 2-D points");
     nn::UNetOptions o;
-    o.channels = get_int_in(c, "model.channels", 1, 4096);
+    o.channels = get_int(c, "model.channels");
     o.multipliers = get_int_list(c, "model.multipliers");
-    o.groups = get_int_in(c, "model.groups", 1, 4096);
+    o.groups = get_int(c, "model.groups");
     o.attention = get_bool(c, "model.attention");
-    o.dropout = get_double_in(c, "model.dropout", 0, 0.99);
+    o.dropout = get_double(c, "model.dropout");
+    for (int64_t m : o.multipliers)
+      if ((o.channels * m) % o.groups)
+        config_error("configuration key 'model.groups' = " + std::to_string(o.groups) +
+                     " does not divide the width model.channels x multiplier = " +
+                     std::to_string(o.channels) + " x " + std::to_string(m) + " of a level");
+    const int64_t levels = static_cast<int64_t>(o.multipliers.size());
+    for (int64_t l = 0; l + 1 < levels; ++l)
+      if ((d.example_shape[1] >> l) % 2 || (d.example_shape[2] >> l) % 2)
+        config_error("configuration key 'model.multipliers' has " + std::to_string(levels) +
+                     " levels, but " + d.example_shape.str() + " images can be halved only " +
+                     std::to_string(l) + " times (at most " + std::to_string(l + 1) + " entries)");
     try {
       return std::make_unique<nn::UNet>(d.example_shape[0], o, gen);
-    } catch (const Error& e) {
+    } catch (const ValueError& e) {
       config_error(std::string("model (unet): ") + e.what());
     }
   }
   nn::MlpScoreOptions o;
-  o.hidden = get_int_in(c, "model.hidden", 1, 1 << 16);
-  o.layers = get_int_in(c, "model.layers", 1, 64);
-  o.embed_dim = get_int_in(c, "model.embed_dim", 2, 4096);
-  o.fourier_scale = get_double_in(c, "model.fourier_scale", 0, 1e4);
+  o.hidden = get_int(c, "model.hidden");
+  o.layers = get_int(c, "model.layers");
+  o.embed_dim = get_int(c, "model.embed_dim");
+  o.fourier_scale = get_double(c, "model.fourier_scale");
+  o.act = nn::activation_from_name(get_string(c, "model.activation"));
+  if (o.embed_dim % 2)
+    config_error("configuration key 'model.embed_dim' = " + std::to_string(o.embed_dim) +
+                 " must be even (sin and cos features)");
   try {
-    o.act = nn::activation_from_name(get_string(c, "model.activation"));
-  } catch (const Error& e) {
-    config_error(std::string("configuration key 'model.activation': ") + e.what());
+    return std::make_unique<nn::MlpScoreNet>(d.dims, o, gen);
+  } catch (const ValueError& e) {
+    config_error(std::string("model (mlp): ") + e.what());
   }
-  return std::make_unique<nn::MlpScoreNet>(d.dims, o, gen);
 }
 
 }  // namespace
@@ -119,11 +148,21 @@ Dataset load_dataset(const Config& c) {
   return d;
 }
 
-Experiment::Experiment(const Config& c) : config(c) {
+Experiment::Experiment(const Config& c, const Config* baseline) : config(c) {
+  const Config defaults = baseline ? Config() : default_config();
+  const Config& base = baseline ? *baseline : defaults;
   data = load_dataset(c);
+  check_section(c, base, "data", data.name);
+  check_section(c, base, "sde", get_string(c, "sde.name"));
+  check_section(c, base, "model", model_kind(c, data));
   sde = make_sde_from(c);
-  Generator init_gen(static_cast<uint64_t>(get_int_in(c, "train.seed", 0, INT64_MAX)));
-  model = make_model(c, data, init_gen);
+  const uint64_t seed = static_cast<uint64_t>(get_int_in(c, "train.seed", 0, INT64_MAX));
+  // The model draws its initial weights from the stream, and its dropout layers keep a pointer
+  // to it: it must outlive the model (a local generator here left model.dropout > 0 drawing
+  // from a dead object). Then the stream restarts for training.
+  noise = std::make_unique<Generator>(seed);
+  model = make_model(c, data, *noise);
+  noise->set_state(seed, 0);
 }
 
 Tensor Experiment::to_model_space(const Tensor& raw, Generator& gen) const {
@@ -138,6 +177,42 @@ double Experiment::logdet_per_example() const {
 Tensor Experiment::score(const Tensor& x, const Tensor& t) const {
   const Tensor std = sde->marginal(t).second;
   return (*model)(x, t) / batch_view(std, x);
+}
+
+const obj::ObjectiveInfo& objective_of(const Config& c) {
+  const std::string name = get_string(c, "objective.name");
+  try {
+    return obj::find_objective(name);
+  } catch (const Error& e) {
+    throw ConfigError(std::string("configuration key 'objective.name': ") + e.what());
+  }
+}
+
+// The objective's settings: each key in its range and, unless the objective declares it, at
+// its default (cli/options.hpp); then the objective's own check (the choices it supports).
+obj::ObjectiveConfig objective_config(const Config& c, const obj::ObjectiveInfo& info,
+                                      const Sde& sde) {
+  check_section(c, default_config(), "objective", info.name);
+  obj::ObjectiveConfig oc;
+  oc.sde = &sde;
+  oc.t_eps = get_double(c, "objective.t_eps");
+  oc.fd_eps = get_double(c, "objective.fd_eps");
+  oc.projections = static_cast<int>(get_int(c, "objective.projections"));
+  const std::string p = get_string(c, "objective.projection");
+  oc.projection = p == "gaussian" ? obj::Projection::gaussian
+                  : p == "sphere" ? obj::Projection::sphere
+                                  : obj::Projection::rademacher;
+  oc.weighting = get_string(c, "objective.weighting") == "likelihood" ? obj::Weighting::likelihood
+                                                                      : obj::Weighting::variance;
+  oc.sampling = get_string(c, "objective.time_sampling") == "importance"
+                    ? obj::TimeSampling::importance
+                    : obj::TimeSampling::uniform;
+  try {
+    obj::check_config(info, oc);
+  } catch (const obj::OptionError& e) {
+    throw ConfigError("configuration key 'objective." + e.option + "': " + e.what());
+  }
+  return oc;
 }
 
 namespace {

@@ -15,6 +15,7 @@
 #include "cli/config.hpp"
 #include "nn/networks.hpp"
 #include "nn/optim.hpp"
+#include "objectives/registry.hpp"
 #include "sde/sde.hpp"
 
 namespace sg::cli {
@@ -35,11 +36,20 @@ Dataset load_dataset(const Config& c);
 
 class Experiment {
  public:
-  explicit Experiment(const Config& c);
+  // Checks the data, model and SDE keys against the options schema (cli/options.hpp): a key the
+  // chosen model kind or SDE does not use must equal its value in `baseline` (default: the
+  // defaults; sample and likelihood pass the checkpoint's configuration). ConfigError naming
+  // the key otherwise, also for a combination the library refuses (sde.sigma_min >=
+  // sde.sigma_max, model.groups not dividing a level's width, ...).
+  explicit Experiment(const Config& c, const Config* baseline = nullptr);
   Config config;
   Dataset data;
   std::unique_ptr<Sde> sde;
   std::unique_ptr<nn::ScoreModel> model;
+  // The training generator (train.seed, restarted after initialising the model): the model's
+  // dropout draws from it, and train uses it for the objective's noise and saves it in the
+  // checkpoint, so dropout masks resume exactly too.
+  std::unique_ptr<Generator> noise;
 
   // Raw data -> the space the model works in. Toys: unchanged. Digits: uniform
   // dequantization u = (x + U) / 17, then y = 2u - 1 in [-1, 1).
@@ -49,6 +59,14 @@ class Experiment {
   // s(x, t) = model(x, t) / std(t): the network predicts -noise, the score scales with 1/std.
   Tensor score(const Tensor& x, const Tensor& t) const;
 };
+
+// The objective named by objective.name (ConfigError listing the registered ones otherwise),
+// and its settings from the objective.* keys: each in its range and, unless the objective
+// declares it, at its default (cli/options.hpp), then the objective's own check (the choices it
+// supports); ConfigError naming the key.
+const obj::ObjectiveInfo& objective_of(const Config& c);
+obj::ObjectiveConfig objective_config(const Config& c, const obj::ObjectiveInfo& info,
+                                      const Sde& sde);
 
 // ---- the run directory ------------------------------------------------------------------------
 std::string checkpoint_path(const std::string& dir);  // dir/checkpoint.safetensors

@@ -12,6 +12,7 @@
 
 #include "autodiff/core/error.hpp"
 #include "cli/commands.hpp"
+#include "cli/options.hpp"
 
 namespace {
 
@@ -66,6 +67,10 @@ int main(int argc, char** argv) {
   t->add_flag("--resume", train.resume,
               "continue from the run directory's checkpoint (start afresh if there is none)");
   t->add_flag("--print-config", print_config, "print the resolved configuration and exit");
+  bool print_schema = false;
+  t->add_flag("--print-schema", print_schema,
+              "print the options schema (type, range, which model/SDE/objective/method uses each "
+              "key) as a Markdown table and exit");
   add_shorthands(t,
                  {{"--data", "data.name", "dataset: a 2-D toy or digits"},
                   {"--model", "model.kind", "auto, mlp or unet"},
@@ -132,6 +137,10 @@ int main(int argc, char** argv) {
       train.config = default_config();
       if (!config_file.empty()) merge_file(train.config, config_file);
       for (const auto& a : train.overrides) apply_override(train.config, a);
+      if (print_schema) {
+        std::printf("%s", schema_table().c_str());
+        return 0;
+      }
       if (print_config) {
         std::printf("%s\n", to_text(train.config).c_str());
         return 0;
@@ -159,7 +168,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "scoregrad: error: out of memory while %s\n", activity().c_str());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "scoregrad: error: %s\n", e.what());
+    // The engine's own allocation failures name the op, shape and bytes; say what the command
+    // was doing beside them.
+    if (std::string(e.what()).find("out of memory") != std::string::npos)
+      std::fprintf(stderr, "scoregrad: error: out of memory while %s: %s\n", activity().c_str(),
+                   e.what());
+    else
+      std::fprintf(stderr, "scoregrad: error: %s\n", e.what());
     return 1;
   }
   return 0;

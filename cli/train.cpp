@@ -33,6 +33,7 @@
 #include "autodiff/tape/autograd.hpp"
 #include "cli/commands.hpp"
 #include "cli/experiment.hpp"
+#include "cli/options.hpp"
 #include "cli/pictures.hpp"
 #include "cli/progress.hpp"
 #include "nn/checkpoint.hpp"
@@ -44,34 +45,6 @@ namespace sg::cli {
 namespace {
 
 using json = nlohmann::json;
-
-obj::ObjectiveConfig objective_config(const Config& c, const Sde& sde) {
-  obj::ObjectiveConfig oc;
-  oc.sde = &sde;
-  oc.t_eps = get_double_in(c, "objective.t_eps", 0, 0.5);
-  oc.fd_eps = get_double_in(c, "objective.fd_eps", 1e-8, 10);
-  oc.projections = static_cast<int>(get_int_in(c, "objective.projections", 1, 1024));
-  const std::string p = get_choice(c, "objective.projection", {"rademacher", "gaussian", "sphere"});
-  oc.projection = p == "gaussian" ? obj::Projection::gaussian
-                  : p == "sphere" ? obj::Projection::sphere
-                                  : obj::Projection::rademacher;
-  oc.weighting = get_choice(c, "objective.weighting", {"variance", "likelihood"}) == "likelihood"
-                     ? obj::Weighting::likelihood
-                     : obj::Weighting::variance;
-  oc.sampling = get_choice(c, "objective.time_sampling", {"uniform", "importance"}) == "importance"
-                    ? obj::TimeSampling::importance
-                    : obj::TimeSampling::uniform;
-  return oc;
-}
-
-const obj::ObjectiveInfo& objective_of(const Config& c) {
-  const std::string name = get_string(c, "objective.name");
-  try {
-    return obj::find_objective(name);
-  } catch (const Error& e) {
-    throw ConfigError(std::string("configuration key 'objective.name': ") + e.what());
-  }
-}
 
 // Keeps the metric lines of steps <= `step` (a resumed run rewrites what came after its
 // checkpoint), dropping a torn last line.
@@ -121,7 +94,9 @@ int run_train(const TrainOptions& opts) {
       ", data.test_size = " + value_at(config, "data.test_size").dump() + ") and the model");
   Experiment ex(config);
   const obj::ObjectiveInfo& objective = objective_of(config);
-  const obj::ObjectiveConfig oc = objective_config(config, *ex.sde);
+  const obj::ObjectiveConfig oc = objective_config(config, objective, *ex.sde);
+  // The sample.* keys are for later sampling; checked now so that a mistake shows at once.
+  check_section(config, default_config(), "sample", get_string(config, "sample.method"));
   const int64_t steps = get_int_in(config, "train.steps", 0, int64_t{1} << 40);
   const int64_t batch = get_int_in(config, "train.batch", 1, ex.data.train.dim(0));
   const double lr = get_double_in(config, "train.lr", 0, 10);
@@ -145,7 +120,7 @@ int run_train(const TrainOptions& opts) {
     opt = std::make_unique<nn::Adam>(model.named_parameters(),
                                      nn::AdamOptions{.lr = lr, .weight_decay = wd});
   nn::Ema ema(model, ema_decay, /*warmup=*/true);
-  Generator gen(seed);
+  Generator& gen = *ex.noise;  // at (seed, 0), as Generator(seed); the model's dropout uses it
   Generator loader_gen(seed ^ 0x9e3779b97f4a7c15ULL);
   nn::DataLoader loader(ex.data.train, batch, loader_gen, /*shuffle=*/true, /*drop_last=*/true);
   const nn::WarmupCosine schedule{.base_lr = lr,

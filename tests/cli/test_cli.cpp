@@ -1,14 +1,20 @@
 // The scoregrad command in process: configuration defaults, files (JSON and YAML), overrides and
 // the one-line errors that name the key; the fitted Gaussian and MMD; verify's exit codes.
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "autodiff/sg.hpp"
 #include "cli/commands.hpp"
 #include "cli/config.hpp"
 #include "cli/experiment.hpp"
+#include "cli/options.hpp"
+#include "nn/datasets.hpp"
+#include "nn/networks.hpp"
 #include "objectives/identities.hpp"
 
 using namespace sg::cli;
@@ -142,4 +148,208 @@ TEST_CASE("verify exits non-zero when a check fails and 2 when nothing matches",
   CHECK(run_verify({.filter = "zz-deliberately-false", .ops = false}) == 1);
   CHECK(run_verify({.filter = "exp", .identities = false}) == 0);
   CHECK(run_verify({.filter = "no-such-check-anywhere"}) == 2);
+}
+
+// ---- the options schema: every setting is honoured or refused -----------------------------
+
+namespace {
+// A value of `spec` other than `current`, inside its range (every other choice for a choice).
+std::vector<nlohmann::json> other_values(const OptionSpec& spec, const nlohmann::json& current) {
+  switch (spec.type) {
+    case OptionType::choice: {
+      std::vector<nlohmann::json> out;
+      for (const auto& ch : spec.choices)
+        if (ch != current.get<std::string>()) out.emplace_back(ch);
+      return out;
+    }
+    case OptionType::integer: {  // doubled (keeps evenness and divisibility), or +- 1
+      const int64_t v = current.get<int64_t>();
+      if (v > 0 && 2.0 * double(v) <= spec.hi) return {2 * v};
+      return {v + (double(v) + 1 <= spec.hi ? 1 : -1)};
+    }
+    case OptionType::number: {
+      const double v = current.get<double>(), w = v * 0.5;
+      return {w != v && (spec.lo_open ? w > spec.lo : w >= spec.lo) ? w : v + (spec.hi - v) / 2};
+    }
+    case OptionType::boolean:
+      return {!current.get<bool>()};
+    case OptionType::int_list:
+      return {nlohmann::json::array({1, 1})};
+    case OptionType::text:
+      return {"x"};
+  }
+  return {};
+}
+Config with(Config c, const std::string& key, const nlohmann::json& v) {
+  apply_override(c, key + "=" + (v.is_string() ? v.get<std::string>() : v.dump()));
+  return c;
+}
+Config small_points() {
+  Config c = default_config();
+  apply_override(c, "data.train_size=64");
+  apply_override(c, "data.test_size=16");
+  apply_override(c, "model.hidden=8");
+  apply_override(c, "model.layers=1");
+  return c;
+}
+// Weights drawn from each parameter's name (so two models of the same shapes agree), then the
+// model's output on 4 training examples in training mode (dropout active).
+std::vector<double> model_output(Experiment& ex) {
+  for (auto& [n, p] : ex.model->named_parameters()) {
+    sg::Generator g(std::hash<std::string>{}(n));
+    *p = sg::randn_like(*p, g) * 0.3;
+  }
+  ex.model->train();
+  sg::Generator dequantize(1);
+  const sg::Tensor x = ex.to_model_space(sg::slice(ex.data.train, 0, 0, 4), dequantize);
+  return (*ex.model)(x, sg::full({4}, 0.3, sg::DType::f32)).to_vector();
+}
+// The loss of one batch with the configuration's objective (fixed generator).
+double loss_of(const Config& c) {
+  Experiment ex(c);
+  const sg::obj::ObjectiveInfo& info = objective_of(c);
+  const sg::obj::ObjectiveConfig oc = objective_config(c, info, *ex.sde);
+  for (auto& [n, p] : ex.model->named_parameters()) {  // a non-zero output layer
+    sg::Generator g(n.size());
+    *p = sg::randn_like(*p, g) * 0.3;
+  }
+  sg::Generator g(9);
+  return info
+      .fn([&](const sg::Tensor& x, const sg::Tensor& t) { return ex.score(x, t); },
+          sg::slice(ex.data.train, 0, 0, 16), g, oc)
+      .item();
+}
+}  // namespace
+
+TEST_CASE("the schema covers every model, sde, objective and sample key", "[cli][options]") {
+  const Config c = default_config();
+  for (const char* section : {"model", "sde", "objective", "sample"})
+    for (auto it = c[section].begin(); it != c[section].end(); ++it) {
+      const std::string key = std::string(section) + "." + it.key();
+      INFO(key);
+      const OptionSpec* spec = find_option(key);
+      REQUIRE(spec != nullptr);
+      CHECK(range_problem(*spec, it.value()) == "");  // the default is allowed
+    }
+  // docs/cli.md shows the schema as the code has it.
+  std::ifstream docs(sg::nn::data_dir() + "/../docs/cli.md");  // data/ is the repository's
+  REQUIRE(docs);
+  const std::string text((std::istreambuf_iterator<char>(docs)), {});
+  CHECK(text.find(schema_table()) != std::string::npos);
+}
+
+TEST_CASE("every objective x objective key is honoured or refused", "[cli][options]") {
+  // Honoured: accepted and the loss changes. Not honoured: a ConfigError naming the key (the
+  // registry used to accept weighting and time_sampling for ssm-vr and ignore them, and turn
+  // projection=sphere into Gaussian projections).
+  for (const std::string& name : sg::obj::objective_names()) {
+    if (name.starts_with("test-")) continue;  // registered by other tests
+    Config base = small_points();
+    apply_override(base, "objective.name=" + name);
+    const double l0 = loss_of(base);
+    for (const OptionSpec& spec : option_schema()) {
+      if (!spec.key.starts_with("objective.") || spec.key == "objective.name") continue;
+      const std::string option = spec.key.substr(10);
+      for (const nlohmann::json& v : other_values(spec, value_at(base, spec.key))) {
+        INFO(name << " x " << spec.key << " = " << v.dump());
+        const Config c = with(base, spec.key, v);
+        bool honoured = false;
+        for (const auto& o : sg::obj::find_objective(name).options)
+          if (o.name == option)
+            honoured = o.values.empty() || std::find(o.values.begin(), o.values.end(),
+                                                     v.get<std::string>()) != o.values.end();
+        if (honoured) {
+          const double l = loss_of(c);
+          CHECK(std::isfinite(l));
+          CHECK(l != l0);
+        } else {
+          expect_error([&] { loss_of(c); }, {"'" + spec.key + "'"});
+        }
+      }
+    }
+  }
+  // Out of range, whatever the objective.
+  Config c = small_points();
+  apply_override(c, "objective.time_sampling=importance");
+  apply_override(c, "objective.t_eps=0");  // NaN before: the log grid started at log 0
+  expect_error([&] { loss_of(c); }, {"'objective.t_eps'", "(0, 0.5]"});
+}
+
+TEST_CASE("every model kind and SDE x its keys is honoured or refused", "[cli][options]") {
+  Config points = small_points();
+  Config images = default_config();
+  for (const char* o : {"data.name=digits", "data.test_size=97", "data.train_size=64",
+                        "model.channels=8", "model.groups=4"})
+    apply_override(images, o);
+  for (const OptionSpec& spec : option_schema()) {
+    const bool model = spec.key.starts_with("model."), sde = spec.key.starts_with("sde.");
+    if (!(model || sde) || spec.selector.empty()) continue;
+    for (const std::string& sel : sde ? std::vector<std::string>{"vp", "subvp", "ve"}
+                                      : std::vector<std::string>{"mlp", "unet"}) {
+      Config base = sel == "unet" ? images : points;
+      apply_override(base, spec.selector + "=" + sel);
+      for (const nlohmann::json& v : other_values(spec, value_at(base, spec.key))) {
+        INFO(spec.key << " = " << v.dump() << " with " << spec.selector << " = " << sel);
+        const Config c = with(base, spec.key, v);
+        if (option_used(spec, sel)) {
+          Experiment a(base), b(c);  // accepted, and it changes the model or the SDE
+          const sg::Tensor t = sg::full({4}, 0.3, sg::DType::f32);
+          CHECK((a.model->num_parameters() != b.model->num_parameters() ||
+                 model_output(a) != model_output(b) ||
+                 a.sde->marginal(t).second.to_vector() != b.sde->marginal(t).second.to_vector() ||
+                 a.sde->diffusion(t).to_vector() != b.sde->diffusion(t).to_vector()));
+        } else {
+          expect_error([&] { Experiment ex(c); }, {"'" + spec.key + "'", "not used"});
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("model and SDE values are range-checked, also in combination", "[cli][options]") {
+  Config images = default_config();
+  for (const char* o : {"data.name=digits", "data.test_size=97", "data.train_size=64"})
+    apply_override(images, o);
+  const auto refused = [&](Config c, std::vector<std::string> overrides,
+                           const std::vector<std::string>& fragments) {
+    for (const auto& o : overrides) apply_override(c, o);
+    expect_error([&] { Experiment ex(c); }, fragments);
+  };
+  refused(images, {"model.groups=7"}, {"'model.groups'", "32"});  // was gcd: 1 group
+  refused(images, {"model.multipliers=[0]"}, {"'model.multipliers'", "entry 0"});
+  refused(images, {"model.multipliers=[]"}, {"'model.multipliers'", "entries"});
+  refused(images, {"model.multipliers=[1,1,1,1,1]"}, {"'model.multipliers'", "halved"});
+  refused(images, {"model.dropout=1"}, {"'model.dropout'"});
+  refused(small_points(), {"model.embed_dim=7"}, {"'model.embed_dim'", "even"});
+  refused(small_points(), {"model.activation=swish"}, {"'model.activation'", "silu"});
+  refused(small_points(), {"sde.name=ve", "sde.sigma_min=60"},
+          {"'sde.sigma_min'", "'sde.sigma_max'"});  // sampling gave NaN
+  refused(small_points(), {"sde.beta_min=30"}, {"'sde.beta_min'", "'sde.beta_max'"});
+  refused(small_points(), {"sde.beta_max=0"}, {"'sde.beta_max'"});
+  refused(small_points(), {"data.path=/tmp/x.csv"}, {"'data.path'", "digits"});
+  // sample.*: a key the method does not use, against the checkpoint's values for sample.
+  Config c = default_config();
+  apply_override(c, "sample.method=ode");
+  const Config stored = c;
+  apply_override(c, "sample.snr=0.3");
+  expect_error([&] { check_section(c, stored, "sample", "ode"); }, {"'sample.snr'", "pc"});
+  Config d = stored;
+  apply_override(d, "sample.rtol=1e-3");
+  CHECK_NOTHROW(check_section(d, stored, "sample", "ode"));
+  apply_override(d, "sample.t_eps=0");
+  expect_error([&] { check_section(d, stored, "sample", "ode"); }, {"'sample.t_eps'"});
+}
+
+TEST_CASE("network constructors refuse options by name", "[cli][options]") {
+  sg::Generator g(0);
+  using sg::nn::UNet;
+  CHECK_THROWS_WITH(UNet(1, {.channels = 32, .groups = 7}, g), Catch::Contains("groups"));
+  CHECK_THROWS_WITH(UNet(1, {.channels = 8, .multipliers = {1, 0}, .groups = 4}, g),
+                    Catch::Contains("multipliers"));
+  CHECK_THROWS_WITH(UNet(1, {.channels = 8, .groups = 4, .dropout = 1.5}, g),
+                    Catch::Contains("dropout"));
+  CHECK_THROWS_AS(sg::nn::ResBlock(12, 8, 16, 8, 0.0, g, sg::DType::f32), sg::ValueError);
+  CHECK_NOTHROW(UNet(1, {.channels = 8, .multipliers = {1, 3}, .groups = 4}, g));
+  CHECK_THROWS_WITH(sg::nn::MlpScoreNet(2, {.embed_dim = 7}, g), Catch::Contains("embed_dim"));
+  CHECK_THROWS_WITH(sg::nn::MlpScoreNet(2, {.hidden = 0}, g), Catch::Contains("hidden"));
 }
