@@ -122,7 +122,11 @@ SG_HD inline D convert(S s) {
 struct Neg {
   template <class T>
   SG_HD T operator()(T x) const {
-    return wrap_sub(T(0), x);
+    if constexpr (is_int<T>) {
+      return wrap_sub(T(0), x);  // -INT64_MIN wraps
+    } else {
+      return -x;  // -0.0 for 0.0
+    }
   }
 };
 struct Exp {

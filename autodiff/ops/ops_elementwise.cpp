@@ -129,7 +129,7 @@ const OpDef kOps[] = {
     {OpId::rsqrt, "rsqrt", 1, unary_rule<UnaryOp::rsqrt>, unary_fwd<UnaryOp::rsqrt>,
      diag_rule<+[](const RuleCtx& c) { return c.out * c.out * c.out * -0.5; }>,
      diag_rule<+[](const RuleCtx& c) { return c.out * c.out * c.out * -0.5; }>},
-    // |x|:  d = sign(x) dx
+    // |x|:  d = sign(x) dx   (abs'(0) = sign(0) = 0, convention)
     {OpId::abs, "abs", 1, unary_rule<UnaryOp::abs>, unary_fwd<UnaryOp::abs>,
      diag_rule<+[](const RuleCtx& c) { return sign(c.in[0]); }>,
      diag_rule<+[](const RuleCtx& c) { return sign(c.in[0]); }>},
@@ -202,7 +202,7 @@ const OpDef kOps[] = {
     {OpId::pow, "pow", 2, binary_shape<BinaryOp::pow>, binary_fwd<BinaryOp::pow>,
      [](const RuleCtx& c, int i, const Tensor& g) { return g * (i == 0 ? pow_da(c) : pow_db(c)); },
      [](const RuleCtx& c, int i, const Tensor& t) { return t * (i == 0 ? pow_da(c) : pow_db(c)); }},
-    // max(a, b):  d = w da + (1 - w) db, w = [a > b] + [a = b]/2
+    // max(a, b):  d = w da + (1 - w) db, w = [a > b] + [a = b]/2 (ties split: convention)
     {OpId::maximum, "maximum", 2, binary_shape<BinaryOp::maximum>, binary_fwd<BinaryOp::maximum>,
      [](const RuleCtx& c, int i, const Tensor& g) {
        const Tensor w = winner_weight(c.in[0], c.in[1], true);
@@ -339,7 +339,7 @@ Tensor operator>=(const Tensor& a, double b) { return ge(a, like(a, b)); }
 
 // ---- composites (derivatives of every order from their parts) ----
 Tensor square(const Tensor& x) { return x * x; }
-// relu(x) = x [x > 0]
+// relu(x) = x [x > 0]; relu'(0) = 0 (convention, the left derivative, as PyTorch and JAX)
 Tensor relu(const Tensor& x) { return where(x > 0.0, x, 0.0); }
 // silu(x) = x sigma(x)
 Tensor silu(const Tensor& x) { return apply(OpId::silu, {x}); }
@@ -355,7 +355,7 @@ Tensor softplus(const Tensor& x) {
 }
 Tensor log_sigmoid(const Tensor& x) { return -softplus(-x); }
 // elu(x) = x for x > 0, alpha (e^x - 1) otherwise (the inner where keeps e^x finite and
-// its gradient exactly masked)
+// its gradient exactly masked); elu'(0) = alpha (convention, the left derivative)
 Tensor elu(const Tensor& x, double alpha) {
   const Tensor pos = x > 0.0;
   return where(pos, x, expm1(where(pos, zeros_like(x), x)) * alpha);

@@ -98,7 +98,8 @@ Packet<T> silu_grad2_packet(const Packet<T>& x) {
     static constexpr bool ok = std::is_floating_point_v<T> && (Tr::Vectorizable) && (flag); \
     static Packet<T> run(const fn::Functor&, const Packet<T>& x) { return expr; }           \
   };
-SG_PACKET1(Neg, Tr::HasNegate, ei::pnegate(x))
+// The sign bit flipped: Eigen's AVX-512 pnegate is 0 - x, which gives +0 for +0.
+SG_PACKET1(Neg, true, ei::pxor(x, ei::pset1<Packet<T>>(T(-0.0))))
 SG_PACKET1(Exp, Tr::HasExp, exp_packet<T>(x))
 SG_PACKET1(Log, Tr::HasLog, log_packet<T>(x))
 SG_PACKET1(Log1p, Tr::HasLog1p, ei::plog1p(x))
