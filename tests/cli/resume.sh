@@ -62,3 +62,18 @@ echo '{}' > same.json
 "$SG" train -o straight --resume -c same.json "${ARGS[@]}" --steps 50 2> extend.log
 grep -q "at step 40 of 50" extend.log || fail "extending the run: $(cat extend.log)"
 ok "resume with a different model.embed_dim is refused, naming the key; --steps 50 extends the run"
+
+# 4. Dropout draws from the training generator, which the checkpoint holds: a U-Net with
+#    model.dropout resumes exactly too (it used to draw from a generator that no longer existed).
+DROP=(--data digits data.test_size=97 data.train_size=64 --steps 6 --batch 8 model.channels=8
+      model.groups=4 model.dropout=0.3 train.checkpoint_every=2 train.log_every=1)
+"$SG" train -o drop_straight "${DROP[@]}" 2> /dev/null
+set +e
+SG_CLI_KILL_AFTER_STEP=3 "$SG" train -o drop_killed "${DROP[@]}" 2> /dev/null
+status=$?
+set -e
+[ $status -eq 137 ] || fail "expected death by SIGKILL (137), got $status"
+"$SG" train -o drop_killed --resume "${DROP[@]}" 2> /dev/null
+cmp drop_straight/checkpoint.safetensors drop_killed/checkpoint.safetensors ||
+  fail "a U-Net with dropout resumed differently"
+ok "U-Net with dropout: kill -9 after step 3, resume: final checkpoint identical byte for byte"
