@@ -193,9 +193,11 @@ struct StepResult {
   State k_last;  // f at the new point when the tableau is FSAL
 };
 
-// One Runge-Kutta step from (t, y) of size h; k0 = f(t, y) when known (FSAL).
+// One Runge-Kutta step from (t, y) of size h; k0 = f(t, y) when known (FSAL). With
+// `solution_only` (a replay that needs only y(t + h)), stages of zero weight in b at the end
+// (the FSAL stage) and the error estimate are skipped.
 StepResult rk_step(const Dynamics& f, const Tableau& tb, double t, double h, const State& y,
-                   const State* k0, int64_t& nfe) {
+                   const State* k0, int64_t& nfe, bool solution_only = false) {
   const int s = tb.stages();
   std::vector<State> k(static_cast<std::size_t>(s));
   std::vector<const State*> kp;
@@ -213,6 +215,7 @@ StepResult rk_step(const Dynamics& f, const Tableau& tb, double t, double h, con
   }
   StepResult r;
   r.y = combine(y, h, kp, tb.b.data(), static_cast<int>(kp.size()));
+  if (solution_only) return r;  // the FSAL stage has weight 0 in b
   if (tb.fsal) {
     k[static_cast<std::size_t>(s - 1)] = f(t + h, r.y);
     ++nfe;
@@ -292,7 +295,56 @@ double initial_step(const Dynamics& f, const State& y0, const State& f0, double 
 
 }  // namespace
 
+static void check_options(const char* who, const State& y0, double t0, double t1,
+                          const Options& o) {
+  if (!std::isfinite(t0) || !std::isfinite(t1))
+    fail<ValueError>(who, ": t0 = ", t0, " and t1 = ", t1, " must be finite");
+  if (y0.empty()) fail<ValueError>(who, ": the initial state has no components");
+  double eps = std::numeric_limits<double>::epsilon();
+  for (std::size_t c = 0; c < y0.size(); ++c) {
+    if (!y0[c].defined()) fail<ValueError>(who, ": initial state component ", c, " is undefined");
+    if (!is_floating(y0[c].dtype()))
+      fail<DTypeError>(who, ": initial state component ", c, " is ", describe(y0[c]),
+                       "; states are floating");
+    if (y0[c].dtype() == DType::f32) eps = std::numeric_limits<float>::epsilon();
+  }
+  const bool adaptive = o.fixed_step <= 0;
+  if (std::isnan(o.fixed_step) || std::isinf(o.fixed_step))
+    fail<ValueError>(who, ": fixed_step = ", o.fixed_step, " must be finite");
+  if (adaptive) {
+    if (!(o.rtol > 0) || !std::isfinite(o.rtol))
+      fail<ValueError>(who, ": rtol = ", o.rtol, " must be finite and > 0");
+    if (!(o.atol >= 0) || !std::isfinite(o.atol))
+      fail<ValueError>(who, ": atol = ", o.atol, " must be finite and >= 0");
+    if (o.rtol < 10 * eps)
+      fail<ValueError>(who, ": rtol = ", o.rtol,
+                       " is below the state's resolution (10 eps = ", 10 * eps, " for ",
+                       eps == std::numeric_limits<float>::epsilon() ? "float32" : "float64",
+                       "); the error estimate would be round-off");
+    if (!(o.h0 >= 0) || !std::isfinite(o.h0))
+      fail<ValueError>(who, ": h0 = ", o.h0, " must be finite and >= 0 (0: automatic)");
+    if (!(o.min_step >= 0) || !std::isfinite(o.min_step))
+      fail<ValueError>(who, ": min_step = ", o.min_step, " must be finite and >= 0");
+    if (!(o.safety > 0 && o.safety <= 1) || !(o.fac_min > 0 && o.fac_min < 1) || !(o.fac_max > 1) ||
+        !std::isfinite(o.fac_max))
+      fail<ValueError>(who, ": step control needs 0 < safety <= 1, 0 < fac_min < 1 < fac_max (got ",
+                       o.safety, ", ", o.fac_min, ", ", o.fac_max, ")");
+  }
+  if (o.max_steps < 1) fail<ValueError>(who, ": max_steps = ", o.max_steps, " must be >= 1");
+  const double dir = t1 >= t0 ? 1.0 : -1.0;
+  for (std::size_t i = 0; i < o.output_times.size(); ++i) {
+    const double to = o.output_times[i];
+    if (!std::isfinite(to) || (to - t0) * dir < -1e-15 || (t1 - to) * dir < -1e-15)
+      fail<ValueError>(who, ": output time ", to, " lies outside [", std::min(t0, t1), ", ",
+                       std::max(t0, t1), "]");
+    if (i > 0 && (to - o.output_times[i - 1]) * dir < 0)
+      fail<ValueError>(who, ": output_times must be sorted in the direction of integration (",
+                       o.output_times[i - 1], " then ", to, ")");
+  }
+}
+
 Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Options& o) {
+  check_options("odeint", y0, t0, t1, o);
   const Tableau& tb = o.method ? *o.method : dopri5();
   Result r;
   r.y = y0;
@@ -300,9 +352,6 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
   const double dir = t1 >= t0 ? 1.0 : -1.0;
   const double span = std::abs(t1 - t0);
   std::vector<double> outs = o.output_times;
-  for (double to : outs)
-    if ((to - t0) * dir < -1e-15 || (t1 - to) * dir < -1e-15)
-      fail<ValueError>("odeint: output time ", to, " lies outside [", t0, ", ", t1, "]");
   std::size_t next_out = 0;
   auto emit = [&](double t) {
     while (next_out < outs.size() &&
@@ -352,6 +401,10 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       }
       if (o.on_accept) o.on_accept(t, dir * hs, r.y);
       r.y = std::move(s.y);
+      if (tb.fsal) {  // the next step's first stage is this step's last
+        k0 = std::move(s.k_last);
+        have_k0 = true;
+      }
       t = lands ? target : t + dir * hs;
       ++r.steps;
       emit(t);
@@ -438,13 +491,21 @@ AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>&
   for (const Tensor& c : y1) s0.push_back(c.detach());
   for (const Tensor& c : dl_dy1) s0.push_back(c.detach());
   for (const Tensor& q : params) s0.push_back(zeros_like(q));
-  Options bo = o.backward;
+  Options bo = o.backward.value_or(o.forward);
+  bo.output_times.clear();
+  bo.on_accept = nullptr;
   if (o.seminorm) {
     bo.exclude_from_norm.assign(2 * n + p, false);
     for (std::size_t j = 0; j < p; ++j) bo.exclude_from_norm[2 * n + j] = true;
   }
   NoGradGuard off;
   out.backward = odeint(aug, s0, t1, t0, bo);
+  if (!out.backward.ok())
+    fail<SolveError>("odeint_adjoint: the backward (adjoint) solve from t = ", t1, " to ", t0,
+                     " stopped at t = ", out.backward.t, " (", status_name(out.backward.status),
+                     ", ", out.backward.steps,
+                     " steps); no gradient. Loosen the backward "
+                     "tolerances or raise max_steps");
   const State& s = out.backward.y;
   for (std::size_t i = 0; i < n; ++i) out.dy0.push_back(s[n + i]);
   for (std::size_t j = 0; j < p; ++j) out.dparams.push_back(s[2 * n + j]);
@@ -486,18 +547,29 @@ Result record(Result r, const State& y0, const std::vector<Tensor>& params,
   return r;
 }
 
+// Raised by a VJP of a solve whose forward pass did not reach t1.
+[[noreturn]] void forward_failed(const char* who, const Result& r, double t1) {
+  fail<SolveError>(who, ": the forward solve stopped at t = ", r.t, " before t1 = ", t1, " (",
+                   status_name(r.status), "); its result has no gradient");
+}
+
 struct AdjointRule : CustomRule {
   Dynamics f;
   std::vector<Tensor> params;
   State y1;
   double t0, t1;
   AdjointOptions o;
-  mutable int64_t nfe_backward = 0;
+  Result forward;  // status and where it stopped
+  std::shared_ptr<BackwardStats> stats = std::make_shared<BackwardStats>();
   std::string name() const override { return "odeint_adjoint"; }
   std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor&,
                           const Tensor& cot) const override {
+    if (!forward.ok()) forward_failed("odeint_adjoint", forward, t1);
     const AdjointGradients g = adjoint_gradients(f, params, y1, t0, t1, unpack(cot, y1), o);
-    nfe_backward += g.backward.nfe;
+    stats->nfe += g.backward.nfe;
+    stats->steps += g.backward.steps;
+    stats->rejected += g.backward.rejected;
+    ++stats->solves;
     std::vector<Tensor> out = g.dy0;
     out.insert(out.end(), g.dparams.begin(), g.dparams.end());
     return out;
@@ -511,9 +583,13 @@ struct CheckpointRule : CustomRule {
   std::vector<double> ts, hs;  // accepted steps: start time and signed size
   std::vector<State> ys;       // state at the start of each accepted step
   State y1;
+  double t1 = 0;
+  Result forward;
+  std::shared_ptr<BackwardStats> stats = std::make_shared<BackwardStats>();
   std::string name() const override { return "odeint_checkpointed"; }
   std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor&,
                           const Tensor& cot) const override {
+    if (!forward.ok()) forward_failed("odeint_checkpointed", forward, t1);
     State a = unpack(cot, y1);
     std::vector<Tensor> gp;
     for (const Tensor& q : params) gp.push_back(zeros_like(q));
@@ -523,13 +599,16 @@ struct CheckpointRule : CustomRule {
       State leaf;
       for (const Tensor& c : ys[k]) leaf.push_back(c.detach().requires_grad_());
       int64_t nfe = 0;
-      const State next = rk_step(f, *tb, ts[k], hs[k], leaf, nullptr, nfe).y;
+      const State next = rk_step(f, *tb, ts[k], hs[k], leaf, nullptr, nfe, true).y;
+      stats->nfe += nfe;
+      ++stats->steps;
       std::vector<Tensor> wrt = leaf;
       wrt.insert(wrt.end(), params.begin(), params.end());
       const std::vector<Tensor> g = sg::grad(next, wrt, a, {.allow_unused = true});
       for (std::size_t i = 0; i < a.size(); ++i) a[i] = g[i].detach();
       for (std::size_t j = 0; j < gp.size(); ++j) gp[j] = (gp[j] + g[a.size() + j]).detach();
     }
+    ++stats->solves;
     std::vector<Tensor> out = a;
     out.insert(out.end(), gp.begin(), gp.end());
     return out;
@@ -556,6 +635,9 @@ Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tens
   rule->t0 = t0;
   rule->t1 = t1;
   rule->o = o;
+  rule->forward.status = r.status;
+  rule->forward.t = r.t;
+  r.backward = rule->stats;
   return record(std::move(r), y0, params, rule);
 }
 
@@ -581,6 +663,10 @@ Result odeint_checkpointed(const Dynamics& f, const State& y0, const std::vector
     r = odeint(f, y0d, t0, t1, oo);
   }
   rule->y1 = r.y;
+  rule->t1 = t1;
+  rule->forward.status = r.status;
+  rule->forward.t = r.t;
+  r.backward = rule->stats;
   return record(std::move(r), y0, params, rule);
 }
 

@@ -14,13 +14,23 @@
 //   auto r = sg::ode::odeint(f, {z0}, 0.0, 1.0, {.method = &sg::ode::dopri5(), .rtol = 1e-5, .atol
 //   = 1e-5}); if (!r.ok()) std::cerr << sg::ode::status_name(r.status);
 #pragma once
+#include <atomic>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "autodiff/core/error.hpp"
 #include "autodiff/core/tensor.hpp"
 
 namespace sg::ode {
+
+// A solve inside a gradient (the adjoint's backward solve, the VJP of a failed forward solve)
+// did not reach its end: its gradient does not exist, so none is returned.
+struct SolveError : Error {
+  using Error::Error;
+};
 
 using State = std::vector<Tensor>;
 using Dynamics = std::function<State(double t, const State& y)>;
@@ -45,6 +55,9 @@ const Tableau& tableau(const std::string& name);  // by name; ValueError listing
 enum class Status { success, step_underflow, too_many_steps, non_finite };
 const char* status_name(Status s);
 
+// Every field is checked on entry (ValueError naming odeint and the field): t0, t1 and the
+// step settings finite, rtol > 0 and at least 10 eps of the state's dtype, atol >= 0, output
+// times inside [t0, t1] and sorted in the direction of integration, max_steps >= 1.
 struct Options {
   const Tableau* method = nullptr;  // nullptr: dopri5
   double rtol = 1e-6;
@@ -60,13 +73,21 @@ struct Options {
   std::function<void(double t, double h, const State& y)> on_accept;
 };
 
+// What the gradient strategies spend when (and each time) their VJP runs; shared by the Result
+// and the recorded node, so it fills in after the forward call has returned.
+struct BackwardStats {
+  std::atomic<int64_t> nfe{0}, steps{0}, rejected{0}, solves{0};
+};
+
 struct Result {
   State y;                // at t1, or where the solve stopped
   std::vector<State> ys;  // at output_times
   double t = 0;           // where the solve stopped
   Status status = Status::success;
   int64_t nfe = 0, steps = 0, rejected = 0;
-  int64_t nfe_backward = 0;  // filled by the gradient strategies when they run
+  // odeint_adjoint / odeint_checkpointed: evaluations of f made by backward passes so far.
+  std::shared_ptr<BackwardStats> backward;
+  int64_t nfe_backward() const { return backward ? backward->nfe.load() : 0; }
   bool ok() const { return status == Status::success; }
 };
 
@@ -76,7 +97,7 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
 
 struct AdjointOptions {
   Options forward;
-  Options backward;      // tolerances of the adjoint solve
+  std::optional<Options> backward;  // the adjoint solve's settings; unset: the forward ones
   bool seminorm = true;  // leave the parameter-gradient channels out of the step-size error
 };
 struct AdjointGradients {
@@ -95,6 +116,8 @@ AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>&
 // Solves without recording, then records y(t1) as a function of (y0, params) whose VJP is the
 // adjoint solve (memory independent of the number of steps; gradients approximate).
 // f is kept for the backward pass: it must not refer to anything that dies before then.
+// If the forward solve fails (see Result::status), differentiating its result raises
+// SolveError; so does a failed backward solve.
 Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tensor>& params,
                       double t0, double t1, const AdjointOptions& o = {});
 // Solves without recording, keeping the accepted steps; records y(t1) with a VJP that replays

@@ -169,7 +169,7 @@ TEST_CASE("adjoint memory does not grow with the number of steps", "[ode][adjoin
   for (double h : {0.1, 0.01}) {
     const Result r = odeint_adjoint(net.f(), {z0}, {net.W, net.b}, 0.0, 1.0,
                                     {.forward = {.method = &rk4(), .fixed_step = h},
-                                     .backward = {.method = &rk4(), .fixed_step = h}});
+                                     .backward = Options{.method = &rk4(), .fixed_step = h}});
     // one custom node plus the unpacking views, whatever the number of steps
     CHECK(debug::tape_size() - n0 <= 3);
     const Result bp = odeint(net.f(), {z0}, 0.0, 1.0, {.method = &rk4(), .fixed_step = h});
