@@ -6,10 +6,12 @@
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <optional>
 
 #include "autodiff/ops/op_def.hpp"
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/tape/autograd.hpp"
+#include "autodiff/tape/tape.hpp"
 #include "autodiff/transforms/transforms.hpp"
 
 namespace sg::ode {
@@ -446,22 +448,31 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
 }
 
 // ---- continuous adjoint --------------------------------------------------------------------
-AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>& params,
-                                   const State& y1, double t0, double t1, const State& dl_dy1,
-                                   const AdjointOptions& o) {
+namespace {
+// The continuous adjoint. With `record`, the backward solve itself is recorded on the tape
+// (each evaluation's VJP with create_graph, the augmented state never detached), so the
+// returned gradients are differentiable again in y1, dl_dy1 and the parameters.
+AdjointGradients adjoint_solve(const Dynamics& f, const std::vector<Tensor>& params,
+                               const State& y1, double t0, double t1, const State& dl_dy1,
+                               const AdjointOptions& o, bool record) {
   const std::size_t n = y1.size(), p = params.size();
   // Augmented state [y (n), a (n), g_theta (p)], integrated from t1 back to t0.
   auto vjp_at = [&](double t, const State& y, const State& a, State* fy) {
     EnableGradGuard on;
-    Scope scope;  // this evaluation's graph is released on return
+    std::optional<Scope> scope;  // unrecorded: this evaluation's graph is released on return
+    if (!record) scope.emplace();
     std::vector<Tensor> inputs;
-    for (const Tensor& c : y) inputs.push_back(c.detach().requires_grad_());
+    for (const Tensor& c : y)
+      inputs.push_back(record && is_tracked(c.impl()) ? c : c.detach().requires_grad_());
     const State out = f(t, inputs);
     std::vector<Tensor> wrt = inputs;
     for (const Tensor& q : params) wrt.push_back(q);
-    std::vector<Tensor> g = sg::grad(out, wrt, a, {.allow_unused = true});
+    // partial: a recorded y depends on the parameters through the forward solve; only f's
+    // direct dependence belongs here
+    std::vector<Tensor> g =
+        sg::grad(out, wrt, a, {.create_graph = record, .allow_unused = true, .partial = true});
     if (fy)
-      for (const Tensor& c : out) fy->push_back(c.detach());
+      for (const Tensor& c : out) fy->push_back(record ? c : c.detach());
     return g;  // [a^T df/dy (n), a^T df/dtheta (p)]
   };
   const Dynamics aug = [&](double t, const State& s) {
@@ -488,8 +499,8 @@ AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>&
     for (std::size_t i = 0; i < n; ++i) out.dt1 += sum(dl_dy1[i] * f1[i]).item();
   }
   State s0;
-  for (const Tensor& c : y1) s0.push_back(c.detach());
-  for (const Tensor& c : dl_dy1) s0.push_back(c.detach());
+  for (const Tensor& c : y1) s0.push_back(record ? c : c.detach());
+  for (const Tensor& c : dl_dy1) s0.push_back(record ? c : c.detach());
   for (const Tensor& q : params) s0.push_back(zeros_like(q));
   Options bo = o.backward.value_or(o.forward);
   bo.output_times.clear();
@@ -498,7 +509,13 @@ AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>&
     bo.exclude_from_norm.assign(2 * n + p, false);
     for (std::size_t j = 0; j < p; ++j) bo.exclude_from_norm[2 * n + j] = true;
   }
-  NoGradGuard off;
+  std::optional<NoGradGuard> off;
+  std::optional<EnableGradGuard> on;
+  if (record) {
+    on.emplace();
+  } else {
+    off.emplace();
+  }
   out.backward = odeint(aug, s0, t1, t0, bo);
   if (!out.backward.ok())
     fail<SolveError>("odeint_adjoint: the backward (adjoint) solve from t = ", t1, " to ", t0,
@@ -519,6 +536,13 @@ AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>&
   }
   for (std::size_t i = 0; i < n; ++i) out.dt0 -= sum(out.dy0[i] * f0[i]).item();
   return out;
+}
+}  // namespace
+
+AdjointGradients adjoint_gradients(const Dynamics& f, const std::vector<Tensor>& params,
+                                   const State& y1, double t0, double t1, const State& dl_dy1,
+                                   const AdjointOptions& o) {
+  return adjoint_solve(f, params, y1, t0, t1, dl_dy1, o, false);
 }
 
 namespace {
@@ -562,17 +586,21 @@ struct AdjointRule : CustomRule {
   Result forward;  // status and where it stopped
   std::shared_ptr<BackwardStats> stats = std::make_shared<BackwardStats>();
   std::string name() const override { return "odeint_adjoint"; }
-  std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor&,
+  std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor& out,
                           const Tensor& cot) const override {
     if (!forward.ok()) forward_failed("odeint_adjoint", forward, t1);
-    const AdjointGradients g = adjoint_gradients(f, params, y1, t0, t1, unpack(cot, y1), o);
+    // Under create_graph the backward solve is recorded from the recorded y(t1) (`out`), so
+    // its result is differentiable again: second order through the adjoint.
+    const bool record = grad_enabled();
+    const AdjointGradients g =
+        adjoint_solve(f, params, record ? unpack(out, y1) : y1, t0, t1, unpack(cot, y1), o, record);
     stats->nfe += g.backward.nfe;
     stats->steps += g.backward.steps;
     stats->rejected += g.backward.rejected;
     ++stats->solves;
-    std::vector<Tensor> out = g.dy0;
-    out.insert(out.end(), g.dparams.begin(), g.dparams.end());
-    return out;
+    std::vector<Tensor> shares = g.dy0;
+    shares.insert(shares.end(), g.dparams.begin(), g.dparams.end());
+    return shares;
   }
 };
 
@@ -587,9 +615,10 @@ struct CheckpointRule : CustomRule {
   Result forward;
   std::shared_ptr<BackwardStats> stats = std::make_shared<BackwardStats>();
   std::string name() const override { return "odeint_checkpointed"; }
-  std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor&,
+  std::vector<Tensor> vjp(std::span<const Tensor> inputs, const Tensor&,
                           const Tensor& cot) const override {
     if (!forward.ok()) forward_failed("odeint_checkpointed", forward, t1);
+    if (grad_enabled()) return recorded_vjp(inputs, cot);
     State a = unpack(cot, y1);
     std::vector<Tensor> gp;
     for (const Tensor& q : params) gp.push_back(zeros_like(q));
@@ -612,6 +641,20 @@ struct CheckpointRule : CustomRule {
     std::vector<Tensor> out = a;
     out.insert(out.end(), gp.begin(), gp.end());
     return out;
+  }
+  // Under create_graph: the accepted steps replayed from the recorded inputs (y0, params) on
+  // the tape, then one reverse pass with create_graph, so the gradient is differentiable again
+  // (memory of the whole solve, as backprop; step sizes held fixed as in the forward pass).
+  std::vector<Tensor> recorded_vjp(std::span<const Tensor> inputs, const Tensor& cot) const {
+    State y(inputs.begin(), inputs.begin() + static_cast<long>(y1.size()));
+    int64_t nfe = 0;
+    for (std::size_t k = 0; k < ts.size(); ++k)
+      y = rk_step(f, *tb, ts[k], hs[k], y, nullptr, nfe, true).y;
+    stats->nfe += nfe;
+    stats->steps += static_cast<int64_t>(ts.size());
+    ++stats->solves;
+    return sg::grad(y, std::vector<Tensor>(inputs.begin(), inputs.end()), unpack(cot, y1),
+                    {.create_graph = true, .allow_unused = true});
   }
 };
 

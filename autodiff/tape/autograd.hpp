@@ -16,6 +16,10 @@ namespace sg {
 struct GradOptions {
   bool create_graph = false;  // record the backward pass so its result can be differentiated
   bool allow_unused = false;  // give zeros (instead of GradError) for inputs off the path
+  // Partial derivatives: cotangents stop at the requested inputs instead of flowing on into
+  // their histories (as JAX's vjp of a function of exactly these arguments). Default: total
+  // derivatives, as torch.autograd.grad, where an input that depends on another adds its path.
+  bool partial = false;
 };
 
 // d(outputs)/d(inputs) contracted with `cotangents` (default: ones for scalar outputs).

@@ -352,7 +352,7 @@ struct BackwardResult {
 BackwardResult run_backward(const std::vector<Tensor>& outputs,
                             const std::vector<Tensor>& cotangents,
                             const std::vector<Tensor>* requested, bool create_graph,
-                            bool allow_unused) {
+                            bool allow_unused, bool partial = false) {
   Tape& tape = current_tape();
   if (!cotangents.empty() && cotangents.size() != outputs.size())
     fail<GradError>("grad: ", outputs.size(), " outputs but ", cotangents.size(), " cotangents");
@@ -465,6 +465,7 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
   for (std::size_t i = hi; i-- > lo;) {
     if (!r.cot[i - lo].defined()) continue;
     if (requested && !dep[i - lo]) continue;  // cannot lead to a requested input
+    if (partial && keep[i - lo]) continue;    // a requested input: its history is not traversed
     Tensor ct = requested && keep[i - lo] ? r.cot[i - lo] : std::move(r.cot[i - lo]);
     Node& n = tape.node(static_cast<uint32_t>(i));
     if (n.dead) continue;
@@ -501,8 +502,8 @@ std::vector<Tensor> grad(const std::vector<Tensor>& outputs, const std::vector<T
           "grad: input ", k, " (", describe(inputs[k]),
           ") does not require grad; call requires_grad_() on it before computing the output");
   }
-  BackwardResult r =
-      run_backward(outputs, cotangents, &inputs, opts.create_graph, opts.allow_unused);
+  BackwardResult r = run_backward(outputs, cotangents, &inputs, opts.create_graph,
+                                  opts.allow_unused, opts.partial);
   std::vector<Tensor> result;
   for (std::size_t k = 0; k < inputs.size(); ++k) {
     TensorImpl* t = inputs[k].impl();
