@@ -452,9 +452,16 @@ namespace {
 // The continuous adjoint. With `record`, the backward solve itself is recorded on the tape
 // (each evaluation's VJP with create_graph, the augmented state never detached), so the
 // returned gradients are differentiable again in y1, dl_dy1 and the parameters.
+// The forward pass's accepted states: ys[k] at ts[k], from t0 to t1 inclusive.
+struct StateCheckpoints {
+  std::vector<double> ts;
+  std::vector<State> ys;
+};
+
 AdjointGradients adjoint_solve(const Dynamics& f, const std::vector<Tensor>& params,
                                const State& y1, double t0, double t1, const State& dl_dy1,
-                               const AdjointOptions& o, bool record) {
+                               const AdjointOptions& o, bool record,
+                               const StateCheckpoints* cps = nullptr) {
   const std::size_t n = y1.size(), p = params.size();
   // Augmented state [y (n), a (n), g_theta (p)], integrated from t1 back to t0.
   auto vjp_at = [&](double t, const State& y, const State& a, State* fy) {
@@ -516,7 +523,36 @@ AdjointGradients adjoint_solve(const Dynamics& f, const std::vector<Tensor>& par
   } else {
     off.emplace();
   }
-  out.backward = odeint(aug, s0, t1, t0, bo);
+  if (cps && !record && cps->ts.size() >= 2) {
+    // One backward solve per forward step, the state restarted from the forward's value at
+    // each step's end; the first try is the whole step (the controller shrinks it if needed).
+    State cur = s0;
+    Result& total = out.backward;
+    for (std::size_t k = cps->ts.size() - 1; k-- > 0;) {
+      for (std::size_t i = 0; i < n; ++i) cur[i] = cps->ys[k + 1][i];
+      Options seg = bo;
+      seg.h0 = std::abs(cps->ts[k + 1] - cps->ts[k]);
+      seg.max_steps = bo.max_steps - total.steps - total.rejected;
+      Result r;
+      if (seg.max_steps > 0) {
+        r = odeint(aug, cur, cps->ts[k + 1], cps->ts[k], seg);
+      } else {
+        r.status = Status::too_many_steps;
+        r.t = cps->ts[k + 1];
+      }
+      total.nfe += r.nfe;
+      total.steps += r.steps;
+      total.rejected += r.rejected;
+      total.t = r.t;
+      total.status = r.status;
+      if (!r.ok()) break;
+      cur = std::move(r.y);
+    }
+    for (std::size_t i = 0; i < n; ++i) cur[i] = cps->ys[0][i];
+    total.y = std::move(cur);
+  } else {
+    out.backward = odeint(aug, s0, t1, t0, bo);
+  }
   if (!out.backward.ok())
     fail<SolveError>("odeint_adjoint: the backward (adjoint) solve from t = ", t1, " to ", t0,
                      " stopped at t = ", out.backward.t, " (", status_name(out.backward.status),
@@ -583,7 +619,8 @@ struct AdjointRule : CustomRule {
   State y1;
   double t0, t1;
   AdjointOptions o;
-  Result forward;  // status and where it stopped
+  StateCheckpoints checkpoints;  // empty unless o.checkpoint_states
+  Result forward;                // status and where it stopped
   std::shared_ptr<BackwardStats> stats = std::make_shared<BackwardStats>();
   std::string name() const override { return "odeint_adjoint"; }
   std::vector<Tensor> vjp(std::span<const Tensor>, const Tensor& out,
@@ -592,8 +629,8 @@ struct AdjointRule : CustomRule {
     // Under create_graph the backward solve is recorded from the recorded y(t1) (`out`), so
     // its result is differentiable again: second order through the adjoint.
     const bool record = grad_enabled();
-    const AdjointGradients g =
-        adjoint_solve(f, params, record ? unpack(out, y1) : y1, t0, t1, unpack(cot, y1), o, record);
+    const AdjointGradients g = adjoint_solve(f, params, record ? unpack(out, y1) : y1, t0, t1,
+                                             unpack(cot, y1), o, record, &checkpoints);
     stats->nfe += g.backward.nfe;
     stats->steps += g.backward.steps;
     stats->rejected += g.backward.rejected;
@@ -664,14 +701,25 @@ Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tens
                       double t0, double t1, const AdjointOptions& o) {
   if (!o.forward.output_times.empty())
     fail<ValueError>("odeint_adjoint: output_times are not supported; solve per interval");
+  auto rule = std::make_shared<AdjointRule>();
+  Options fo = o.forward;
+  if (o.checkpoint_states)
+    fo.on_accept = [&, user = o.forward.on_accept](double t, double h, const State& y) {
+      rule->checkpoints.ts.push_back(t);
+      rule->checkpoints.ys.push_back(y);
+      if (user) user(t, h, y);
+    };
   Result r;
   {
     NoGradGuard off;
     State y0d;
     for (const Tensor& c : y0) y0d.push_back(c.detach());
-    r = odeint(f, y0d, t0, t1, o.forward);
+    r = odeint(f, y0d, t0, t1, fo);
   }
-  auto rule = std::make_shared<AdjointRule>();
+  if (o.checkpoint_states) {
+    rule->checkpoints.ts.push_back(r.t);
+    rule->checkpoints.ys.push_back(r.y);
+  }
   rule->f = f;
   rule->params = params;
   rule->y1 = r.y;

@@ -99,6 +99,11 @@ struct AdjointOptions {
   Options forward;
   std::optional<Options> backward;  // the adjoint solve's settings; unset: the forward ones
   bool seminorm = true;  // leave the parameter-gradient channels out of the step-size error
+  // odeint_adjoint keeps the forward pass's state at each accepted step (values, no graph) and
+  // restarts the backward state from them, one forward step at a time, instead of integrating
+  // y backwards over the whole interval (which drifts on unstable or chaotic problems). Memory:
+  // one state per accepted step. false: pure backsolve, memory independent of the steps.
+  bool checkpoint_states = true;
 };
 struct AdjointGradients {
   State dy0;
