@@ -472,7 +472,7 @@ T parse_int(const Metadata& md, const std::string& key, const std::string& path)
   const std::string& s = it->second;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || p != s.data() + s.size() || s.empty())
-    fail<IOError>("load_checkpoint ", path, ": metadata '", key, "' = \"", s,
+    fail<IOError>("load_checkpoint ", path, ": metadata '", key, "' = \"", text_excerpt(s, kQuote),
                   "\" is not a valid integer");
   return v;
 }
@@ -554,9 +554,10 @@ void load_checkpoint(const std::string& path, Checkpoint& ck) {
   const Metadata& md = f.metadata;
   auto fmt = md.find("format");
   if (fmt == md.end() || fmt->second != kFormat)
-    fail<IOError>("load_checkpoint ", path, ": not a scoregrad checkpoint (metadata format is ",
-                  fmt == md.end() ? std::string("missing") : "\"" + fmt->second + "\"",
-                  ", expected \"", kFormat, "\")");
+    fail<IOError>(
+        "load_checkpoint ", path, ": not a scoregrad checkpoint (metadata format is ",
+        fmt == md.end() ? std::string("missing") : "\"" + text_excerpt(fmt->second, kQuote) + "\"",
+        ", expected \"", kFormat, "\")");
   const int64_t step = parse_int<int64_t>(md, "step", path);
   std::set<std::string> sections;
   {
@@ -582,10 +583,11 @@ void load_checkpoint(const std::string& path, Checkpoint& ck) {
     else if (k.rfind("ema.", 0) == 0)
       ema[k] = v;
     else
-      fail<IOError>("load_checkpoint ", path, ": unexpected tensor '", k,
+      fail<IOError>("load_checkpoint ", path, ": unexpected tensor '", text_excerpt(k, kQuote),
                     "' (not under model., optim., ema. or extra.)");
   }
-  const std::string have = md.at("sections").empty() ? "none" : md.at("sections");
+  const std::string have =
+      md.at("sections").empty() ? "none" : text_excerpt(md.at("sections"), kQuote);
   auto need = [&](const void* obj, const char* section) {
     if (obj && !sections.count(section))
       fail<ValueError>("load_checkpoint ", path, ": asked to restore the ", section,
@@ -610,8 +612,8 @@ void load_checkpoint(const std::string& path, Checkpoint& ck) {
       auto family = [](const std::string& n) { return n == "AdamW" ? std::string("Adam") : n; };
       auto it = md.find("optimizer");
       if (it != md.end() && family(it->second) != family(ck.optimizer->name()))
-        fail<ValueError>("the file holds ", it->second, " state, the optimizer is ",
-                         ck.optimizer->name());
+        fail<ValueError>("the file holds ", text_excerpt(it->second, kQuote),
+                         " state, the optimizer is ", ck.optimizer->name());
       ck.optimizer->check_state(optim);
     }
     if (ck.ema) ck.ema->check_state(ema);

@@ -152,11 +152,34 @@ json parse_json_strict(std::string_view text, int max_depth) {
 }
 
 std::string text_excerpt(std::string_view s, std::size_t max_chars) {
-  if (s.size() <= max_chars) return std::string(s);
-  std::size_t cut = max_chars;
-  // Back up over UTF-8 continuation bytes so that the cut falls between characters.
-  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(s.substr(0, cut)) + "...";
+  std::size_t cut = s.size();
+  if (cut > max_chars) {
+    cut = max_chars;
+    // Back up over UTF-8 continuation bytes so that the cut falls between characters.
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) --cut;
+  }
+  std::string out;
+  out.reserve(cut + 3);
+  for (std::size_t i = 0; i < cut; ++i) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c != 0x7f) {
+      out += static_cast<char>(c);
+      continue;
+    }
+    // Control characters escaped: a message quoting them stays on one line.
+    static const char* hex = "0123456789abcdef";
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else {
+      out += "\\x";
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  if (cut < s.size()) out += "...";
+  return out;
 }
 
 std::string json_excerpt(const json& v, std::size_t max_chars) {

@@ -37,7 +37,8 @@ nlohmann::json parse_json_strict(std::string_view text, int max_depth = kDefault
 // `v` as compact JSON cut to at most about `max_chars` characters ("..." marks a cut; levels
 // below a small depth print as "..."). Never recurses deeper than that small depth.
 std::string json_excerpt(const nlohmann::json& v, std::size_t max_chars = 60);
-// `s` cut to at most `max_chars` bytes at a UTF-8 character boundary, "..." marking a cut.
+// `s` cut to at most `max_chars` bytes at a UTF-8 character boundary, "..." marking a cut, with
+// control characters escaped (\n, \x01): an error message quoting it stays on one line.
 std::string text_excerpt(std::string_view s, std::size_t max_chars = 60);
 
 }  // namespace sg::nn

@@ -143,6 +143,7 @@ void expect_io_error(const std::string& path, const std::string& what) {
     CHECK_THAT(msg, Catch::Contains(path));
     CHECK_THAT(msg, Catch::Contains(what));
     CHECK(msg.size() < 600 + path.size());
+    CHECK(msg.find('\n') == std::string::npos);
   }
 }
 
@@ -389,6 +390,18 @@ TEST_CASE("checkpoint: hostile headers are refused with a short IOError and neve
     expect_io_error(p, "'x.shape' is given twice");
     write_bytes(p, st_file(R"({"__metadata__":{"step":"1","step":"2"}})", ""));
     expect_io_error(p, "'__metadata__.step' is given twice");
+  }
+  SECTION("names with control characters are quoted escaped: the message stays one line") {
+    // Found by fuzz_safetensors: a JSON "\n" in a tensor name broke the message in two.
+    write_bytes(p, st_file(R"({"a\nb":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                           R"("c":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                           eight + "\1\1\1\1"));
+    expect_io_error(p, "belong to no tensor (before 'c')");
+    write_bytes(p,
+                st_file(R"({"x\u0001y":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", eight));
+    expect_io_error(p, "tensor 'x\\x01y': data_offsets [0, 4] hold 4 bytes");
+    write_bytes(p, st_file(R"({"x\ny":{"dtype":"F32","shape":[2],"data_offsets":[0,4]}})", eight));
+    expect_io_error(p, "tensor 'x\\ny'");
   }
   SECTION("a shape whose element count overflows is refused even when an extent is 0") {
     for (const char* shape : {"[4611686018427387904,4611686018427387904,0]",
