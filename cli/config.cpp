@@ -10,6 +10,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -40,8 +41,16 @@ json parse_strict(const std::string& text, const std::string& where) {
   }
 }
 
+// An integer that int64 holds (JSON and YAML also give unsigned integers up to 2^64 - 1).
+bool is_int64(const json& v) {
+  return v.is_number_integer() &&
+         (!v.is_number_unsigned() ||
+          v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<int64_t>::max()));
+}
+
 std::string kind_of(const json& v) {
   if (v.is_boolean()) return "a boolean";
+  if (v.is_number_integer() && !is_int64(v)) return "an integer beyond int64";
   if (v.is_number_integer() || v.is_number_unsigned()) return "an integer";
   if (v.is_number()) return "a number";
   if (v.is_string()) return "a string";
@@ -64,11 +73,11 @@ std::string join(const std::string& prefix, const std::string& key) {
 // Does `v` fit where the default is `d`? Integers fit where numbers are expected.
 bool same_kind(const json& d, const json& v) {
   if (d.is_number_float()) return v.is_number();
-  if (d.is_number_integer()) return v.is_number_integer() || v.is_number_unsigned();
+  if (d.is_number_integer()) return is_int64(v);
   if (d.is_array()) {
     if (!v.is_array()) return false;
     for (const auto& e : v)
-      if (!(e.is_number_integer() || e.is_number_unsigned())) return false;
+      if (!is_int64(e)) return false;
     return true;
   }
   return kind_of(d) == kind_of(v);

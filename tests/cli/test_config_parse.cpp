@@ -167,3 +167,19 @@ TEST_CASE("config: huge values and alias bombs give short errors quickly",
                       {"override", "not valid UTF-8"});
   CHECK(c == default_config());
 }
+
+TEST_CASE("config: integers beyond int64 are refused and never wrap", "[cli][config][hostile]") {
+  // 2^64 - 1 is a JSON/YAML unsigned integer; read as int64 it used to become -1.
+  ConfigDir d;
+  Config c = default_config();
+  expect_config_error(
+      [&] { merge_file(c, d.file("big.json", R"({"train": {"steps": 18446744073709551615}})")); },
+      {"big.json", "'train.steps' expects an integer", "beyond int64"});
+  expect_config_error(
+      [&] { merge_file(c, d.file("big.yaml", "train:\n  steps: 9223372036854775808\n")); },
+      {"big.yaml", "'train.steps'", "beyond int64"});
+  expect_config_error([&] { apply_override(c, "model.multipliers=[1, 18446744073709551615]"); },
+                      {"'model.multipliers' expects a list"});
+  apply_override(c, "train.steps=9223372036854775807");
+  CHECK(get_int(c, "train.steps") == 9223372036854775807LL);
+}
