@@ -28,6 +28,7 @@ class BrownianPath {
   double t0() const { return t0_; }
   double t1() const { return t1_; }
   const Shape& shape() const { return shape_; }
+  DType dtype() const { return dtype_; }
 
  private:
   uint64_t seed_;

@@ -58,6 +58,22 @@ const Method& method(const std::string& name) {
                    "' (known: euler_maruyama, milstein, platen_weak2, sra1)");
 }
 
+BrownianIncrement GridBrownian::increment(double s, double t) const {
+  const double dt = (path_.t1() - path_.t0()) / double(path_.fine_steps());
+  const auto index = [&](double u) {
+    const double k = std::round((u - path_.t0()) / dt);
+    if (!(std::abs(path_.t0() + k * dt - u) <= 1e-9 * std::abs(dt)) || k < 0 ||
+        k > double(path_.fine_steps()))
+      fail<ValueError>("GridBrownian: time ", u, " is not on the path's grid of ",
+                       path_.fine_steps(), " steps over [", path_.t0(), ", ", path_.t1(),
+                       "] (a BrownianTree answers any time)");
+    return static_cast<int64_t>(k);
+  };
+  const int64_t a = index(s), b = index(t);
+  if (a == b) return {zeros(path_.shape(), path_.dtype()), {}};
+  return {a < b ? path_.increment(a, b) : -path_.increment(b, a), {}};
+}
+
 namespace {
 
 Tensor checked(Tensor v, const char* what, const Shape& shape) {

@@ -83,6 +83,22 @@ struct Result {
   bool ok() const { return status == ode::Status::success; }
 };
 
+// A BrownianPath (uniform grid) seen as a BrownianMotion: it answers increments between its
+// grid times only (ValueError otherwise: use a BrownianTree for other times), no Levy area.
+class GridBrownian final : public BrownianMotion {
+ public:
+  explicit GridBrownian(const BrownianPath& path) : path_(path) {}
+  BrownianIncrement increment(double s, double t) const override;
+  const Shape& shape() const override { return path_.shape(); }
+  DType dtype() const override { return path_.dtype(); }
+  double t0() const override { return std::min(path_.t0(), path_.t1()); }
+  double t1() const override { return std::max(path_.t0(), path_.t1()); }
+  bool has_levy_area() const override { return false; }
+
+ private:
+  const BrownianPath& path_;
+};
+
 // Integrates from t0 to t1 (t0 < t1, both within W's interval) with X(t0) = y0.
 // Bad input is a ValueError naming sdeint and the argument (ShapeError for shapes).
 Result sdeint(const SdeDrift& f, const SdeDiffusion& g, const Tensor& y0, double t0, double t1,

@@ -293,3 +293,25 @@ TEST_CASE("sdeint: bad input is a typed error naming sdeint; failures are status
   CHECK(r2.ys.empty());
   CHECK(r2.t == Approx(0.03));
 }
+
+TEST_CASE("sdeint on a uniform-grid BrownianPath reproduces euler_maruyama", "[sdeint]") {
+  const BrownianPath P(9, {64}, 0.0, 1.0, 40, f64);
+  const sde::GridBrownian W(P);
+  const Tensor x0 = ones({64}, f64);
+  const SdeDrift f = [](const Tensor& x, double t) { return x * (0.5 - t); };
+  const SdeDiffusion g = [](const Tensor& x, double) { return x * 0.3; };
+  const Tensor em = euler_maruyama(f, g, x0, P, 20);
+  // To round-off: sdeint's step sizes are differences of grid times (they add up to t1 - t0
+  // exactly), euler_maruyama's the constant (t1 - t0)/steps; an output time at a grid point
+  // replaces it (0.25 for 5 * 0.05).
+  CHECK(max(abs(sde::sdeint(f, g, x0, 0.0, 1.0, W, {.steps = 20}).y - em)).item() < 1e-14);
+  const auto r = sde::sdeint(f, g, x0, 0.0, 1.0, W, {.steps = 20, .output_times = {0.25}});
+  REQUIRE(r.ok());
+  CHECK(r.steps == 20);
+  CHECK(max(abs(r.y - em)).item() < 1e-14);
+  CHECK(max(abs(W(0.5, 0.25) + P.increment(10, 20))).item() == 0);
+  CHECK_THROWS_AS(sde::sdeint(f, g, x0, 0.0, 1.0, W, {.steps = 30}), ValueError);  // off-grid
+  CHECK_THROWS_AS(sde::sdeint(f, g, x0, 0.0, 1.0, W,
+                              {.method = &sde::sra1(), .noise = Noise::additive, .steps = 20}),
+                  ValueError);  // no Levy area
+}
