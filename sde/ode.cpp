@@ -48,7 +48,8 @@ const Tableau& bosh3() {
                          {0, 0, 0, 0, 0.5, 0, 0, 0, 0, 0.75, 0, 0, 2.0 / 9, 1.0 / 3, 4.0 / 9, 0},
                          {2.0 / 9, 1.0 / 3, 4.0 / 9, 0},
                          {7.0 / 24, 0.25, 1.0 / 3, 0.125},
-                         true};
+                         true,
+                         Interpolant::hermite};
   return t;
 }
 const Tableau& dopri5() {
@@ -108,7 +109,8 @@ const Tableau& dopri5() {
        0},
       {35.0 / 384, 0, 500.0 / 1113, 125.0 / 192, -2187.0 / 6784, 11.0 / 84, 0},
       {5179.0 / 57600, 0, 7571.0 / 16695, 393.0 / 640, -92097.0 / 339200, 187.0 / 2100, 1.0 / 40},
-      true};
+      true,
+      Interpolant::dopri5};
   return t;
 }
 const Tableau& tsit5() {
@@ -136,7 +138,8 @@ const Tableau& tsit5() {
               std::vector<double>(49, 0.0),
               std::vector<double>(b, b + 7),
               std::vector<double>(7),
-              true};
+              true,
+              Interpolant::hermite};
     const double rows[6][6] = {{a21},
                                {a31, a32},
                                {a41, a42, a43},
@@ -171,6 +174,70 @@ const char* status_name(Status s) {
   return "?";
 }
 
+std::vector<double> Tableau::dense_weights(double th) const {
+  const std::size_t s = b.size();
+  std::vector<double> w(s, 0.0);
+  switch (interpolant) {
+    case Interpolant::none:
+      return {};
+    case Interpolant::hermite:
+      // y(th) = y0 + th (y1 - y0) + th (th - 1) [(1 - 2 th)(y1 - y0) + (th - 1) h f0 + th h f1]
+      for (std::size_t i = 0; i < s; ++i) w[i] = th * b[i] + th * (th - 1) * (1 - 2 * th) * b[i];
+      w[0] += th * (th - 1) * (th - 1);
+      w[s - 1] += th * (th - 1) * th;
+      return w;
+    case Interpolant::dopri5: {
+      // Hairer's contd5 (Shampine 1986): y(th) = y0 + th r2 + th(1-th) r3 + th^2(1-th) r4 +
+      // th^2 (1-th)^2 r5, r2 = h sum b k, r3 = h k1 - r2, r4 = r2 - h k7 - r3, r5 = h sum d k
+      static const double d[7] = {-12715105075.0 / 11282082432.0,  0,
+                                  87487479700.0 / 32700410799.0,   -10690763975.0 / 1880347072.0,
+                                  701980252875.0 / 199316789632.0, -1453857185.0 / 822651844.0,
+                                  69997945.0 / 29380423.0};
+      const double u = 1 - th;
+      for (std::size_t i = 0; i < s; ++i)
+        w[i] = th * b[i] - th * u * b[i] + th * th * u * 2 * b[i] + th * th * u * u * d[i];
+      w[0] += th * u - th * th * u;
+      w[6] -= th * th * u;
+      return w;
+    }
+  }
+  return {};
+}
+
+State Solution::at(double t) const {
+  const double lo = std::min(t0_, t_end_), hi = std::max(t0_, t_end_);
+  if (!(t >= lo && t <= hi))
+    fail<ValueError>("Solution::at: t = ", t, " lies outside the solved interval [", lo, ", ", hi,
+                     "]");
+  if (steps_.empty()) fail<ValueError>("Solution::at: the solve took no step");
+  // the step whose [t, t + h] holds t (steps are in the direction of integration)
+  const double dir = t_end_ >= t0_ ? 1.0 : -1.0;
+  std::size_t k = 0;
+  {
+    std::size_t a = 0, b = steps_.size();
+    while (b - a > 1) {
+      const std::size_t m = (a + b) / 2;
+      if ((t - steps_[m].t) * dir >= 0) {
+        a = m;
+      } else {
+        b = m;
+      }
+    }
+    k = a;
+  }
+  const Step& st = steps_[k];
+  const double theta = std::clamp((t - st.t) / st.h, 0.0, 1.0);
+  const std::vector<double> w = tb_->dense_weights(theta);
+  State out;
+  for (std::size_t c = 0; c < st.y.size(); ++c) {
+    Tensor acc = st.y[c];
+    for (std::size_t i = 0; i < w.size(); ++i)
+      if (w[i] != 0) acc = acc + st.k[i][c] * (st.h * w[i]);
+    out.push_back(acc);
+  }
+  return out;
+}
+
 namespace {
 
 // y + h sum_j w_j k_j, skipping zero weights
@@ -191,8 +258,9 @@ State combine(const State& y, double h, const std::vector<const State*>& ks, con
 
 struct StepResult {
   State y;
-  State err;     // h sum (b - b_hat) k (empty without an embedded pair)
-  State k_last;  // f at the new point when the tableau is FSAL
+  State err;             // h sum (b - b_hat) k (empty without an embedded pair)
+  State k_last;          // f at the new point when the tableau is FSAL
+  std::vector<State> k;  // every stage, for dense output (FSAL tableaux)
 };
 
 // One Runge-Kutta step from (t, y) of size h; k0 = f(t, y) when known (FSAL). With
@@ -233,6 +301,7 @@ StepResult rk_step(const Dynamics& f, const Tableau& tb, double t, double h, con
     for (const Tensor& c : y) zero.push_back(zeros_like(c));
     r.err = combine(zero, h, kp, d.data(), static_cast<int>(kp.size()));
   }
+  if (tb.interpolant != Interpolant::none) r.k = std::move(k);  // for dense output
   return r;
 }
 
@@ -363,7 +432,45 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
     }
   };
   emit(t0);
+  // Methods with an interpolant evaluate output times inside steps; others end steps there.
+  const bool interpolate = tb.interpolant != Interpolant::none;
+  std::shared_ptr<Solution> solution;
+  if (o.dense) {
+    if (!interpolate)
+      fail<ValueError>(
+          "odeint: dense output needs a method with an interpolant (dopri5, tsit5, "
+          "bosh3), not ",
+          tb.name);
+    solution = std::make_shared<Solution>(tb, t0, t0);
+    r.solution = solution;
+  }
   if (span == 0) return r;
+  // After an accepted step from (t_old, y_old) of signed size hs: outputs in (t_old, t_new]
+  // from the step's stages, and the step itself for the dense solution.
+  auto interpolate_step = [&](double t_old, double h_signed, const State& y_old, double t_new,
+                              StepResult& s) {
+    while (next_out < outs.size() && (outs[next_out] - t_new) * dir <= 0) {
+      const double theta = (outs[next_out] - t_old) / h_signed;
+      if (std::abs(outs[next_out] - t_new) <= 1e-12 * std::max(1.0, std::abs(t_new))) {
+        r.ys.push_back(r.y);
+      } else {
+        const std::vector<double> w = tb.dense_weights(theta);
+        State yo;
+        for (std::size_t c = 0; c < y_old.size(); ++c) {
+          Tensor acc = y_old[c];
+          for (std::size_t i = 0; i < w.size(); ++i)
+            if (w[i] != 0) acc = acc + s.k[i][c] * (h_signed * w[i]);
+          yo.push_back(acc);
+        }
+        r.ys.push_back(std::move(yo));
+      }
+      ++next_out;
+    }
+    if (solution) {
+      solution->add({t_old, h_signed, y_old, std::move(s.k)});
+      solution->set_end(t_new);
+    }
+  };
   const bool adaptive = o.fixed_step <= 0;
   if (adaptive && tb.b_hat.empty())
     fail<ValueError>("odeint: method ", tb.name, " has no error estimate; give fixed_step for it");
@@ -386,9 +493,9 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       r.status = Status::too_many_steps;
       break;
     }
-    // Land exactly on the next output time and on t1.
+    // Land exactly on t1, and on the next output time unless the method interpolates.
     double target = t1;
-    if (next_out < outs.size()) target = outs[next_out];
+    if (!interpolate && next_out < outs.size()) target = outs[next_out];
     double hs = std::min(h, std::abs(target - t));
     const bool lands = hs >= std::abs(target - t) * (1 - 1e-12);
     if (adaptive && hs < o.min_step && !lands) {
@@ -402,14 +509,20 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
         break;
       }
       if (o.on_accept) o.on_accept(t, dir * hs, r.y);
+      const double t_old = t;
+      State y_old = std::move(r.y);
       r.y = std::move(s.y);
       if (tb.fsal) {  // the next step's first stage is this step's last
-        k0 = std::move(s.k_last);
+        k0 = s.k_last;
         have_k0 = true;
       }
       t = lands ? target : t + dir * hs;
       ++r.steps;
-      emit(t);
+      if (interpolate) {
+        interpolate_step(t_old, dir * hs, y_old, t, s);
+      } else {
+        emit(t);
+      }
       continue;
     }
     double err = error_norm(s.err, r.y, s.y, o);
@@ -424,15 +537,21 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
     }
     if (err <= 1.0) {
       if (o.on_accept) o.on_accept(t, dir * hs, r.y);
+      const double t_old = t;
+      State y_old = std::move(r.y);
       r.y = std::move(s.y);
       t = lands ? target : t + dir * hs;
       ++r.steps;
       if (tb.fsal) {
-        k0 = std::move(s.k_last);
+        k0 = s.k_last;
       } else {
         have_k0 = false;
       }
-      emit(t);
+      if (interpolate) {
+        interpolate_step(t_old, dir * hs, y_old, t, s);
+      } else {
+        emit(t);
+      }
       // PI controller (Gustafsson): h *= safety err^-(0.7 q) err_prev^(0.4 q), q = 1/(order+1)
       const double e = std::max(err, 1e-10);
       const double fac = o.safety * std::pow(e, -0.7 * expo) * std::pow(err_prev, 0.4 * expo);
@@ -449,15 +568,15 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
 
 // ---- continuous adjoint --------------------------------------------------------------------
 namespace {
-// The continuous adjoint. With `record`, the backward solve itself is recorded on the tape
-// (each evaluation's VJP with create_graph, the augmented state never detached), so the
-// returned gradients are differentiable again in y1, dl_dy1 and the parameters.
 // The forward pass's accepted states: ys[k] at ts[k], from t0 to t1 inclusive.
 struct StateCheckpoints {
   std::vector<double> ts;
   std::vector<State> ys;
 };
 
+// The continuous adjoint. With `record`, the backward solve itself is recorded on the tape
+// (each evaluation's VJP with create_graph, the augmented state never detached), so the
+// returned gradients are differentiable again in y1, dl_dy1 and the parameters.
 AdjointGradients adjoint_solve(const Dynamics& f, const std::vector<Tensor>& params,
                                const State& y1, double t0, double t1, const State& dl_dy1,
                                const AdjointOptions& o, bool record,

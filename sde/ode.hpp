@@ -35,13 +35,24 @@ struct SolveError : Error {
 using State = std::vector<Tensor>;
 using Dynamics = std::function<State(double t, const State& y)>;
 
+// How a method evaluates its solution inside a step (dense output) from the step's stages:
+// y(t + theta h) = y + h sum_i w_i(theta) k_i.
+enum class Interpolant {
+  none,     // output times end steps instead
+  hermite,  // cubic Hermite from y, y1, f(t, y) = k_1 and f(t + h, y1) = k_last (FSAL methods)
+  dopri5,   // Shampine's 4th-order continuous extension of Dormand-Prince 5(4)
+};
+
 struct Tableau {
   std::string name;
   int order;           // of the propagated solution
   int embedded_order;  // of the error estimate's companion (0: none, fixed steps only)
   std::vector<double> c, a, b, b_hat;  // a: stages x stages, row-major, strictly lower
   bool fsal;                           // first stage of a step = last stage of the previous one
+  Interpolant interpolant = Interpolant::none;
   int stages() const { return static_cast<int>(b.size()); }
+  // The weights w_i(theta), 0 <= theta <= 1, of the dense output (empty for `none`).
+  std::vector<double> dense_weights(double theta) const;
 };
 const Tableau& euler();
 const Tableau& midpoint();
@@ -66,7 +77,10 @@ struct Options {
   double h0 = 0;          // first step for adaptive solves (0: chosen automatically)
   double min_step = 1e-12;
   int64_t max_steps = 100000;
-  std::vector<double> output_times;  // monotone in the direction of integration
+  // Monotone in the direction of integration. Methods with an interpolant (dopri5, tsit5,
+  // bosh3) evaluate them inside steps at no extra evaluation of f; others end a step there.
+  std::vector<double> output_times;
+  bool dense = false;  // keep every accepted step's stages in Result::solution
   double safety = 0.9, fac_min = 0.2, fac_max = 10.0;
   std::vector<bool> exclude_from_norm;  // per state component (seminorm); empty: none
   // Called for every accepted step with its start time, signed size and starting state.
@@ -79,10 +93,34 @@ struct BackwardStats {
   std::atomic<int64_t> nfe{0}, steps{0}, rejected{0}, solves{0};
 };
 
+// The continuous solution of a solve with Options::dense: y(t) anywhere in [t0, t], from the
+// accepted steps' stages (differentiable like the solve itself when it was recorded).
+class Solution {
+ public:
+  struct Step {
+    double t, h;
+    State y;
+    std::vector<State> k;
+  };
+  Solution(const Tableau& tb, double t0, double t_end) : tb_(&tb), t0_(t0), t_end_(t_end) {}
+  void add(Step s) { steps_.push_back(std::move(s)); }
+  void set_end(double t) { t_end_ = t; }
+  State at(double t) const;  // ValueError outside the solved interval
+  double t0() const { return t0_; }
+  double t_end() const { return t_end_; }
+  std::size_t steps() const { return steps_.size(); }
+
+ private:
+  const Tableau* tb_;
+  double t0_, t_end_;
+  std::vector<Step> steps_;
+};
+
 struct Result {
-  State y;                // at t1, or where the solve stopped
-  std::vector<State> ys;  // at output_times
-  double t = 0;           // where the solve stopped
+  State y;                                   // at t1, or where the solve stopped
+  std::shared_ptr<const Solution> solution;  // with Options::dense
+  std::vector<State> ys;                     // at output_times
+  double t = 0;                              // where the solve stopped
   Status status = Status::success;
   int64_t nfe = 0, steps = 0, rejected = 0;
   // odeint_adjoint / odeint_checkpointed: evaluations of f made by backward passes so far.

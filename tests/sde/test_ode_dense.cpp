@@ -1,0 +1,97 @@
+// Dense output: output times cost no extra steps for methods with an interpolant, the
+// interpolants reach their orders (dopri5's continuous extension 4th order locally, so the
+// dense solution converges at 5 like the steps; the cubic Hermite of bosh3 at 3), and a
+// Solution evaluates y(t) anywhere in the interval, differentiably.
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "autodiff/sg.hpp"
+#include "sde/ode.hpp"
+
+using namespace sg;
+using namespace sg::ode;
+
+namespace {
+constexpr DType f64 = DType::f64;
+Dynamics rotation() {
+  return [](double, const State& y) {
+    static const Tensor a = from_vector({-0.5, 2.0, -2.0, -0.5}, {2, 2}, f64);
+    return State{matmul(y[0], a.mT())};
+  };
+}
+Tensor exact(const Tensor& y0, double t) {
+  const double c = std::cos(2 * t), s = std::sin(2 * t), e = std::exp(-0.5 * t);
+  return matmul(y0, from_vector({e * c, e * s, -e * s, e * c}, {2, 2}, f64).mT());
+}
+const Tensor& y0() {
+  static const Tensor y = from_vector({0.7, -0.4}, {1, 2}, f64);
+  return y;
+}
+// max error of the dense solution at 97 interior points, fixed steps of size h
+double dense_error(const Tableau& tb, double h) {
+  std::vector<double> ts;
+  for (int i = 1; i < 98; ++i) ts.push_back(2.0 * i / 98.0 + 1e-3);
+  const Result r =
+      odeint(rotation(), {y0()}, 0.0, 2.1, {.method = &tb, .fixed_step = h, .output_times = ts});
+  REQUIRE(r.ys.size() == ts.size());
+  double e = 0;
+  for (std::size_t i = 0; i < ts.size(); ++i)
+    e = std::max(e, max(abs(r.ys[i][0] - exact(y0(), ts[i]))).item());
+  return e;
+}
+}  // namespace
+
+TEST_CASE("output times cost no extra steps with an interpolant", "[ode][dense]") {
+  std::vector<double> ts;
+  for (int i = 0; i <= 50; ++i) ts.push_back(0.06 * i);
+  for (const Tableau* tb : {&dopri5(), &tsit5(), &bosh3()}) {
+    INFO(tb->name);
+    const Options plain{.method = tb, .rtol = 1e-8, .atol = 1e-8};
+    Options with = plain;
+    with.output_times = ts;
+    const Result a = odeint(rotation(), {y0()}, 0.0, 3.0, plain);
+    const Result b = odeint(rotation(), {y0()}, 0.0, 3.0, with);
+    CHECK(b.nfe == a.nfe);
+    CHECK(b.steps == a.steps);
+    REQUIRE(b.ys.size() == ts.size());
+    for (std::size_t i = 0; i < ts.size(); ++i)
+      CHECK(max(abs(b.ys[i][0] - exact(y0(), ts[i]))).item() < (tb == &dopri5() ? 1e-7 : 1e-6));
+  }
+}
+
+TEST_CASE("dense output converges at the interpolant's order", "[ode][dense]") {
+  struct Case {
+    const Tableau* tb;
+    double order;
+  };
+  for (const Case& c : {Case{&dopri5(), 5}, Case{&bosh3(), 3}, Case{&tsit5(), 4}}) {
+    const double e1 = dense_error(*c.tb, 0.1), e2 = dense_error(*c.tb, 0.05);
+    const double slope = std::log2(e1 / e2);
+    INFO(c.tb->name << ": errors " << e1 << ", " << e2 << ", slope " << slope);
+    CHECK(slope > c.order - 0.35);
+  }
+}
+
+TEST_CASE("a dense Solution is y(t) anywhere in the interval, differentiably", "[ode][dense]") {
+  const Tensor y = y0().detach().requires_grad_();
+  const Result r = odeint(rotation(), {y}, 0.0, 2.0, {.rtol = 1e-10, .atol = 1e-10, .dense = true});
+  REQUIRE(r.solution);
+  CHECK(r.solution->steps() == static_cast<std::size_t>(r.steps));
+  for (double t : {0.0, 0.123, 1.0, 1.77, 2.0})
+    CHECK(max(abs(r.solution->at(t)[0] - exact(y0(), t))).item() < 1e-9);
+  CHECK(max(abs(r.solution->at(2.0)[0] - r.y[0])).item() < 1e-14);
+  CHECK_THROWS_AS(r.solution->at(2.5), ValueError);
+  // d/dy0 of |y(1.3)|^2 through the interpolant: 2 y(1.3) R with y(t) = y0 R^T
+  const Tensor y13 = r.solution->at(1.3)[0];
+  const Tensor g = grad(sum(y13 * y13), {y})[0];
+  const Tensor want = matmul(exact(y0(), 1.3) * 2.0, exact(eye(2, f64), 1.3).mT());
+  CHECK(max(abs(g - want)).item() < 1e-8);
+  // backwards in time too
+  const Result back = odeint(rotation(), {exact(y0(), 2.0)}, 2.0, 0.0,
+                             {.rtol = 1e-10, .atol = 1e-10, .output_times = {1.5, 0.25}});
+  CHECK(max(abs(back.ys[0][0] - exact(y0(), 1.5))).item() < 1e-8);
+  CHECK(max(abs(back.ys[1][0] - exact(y0(), 0.25))).item() < 1e-8);
+  CHECK_THROWS_AS(
+      odeint(rotation(), {y0()}, 0.0, 1.0, {.method = &rk4(), .fixed_step = 0.1, .dense = true}),
+      ValueError);
+}
