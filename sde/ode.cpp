@@ -153,11 +153,97 @@ const Tableau& tsit5() {
   }();
   return t;
 }
+// Hairer & Wanner's DOP853 (Dormand & Prince 1980 8(6) as revised by Hairer): 12 stages plus
+// the FSAL stage, a 5th-order and a 3rd-order error estimate combined. Coefficients as decimal
+// doubles (17 significant digits) of Hairer's published values.
+const Tableau& dop853() {
+  static const Tableau t = [] {
+    const std::vector<std::vector<double>> rows = {
+        {},
+        {0.05260015195876773},
+        {0.0197250569845379, 0.0591751709536137},
+        {0.02958758547680685, 0.0, 0.08876275643042054},
+        {0.2413651341592667, 0.0, -0.8845494793282861, 0.924834003261792},
+        {0.037037037037037035, 0.0, 0.0, 0.17082860872947386, 0.12546768756682242},
+        {0.037109375, 0.0, 0.0, 0.17025221101954405, 0.06021653898045596, -0.017578125},
+        {0.03709200011850479, 0.0, 0.0, 0.17038392571223998, 0.10726203044637328,
+         -0.015319437748624402, 0.008273789163814023},
+        {0.6241109587160757, 0.0, 0.0, -3.3608926294469414, -0.868219346841726, 27.59209969944671,
+         20.154067550477894, -43.48988418106996},
+        {0.47766253643826434, 0.0, 0.0, -2.4881146199716677, -0.590290826836843, 21.230051448181193,
+         15.279233632882423, -33.28821096898486, -0.020331201708508627},
+        {-0.9371424300859873, 0.0, 0.0, 5.186372428844064, 1.0914373489967295, -8.149787010746927,
+         -18.52006565999696, 22.739487099350505, 2.4936055526796523, -3.0467644718982196},
+        {2.273310147516538, 0.0, 0.0, -10.53449546673725, -2.0008720582248625, -17.9589318631188,
+         27.94888452941996, -2.8589982771350235, -8.87285693353063, 12.360567175794303,
+         0.6433927460157636}};
+    const std::vector<double> b = {0.054293734116568765,
+                                   0.0,
+                                   0.0,
+                                   0.0,
+                                   0.0,
+                                   4.450312892752409,
+                                   1.8915178993145003,
+                                   -5.801203960010585,
+                                   0.3111643669578199,
+                                   -0.1521609496625161,
+                                   0.20136540080403034,
+                                   0.04471061572777259,
+                                   0.0};
+    const std::vector<double> e5 = {0.01312004499419488,
+                                    0.0,
+                                    0.0,
+                                    0.0,
+                                    0.0,
+                                    -1.2251564463762044,
+                                    -0.4957589496572502,
+                                    1.6643771824549864,
+                                    -0.35032884874997366,
+                                    0.3341791187130175,
+                                    0.08192320648511571,
+                                    -0.022355307863886294,
+                                    0.0};
+    const std::vector<double> e3 = {-0.18980075407240762,
+                                    0.0,
+                                    0.0,
+                                    0.0,
+                                    0.0,
+                                    4.450312892752409,
+                                    1.8915178993145003,
+                                    -5.801203960010585,
+                                    -0.4226823213237919,
+                                    -0.1521609496625161,
+                                    0.20136540080403034,
+                                    0.02265179219836082,
+                                    0.0};
+    const std::size_t s = 13;
+    std::vector<double> a(s * s, 0.0), b_hat(s);
+    for (std::size_t i = 0; i < rows.size(); ++i)
+      for (std::size_t j = 0; j < rows[i].size(); ++j) a[i * s + j] = rows[i][j];
+    for (std::size_t j = 0; j < s - 1; ++j) a[(s - 1) * s + j] = b[j];  // FSAL row
+    for (std::size_t j = 0; j < s; ++j) b_hat[j] = b[j] - e5[j];
+    return Tableau{"dop853",
+                   8,
+                   7,
+                   {0.0, 0.05260015195876773, 0.0789002279381516, 0.1183503419072274,
+                    0.2816496580927726, 0.3333333333333333, 0.25, 0.3076923076923077,
+                    0.6512820512820513, 0.6, 0.8571428571428571, 1.0, 1.0},
+                   a,
+                   b,
+                   b_hat,
+                   true,
+                   Interpolant::none,
+                   e3};
+  }();
+  return t;
+}
+
 const Tableau& tableau(const std::string& name) {
-  for (const Tableau* t : {&euler(), &midpoint(), &heun(), &rk4(), &bosh3(), &dopri5(), &tsit5()})
+  for (const Tableau* t :
+       {&euler(), &midpoint(), &heun(), &rk4(), &bosh3(), &dopri5(), &tsit5(), &dop853()})
     if (t->name == name) return *t;
   fail<ValueError>("unknown ODE method '", name,
-                   "' (euler, midpoint, heun, rk4, bosh3, dopri5, tsit5)");
+                   "' (euler, midpoint, heun, rk4, bosh3, dopri5, tsit5, dop853)");
 }
 
 const char* status_name(Status s) {
@@ -170,6 +256,8 @@ const char* status_name(Status s) {
       return "too many steps";
     case Status::non_finite:
       return "non-finite state";
+    case Status::event:
+      return "terminal event";
   }
   return "?";
 }
@@ -261,6 +349,8 @@ struct StepResult {
   State err;             // h sum (b - b_hat) k (empty without an embedded pair)
   State k_last;          // f at the new point when the tableau is FSAL
   std::vector<State> k;  // every stage, for dense output (FSAL tableaux)
+  State err3;            // h sum e3 k (tableaux with a second error estimate)
+  State y_stiff;         // the state of the last stage with c = 1 before the FSAL stage
 };
 
 // One Runge-Kutta step from (t, y) of size h; k0 = f(t, y) when known (FSAL). With
@@ -271,19 +361,20 @@ StepResult rk_step(const Dynamics& f, const Tableau& tb, double t, double h, con
   const int s = tb.stages();
   std::vector<State> k(static_cast<std::size_t>(s));
   std::vector<const State*> kp;
+  StepResult r;
   for (int i = 0; i < s; ++i) {
     if (i == 0 && k0) {
       k[0] = *k0;
     } else if (tb.fsal && i == s - 1) {
       break;  // the last stage is f at the new point, evaluated below
     } else {
-      const State yi = i == 0 ? y : combine(y, h, kp, &tb.a[static_cast<std::size_t>(i * s)], i);
+      State yi = i == 0 ? y : combine(y, h, kp, &tb.a[static_cast<std::size_t>(i * s)], i);
+      if (tb.fsal && i == s - 2 && tb.c[static_cast<std::size_t>(i)] == 1.0) r.y_stiff = yi;
       k[static_cast<std::size_t>(i)] = f(t + tb.c[static_cast<std::size_t>(i)] * h, yi);
       ++nfe;
     }
     kp.push_back(&k[static_cast<std::size_t>(i)]);
   }
-  StepResult r;
   r.y = combine(y, h, kp, tb.b.data(), static_cast<int>(kp.size()));
   if (solution_only) return r;  // the FSAL stage has weight 0 in b
   if (tb.fsal) {
@@ -300,23 +391,33 @@ StepResult rk_step(const Dynamics& f, const Tableau& tb, double t, double h, con
     State zero;
     for (const Tensor& c : y) zero.push_back(zeros_like(c));
     r.err = combine(zero, h, kp, d.data(), static_cast<int>(kp.size()));
+    if (!tb.e3.empty()) r.err3 = combine(zero, h, kp, tb.e3.data(), static_cast<int>(kp.size()));
   }
-  if (tb.interpolant != Interpolant::none) r.k = std::move(k);  // for dense output
+  if (tb.interpolant != Interpolant::none || tb.fsal) r.k = std::move(k);  // dense, stiffness
   return r;
 }
 
-// RMS over all (non-excluded) elements of e / (atol + rtol max(|y0|, |y1|)).
-double error_norm(const State& err, const State& y0, const State& y1, const Options& o) {
+double atol_of(const Options& o, std::size_t c) {
+  return c < o.component_atol.size() ? o.component_atol[c] : o.atol;
+}
+// RMS over all (non-excluded) elements of e / (atol + rtol max(|y0|, |y1|)); with a second
+// estimate e3 (DOP853), Hairer's combination S5 / sqrt((S5 + 0.01 S3) n) of the two sums of
+// squares.
+double error_norm(const State& err, const State& y0, const State& y1, const Options& o,
+                  const State* err3 = nullptr) {
   NoGradGuard off;
-  double total = 0;
+  double s5 = 0, s3 = 0;
   int64_t n = 0;
   for (std::size_t c = 0; c < err.size(); ++c) {
     if (c < o.exclude_from_norm.size() && o.exclude_from_norm[c]) continue;
-    const Tensor sc = maximum(abs(y0[c].detach()), abs(y1[c].detach())) * o.rtol + o.atol;
-    total += sum(square(err[c].detach() / sc)).item();
+    const Tensor sc = maximum(abs(y0[c].detach()), abs(y1[c].detach())) * o.rtol + atol_of(o, c);
+    s5 += sum(square(err[c].detach() / sc)).item();
+    if (err3 && !err3->empty()) s3 += sum(square((*err3)[c].detach() / sc)).item();
     n += err[c].numel();
   }
-  return n ? std::sqrt(total / double(n)) : 0.0;
+  if (!n) return 0.0;
+  if (err3 && !err3->empty()) return s5 == 0 ? 0.0 : s5 / std::sqrt((s5 + 0.01 * s3) * double(n));
+  return std::sqrt(s5 / double(n));
 }
 double state_norm(const State& v, const State& scale_of, const Options& o) {
   NoGradGuard off;
@@ -324,10 +425,18 @@ double state_norm(const State& v, const State& scale_of, const Options& o) {
   int64_t n = 0;
   for (std::size_t c = 0; c < v.size(); ++c) {
     if (c < o.exclude_from_norm.size() && o.exclude_from_norm[c]) continue;
-    total += sum(square(v[c].detach() / (abs(scale_of[c].detach()) * o.rtol + o.atol))).item();
+    total +=
+        sum(square(v[c].detach() / (abs(scale_of[c].detach()) * o.rtol + atol_of(o, c)))).item();
     n += v[c].numel();
   }
   return n ? std::sqrt(total / double(n)) : 0.0;
+}
+double squared_distance(const State& a, const State& b) {
+  NoGradGuard off;
+  double total = 0;
+  for (std::size_t c = 0; c < a.size(); ++c)
+    total += sum(square(a[c].detach() - b[c].detach())).item();
+  return total;
 }
 bool finite(const State& y) {
   NoGradGuard off;
@@ -402,6 +511,28 @@ static void check_options(const char* who, const State& y0, double t0, double t1
                        o.safety, ", ", o.fac_min, ", ", o.fac_max, ")");
   }
   if (o.max_steps < 1) fail<ValueError>(who, ": max_steps = ", o.max_steps, " must be >= 1");
+  if (!(o.max_step >= 0) || !std::isfinite(o.max_step))
+    fail<ValueError>(who, ": max_step = ", o.max_step, " must be finite and >= 0 (0: no limit)");
+  if (!o.component_atol.empty()) {
+    if (o.component_atol.size() != y0.size())
+      fail<ValueError>(who, ": component_atol has ", o.component_atol.size(),
+                       " entries for a state of ", y0.size(), " components");
+    for (double a : o.component_atol)
+      if (!(a >= 0) || !std::isfinite(a))
+        fail<ValueError>(who, ": component_atol entry ", a, " must be finite and >= 0");
+  }
+  if (!o.step_grid.empty()) {
+    if (o.fixed_step > 0) fail<ValueError>(who, ": give step_grid or fixed_step, not both");
+    const std::vector<double>& g = o.step_grid;
+    if (g.size() < 2 || g.front() != t0 || g.back() != t1)
+      fail<ValueError>(who, ": step_grid must start at t0 = ", t0, " and end at t1 = ", t1);
+    for (std::size_t i = 1; i < g.size(); ++i)
+      if (!std::isfinite(g[i]) || !((g[i] - g[i - 1]) * (t1 >= t0 ? 1 : -1) > 0))
+        fail<ValueError>(who,
+                         ": step_grid must be strictly monotone in the direction of "
+                         "integration (",
+                         g[i - 1], " then ", g[i], ")");
+  }
   const double dir = t1 >= t0 ? 1.0 : -1.0;
   for (std::size_t i = 0; i < o.output_times.size(); ++i) {
     const double to = o.output_times[i];
@@ -471,7 +602,68 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       solution->set_end(t_new);
     }
   };
-  const bool adaptive = o.fixed_step <= 0;
+  // After an accepted step: did the event change sign in it? Then bisect on the dense output
+  // for the crossing, stop there (outputs up to it are emitted) and report Status::event.
+  double event_prev = 0;
+  double t = t0;
+  auto event_stop = [&](double t_old, double h_signed, const State& y_old, StepResult& s) {
+    const double g_new = o.event(t, r.y);
+    if (!std::isfinite(g_new))
+      fail<ValueError>("odeint: the event function returned ", g_new, " at t = ", t);
+    if (g_new != 0 && (g_new > 0) == (event_prev > 0) && event_prev != 0) {
+      event_prev = g_new;
+      return false;
+    }
+    if (event_prev == 0 && g_new != 0) {  // started on the event surface: no crossing yet
+      event_prev = g_new;
+      return false;
+    }
+    auto state_at = [&](double theta) {
+      const std::vector<double> w = tb.dense_weights(theta);
+      NoGradGuard off;
+      State y;
+      for (std::size_t c = 0; c < y_old.size(); ++c) {
+        Tensor acc = y_old[c].detach();
+        for (std::size_t i = 0; i < w.size(); ++i)
+          if (w[i] != 0) acc = acc + s.k[i][c].detach() * (h_signed * w[i]);
+        y.push_back(acc);
+      }
+      return y;
+    };
+    double lo = 0, hi = 1;
+    for (int it = 0; it < 200 && std::abs(hi - lo) * std::abs(h_signed) >
+                                     1e-12 * std::max(1.0, std::abs(t_old));
+         ++it) {
+      const double mid = 0.5 * (lo + hi);
+      const double g = o.event(t_old + mid * h_signed, state_at(mid));
+      if (g == 0 || (g > 0) != (event_prev > 0)) {
+        hi = mid;
+      } else {
+        lo = mid;
+      }
+    }
+    // the state at the crossing, recorded like the outputs (differentiable when recorded)
+    const std::vector<double> w = tb.dense_weights(hi);
+    State ye;
+    for (std::size_t c = 0; c < y_old.size(); ++c) {
+      Tensor acc = y_old[c];
+      for (std::size_t i = 0; i < w.size(); ++i)
+        if (w[i] != 0) acc = acc + s.k[i][c] * (h_signed * w[i]);
+      ye.push_back(acc);
+    }
+    t = t_old + hi * h_signed;
+    r.y = std::move(ye);
+    interpolate_step(t_old, h_signed, y_old, t, s);
+    r.status = Status::event;
+    return true;
+  };
+  const bool on_grid = !o.step_grid.empty();
+  const bool adaptive = o.fixed_step <= 0 && !on_grid;
+  if (o.event && !interpolate)
+    fail<ValueError>(
+        "odeint: a terminal event needs a method with an interpolant (dopri5, "
+        "tsit5, bosh3), not ",
+        tb.name);
   if (adaptive && tb.b_hat.empty())
     fail<ValueError>("odeint: method ", tb.name, " has no error estimate; give fixed_step for it");
   State k0;
@@ -483,11 +675,13 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
     have_k0 = true;
     h = o.h0 > 0 ? o.h0 : initial_step(f, y0, k0, t0, dir, tb.order, o, r.nfe);
   } else {
-    h = o.fixed_step;
+    h = on_grid ? std::abs(o.step_grid[1] - o.step_grid[0]) : o.fixed_step;
   }
+  std::size_t grid_next = 1;  // step_grid: the step ends at step_grid[grid_next]
+  if (o.event) event_prev = o.event(t0, y0);
+  int stiff_run = 0;  // consecutive accepted steps with h |lambda| above the boundary
   const double expo = 1.0 / (std::min(tb.order, std::max(tb.embedded_order, 1)) + 1);
   double err_prev = 1.0;
-  double t = t0;
   while ((t1 - t) * dir > 1e-14 * std::max(1.0, std::abs(t1))) {
     if (r.steps + r.rejected >= o.max_steps) {
       r.status = Status::too_many_steps;
@@ -496,6 +690,11 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
     // Land exactly on t1, and on the next output time unless the method interpolates.
     double target = t1;
     if (!interpolate && next_out < outs.size()) target = outs[next_out];
+    if (on_grid) {
+      target = o.step_grid[grid_next];
+      h = std::abs(target - t);
+    }
+    if (o.max_step > 0) h = std::min(h, o.max_step);
     double hs = std::min(h, std::abs(target - t));
     const bool lands = hs >= std::abs(target - t) * (1 - 1e-12);
     if (adaptive && hs < o.min_step && !lands) {
@@ -517,7 +716,9 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
         have_k0 = true;
       }
       t = lands ? target : t + dir * hs;
+      if (on_grid && lands) ++grid_next;
       ++r.steps;
+      if (o.event && event_stop(t_old, dir * hs, y_old, s)) break;
       if (interpolate) {
         interpolate_step(t_old, dir * hs, y_old, t, s);
       } else {
@@ -525,7 +726,7 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       }
       continue;
     }
-    double err = error_norm(s.err, r.y, s.y, o);
+    double err = error_norm(s.err, r.y, s.y, o, &s.err3);
     if (!std::isfinite(err) || !finite(s.y)) {
       ++r.rejected;
       h = hs * o.fac_min;
@@ -547,6 +748,19 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       } else {
         have_k0 = false;
       }
+      // Hairer's stiffness test: h |lambda| ~ h |k_last - k_s| / |y1 - y_s|, both stages at
+      // t + h; above the method's stability boundary on 15 accepted steps in a row: stiff.
+      if (!s.y_stiff.empty() && s.k.size() >= 2 && !r.stiffness_detected) {
+        const double num = squared_distance(s.k_last, s.k[s.k.size() - 2]);
+        const double den = squared_distance(r.y, s.y_stiff);
+        const double boundary = tb.name == "dop853" ? 6.1 : 3.25;
+        stiff_run = den > 0 && hs * std::sqrt(num / den) > boundary ? stiff_run + 1 : 0;
+        if (stiff_run >= 15) {
+          r.stiffness_detected = true;
+          r.stiff_at = t;
+        }
+      }
+      if (o.event && event_stop(t_old, dir * hs, y_old, s)) break;
       if (interpolate) {
         interpolate_step(t_old, dir * hs, y_old, t, s);
       } else {
@@ -820,6 +1034,11 @@ Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tens
                       double t0, double t1, const AdjointOptions& o) {
   if (!o.forward.output_times.empty())
     fail<ValueError>("odeint_adjoint: output_times are not supported; solve per interval");
+  if (o.forward.event)
+    fail<ValueError>(
+        "odeint_adjoint: terminal events are not supported (the gradient of the "
+        "event time is not implemented); odeint with grad mode on differentiates with the event "
+        "time held fixed");
   auto rule = std::make_shared<AdjointRule>();
   Options fo = o.forward;
   if (o.checkpoint_states)
@@ -855,6 +1074,12 @@ Result odeint_checkpointed(const Dynamics& f, const State& y0, const std::vector
                            double t0, double t1, const Options& o) {
   if (!o.output_times.empty())
     fail<ValueError>("odeint_checkpointed: output_times are not supported; solve per interval");
+  if (o.event)
+    fail<ValueError>(
+        "odeint_checkpointed: terminal events are not supported (the gradient of "
+        "the event time is not implemented); odeint with grad mode on differentiates with the "
+        "event "
+        "time held fixed");
   auto rule = std::make_shared<CheckpointRule>();
   rule->f = f;
   rule->params = params;

@@ -50,6 +50,9 @@ struct Tableau {
   std::vector<double> c, a, b, b_hat;  // a: stages x stages, row-major, strictly lower
   bool fsal;                           // first stage of a step = last stage of the previous one
   Interpolant interpolant = Interpolant::none;
+  // A second error estimate (DOP853's 3rd-order one, weights e3): when present the step's
+  // error is Hairer's combination |e5|^2 / sqrt(|e5|^2 + 0.01 |e3|^2), e5 = h sum (b - b_hat) k.
+  std::vector<double> e3 = {};
   int stages() const { return static_cast<int>(b.size()); }
   // The weights w_i(theta), 0 <= theta <= 1, of the dense output (empty for `none`).
   std::vector<double> dense_weights(double theta) const;
@@ -58,12 +61,14 @@ const Tableau& euler();
 const Tableau& midpoint();
 const Tableau& heun();  // Heun's method, order 2, with Euler as its embedded pair
 const Tableau& rk4();
-const Tableau& bosh3();                           // Bogacki-Shampine 3(2)
-const Tableau& dopri5();                          // Dormand-Prince 5(4)
-const Tableau& tsit5();                           // Tsitouras 5(4)
+const Tableau& bosh3();   // Bogacki-Shampine 3(2)
+const Tableau& dopri5();  // Dormand-Prince 5(4)
+const Tableau& tsit5();   // Tsitouras 5(4)
+const Tableau& dop853();  // Dormand-Prince 8(5,3), Hairer's DOP853 (output times end steps)
 const Tableau& tableau(const std::string& name);  // by name; ValueError listing them
 
-enum class Status { success, step_underflow, too_many_steps, non_finite };
+// `event`: a terminal event (Options::event) stopped the solve at Result::t, as asked.
+enum class Status { success, step_underflow, too_many_steps, non_finite, event };
 const char* status_name(Status s);
 
 // Every field is checked on entry (ValueError naming odeint and the field): t0, t1 and the
@@ -80,7 +85,17 @@ struct Options {
   // Monotone in the direction of integration. Methods with an interpolant (dopri5, tsit5,
   // bosh3) evaluate them inside steps at no extra evaluation of f; others end a step there.
   std::vector<double> output_times;
-  bool dense = false;  // keep every accepted step's stages in Result::solution
+  bool dense = false;   // keep every accepted step's stages in Result::solution
+  double max_step = 0;  // > 0: no step longer than this (adaptive and fixed)
+  // Per state component (one value per tensor of the state): replaces atol for that component.
+  std::vector<double> component_atol;
+  // Steps exactly between consecutive times of this grid (from t0 to t1, monotone); no error
+  // control. Exclusive with fixed_step.
+  std::vector<double> step_grid;
+  // A terminal event: the solve stops where event(t, y) changes sign (root found on the dense
+  // output to |t| * 1e-12, methods with an interpolant), with Status::event. Backprop through
+  // such a solve holds the event time fixed (its implicit derivative is not implemented).
+  std::function<double(double t, const State& y)> event;
   double safety = 0.9, fac_min = 0.2, fac_max = 10.0;
   std::vector<bool> exclude_from_norm;  // per state component (seminorm); empty: none
   // Called for every accepted step with its start time, signed size and starting state.
@@ -123,10 +138,15 @@ struct Result {
   double t = 0;                              // where the solve stopped
   Status status = Status::success;
   int64_t nfe = 0, steps = 0, rejected = 0;
+  // Hairer's stiffness test (dopri5, tsit5, dop853): h |lambda| estimated above the stability
+  // boundary on 15 accepted steps in a row. The solve goes on; an implicit method would be
+  // cheaper. `stiff_at` is the time it was first detected.
+  bool stiffness_detected = false;
+  double stiff_at = 0;
   // odeint_adjoint / odeint_checkpointed: evaluations of f made by backward passes so far.
   std::shared_ptr<BackwardStats> backward;
   int64_t nfe_backward() const { return backward ? backward->nfe.load() : 0; }
-  bool ok() const { return status == Status::success; }
+  bool ok() const { return status == Status::success || status == Status::event; }
 };
 
 // Integrates dy/dt = f(t, y) from t0 to t1 (either direction). With grad mode on, the
