@@ -1030,17 +1030,15 @@ struct CheckpointRule : CustomRule {
 
 }  // namespace
 
-Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tensor>& params,
-                      double t0, double t1, const AdjointOptions& o) {
-  if (!o.forward.output_times.empty())
-    fail<ValueError>("odeint_adjoint: output_times are not supported; solve per interval");
-  if (o.forward.event)
-    fail<ValueError>(
-        "odeint_adjoint: terminal events are not supported (the gradient of the "
-        "event time is not implemented); odeint with grad mode on differentiates with the event "
-        "time held fixed");
+namespace {
+// One recorded solve from t0 to t1 whose VJP is the continuous adjoint.
+Result adjoint_segment(const Dynamics& f, const State& y0, const std::vector<Tensor>& params,
+                       double t0, double t1, const AdjointOptions& o,
+                       const std::shared_ptr<BackwardStats>& stats) {
   auto rule = std::make_shared<AdjointRule>();
+  rule->stats = stats;
   Options fo = o.forward;
+  fo.output_times.clear();
   if (o.checkpoint_states)
     fo.on_accept = [&, user = o.forward.on_accept](double t, double h, const State& y) {
       rule->checkpoints.ts.push_back(t);
@@ -1064,31 +1062,29 @@ Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tens
   rule->t0 = t0;
   rule->t1 = t1;
   rule->o = o;
+  rule->o.forward.output_times.clear();
   rule->forward.status = r.status;
   rule->forward.t = r.t;
-  r.backward = rule->stats;
+  r.backward = stats;
   return record(std::move(r), y0, params, rule);
 }
 
-Result odeint_checkpointed(const Dynamics& f, const State& y0, const std::vector<Tensor>& params,
-                           double t0, double t1, const Options& o) {
-  if (!o.output_times.empty())
-    fail<ValueError>("odeint_checkpointed: output_times are not supported; solve per interval");
-  if (o.event)
-    fail<ValueError>(
-        "odeint_checkpointed: terminal events are not supported (the gradient of "
-        "the event time is not implemented); odeint with grad mode on differentiates with the "
-        "event "
-        "time held fixed");
+// One recorded solve from t0 to t1 whose VJP replays its accepted steps.
+Result checkpointed_segment(const Dynamics& f, const State& y0, const std::vector<Tensor>& params,
+                            double t0, double t1, const Options& o,
+                            const std::shared_ptr<BackwardStats>& stats) {
   auto rule = std::make_shared<CheckpointRule>();
+  rule->stats = stats;
   rule->f = f;
   rule->params = params;
   rule->tb = o.method ? o.method : &dopri5();
   Options oo = o;
-  oo.on_accept = [&](double t, double h, const State& y) {
+  oo.output_times.clear();
+  oo.on_accept = [&, user = o.on_accept](double t, double h, const State& y) {
     rule->ts.push_back(t);
     rule->hs.push_back(h);
     rule->ys.push_back(y);
+    if (user) user(t, h, y);
   };
   Result r;
   {
@@ -1101,8 +1097,71 @@ Result odeint_checkpointed(const Dynamics& f, const State& y0, const std::vector
   rule->t1 = t1;
   rule->forward.status = r.status;
   rule->forward.t = r.t;
-  r.backward = rule->stats;
+  r.backward = stats;
   return record(std::move(r), y0, params, rule);
+}
+
+// Output times with a gradient strategy: one recorded solve per interval between consecutive
+// output times, chained, so each output's cotangent joins the backward pass where it belongs.
+template <class Segment>
+Result chain_segments(const char* who, const State& y0, double t0, double t1,
+                      const Options& forward, Segment&& segment) {
+  check_options(who, y0, t0, t1, forward);
+  if (forward.event)
+    fail<ValueError>(who,
+                     ": terminal events are not supported (the event time's derivative is "
+                     "not implemented); odeint with grad mode on differentiates with the "
+                     "event time held fixed");
+  if (!forward.step_grid.empty() && !forward.output_times.empty())
+    fail<ValueError>(who, ": give step_grid or output_times, not both");
+  if (forward.dense) fail<ValueError>(who, ": dense output is not supported; use output_times");
+  Result total;
+  total.y = y0;
+  total.t = t0;
+  double a = t0;
+  std::vector<double> ends = forward.output_times;
+  ends.push_back(t1);
+  for (std::size_t k = 0; k < ends.size(); ++k) {
+    const double b = ends[k];
+    if (b != a) {
+      Result seg = segment(total.y, a, b);
+      total.nfe += seg.nfe;
+      total.steps += seg.steps;
+      total.rejected += seg.rejected;
+      total.stiffness_detected |= seg.stiffness_detected;
+      total.backward = seg.backward;
+      total.y = std::move(seg.y);
+      total.t = seg.t;
+      total.status = seg.status;
+      if (!seg.ok()) return total;
+      a = b;
+    }
+    if (k + 1 < ends.size()) total.ys.push_back(total.y);
+  }
+  return total;
+}
+}  // namespace
+
+Result odeint_adjoint(const Dynamics& f, const State& y0, const std::vector<Tensor>& params,
+                      double t0, double t1, const AdjointOptions& o) {
+  auto stats = std::make_shared<BackwardStats>();
+  Result r = chain_segments("odeint_adjoint", y0, t0, t1, o.forward,
+                            [&](const State& y, double a, double b) {
+                              return adjoint_segment(f, y, params, a, b, o, stats);
+                            });
+  r.backward = stats;
+  return r;
+}
+
+Result odeint_checkpointed(const Dynamics& f, const State& y0, const std::vector<Tensor>& params,
+                           double t0, double t1, const Options& o) {
+  auto stats = std::make_shared<BackwardStats>();
+  Result r =
+      chain_segments("odeint_checkpointed", y0, t0, t1, o, [&](const State& y, double a, double b) {
+        return checkpointed_segment(f, y, params, a, b, o, stats);
+      });
+  r.backward = stats;
+  return r;
 }
 
 }  // namespace sg::ode

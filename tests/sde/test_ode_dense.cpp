@@ -95,3 +95,36 @@ TEST_CASE("a dense Solution is y(t) anywhere in the interval, differentiably", "
       odeint(rotation(), {y0()}, 0.0, 1.0, {.method = &rk4(), .fixed_step = 0.1, .dense = true}),
       ValueError);
 }
+
+TEST_CASE("output times with the adjoint and checkpointed strategies", "[ode][dense][adjoint]") {
+  Generator gen(31);
+  const Tensor W = (randn({2, 2}, gen, f64) * 0.8).requires_grad_();
+  const Dynamics f = [&](double t, const State& y) {
+    return State{tanh(matmul(y[0], W)) + y[0] * (0.1 * t)};
+  };
+  const Tensor y = y0().detach().requires_grad_();
+  const std::vector<double> ts = {0.0, 0.3, 0.3, 1.1, 1.7};
+  const Options tight{.rtol = 1e-10, .atol = 1e-10, .output_times = ts};
+  // L = sum over outputs of |y(t_k)|^2 (each weighted by k + 1) + |y(2)|^2
+  auto loss = [&](const Result& r) {
+    REQUIRE(r.ys.size() == ts.size());
+    Tensor l = sum(square(r.y[0]));
+    for (std::size_t k = 0; k < r.ys.size(); ++k)
+      l = l + sum(square(r.ys[k][0])) * static_cast<double>(k + 1);
+    return l;
+  };
+  const auto bp = grad(loss(odeint(f, {y}, 0.0, 2.0, tight)), {y, W});
+  const Result adj = odeint_adjoint(f, {y}, {W}, 0.0, 2.0, {.forward = tight});
+  const Result ck = odeint_checkpointed(f, {y}, {W}, 0.0, 2.0, tight);
+  CHECK(max(abs(adj.ys[1][0] - ck.ys[1][0])).item() < 1e-9);
+  const auto ga = grad(loss(adj), {y, W});
+  const auto gc = grad(loss(ck), {y, W});
+  for (int i = 0; i < 2; ++i) {
+    CHECK(max(abs(ga[i] - bp[i])).item() / max(abs(bp[i])).item() < 1e-7);
+    CHECK(max(abs(gc[i] - bp[i])).item() / max(abs(bp[i])).item() < 1e-7);
+  }
+  CHECK(adj.nfe_backward() > 0);
+  CHECK(ck.backward->solves == 4);  // one per non-empty interval
+  CHECK_THROWS_AS(odeint_checkpointed(f, {y}, {W}, 0.0, 2.0, {.output_times = {1.0, 0.5}}),
+                  ValueError);
+}
