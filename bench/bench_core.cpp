@@ -8,6 +8,9 @@
 //   gemm_f32|f64/n:*  sg::matmul n x n x n; GFLOPS and frac_peak (peak from SG_BENCH_PEAK_F32/F64,
 //                     default 440 / 220 GFLOP/s)
 //   mlp_divergence/*  divergence of the MLP as a field R^2 -> R^2 (batch 512): exact vs Hutchinson
+//   reduce/*          float32 sum over axis 0 / axis 1 / all of a [rows, cols] tensor (double
+//                     accumulation), beside scale/* (x * 2, the same bytes read) as a bandwidth
+//                     yardstick; 1 thread
 //   cnf/*             2-D CNF (concat-squash 64-64-64, tanh), batch 512, f32, dopri5 at
 //                     rtol = atol = 10^-tol_exp, exact trace: log-likelihood alone, and with the
 //                     gradient of -mean log p w.r.t. the parameters by backprop through the solver
@@ -279,7 +282,52 @@ void BM_Cnf(benchmark::State& state) {
                                 static_cast<double>(state.iterations());
 }
 
+// sum(x, axis) for axis = 0, 1 or -1 (all) of a float32 [rows, cols] tensor, one thread.
+void BM_Sum(benchmark::State& state) {
+  ThreadsGuard threads(1);
+  const int64_t rows = state.range(0), cols = state.range(1), axis = state.range(2);
+  sg::Generator gen(1);
+  const sg::Tensor x = sg::randn({rows, cols}, gen);
+  sg::NoGradGuard off;
+  for (auto _ : state) {
+    const sg::Tensor s = axis < 0 ? sg::sum(x) : sg::sum(x, {axis});
+    benchmark::DoNotOptimize(s.raw_data());
+  }
+  state.SetBytesProcessed(state.iterations() * rows * cols * 4);
+}
+void BM_Scale(benchmark::State& state) {
+  ThreadsGuard threads(1);
+  sg::Generator gen(1);
+  const sg::Tensor x = sg::randn({state.range(0), state.range(1)}, gen);
+  sg::NoGradGuard off;
+  for (auto _ : state) {
+    const sg::Tensor s = x * 2.0;
+    benchmark::DoNotOptimize(s.raw_data());
+  }
+  state.SetBytesProcessed(state.iterations() * state.range(0) * state.range(1) * 4);
+}
+
 }  // namespace
+
+BENCHMARK(BM_Sum)
+    ->Name("reduce/sum")
+    ->ArgNames({"rows", "cols", "axis"})
+    ->Args({512, 128, 0})
+    ->Args({512, 128, 1})
+    ->Args({4096, 1024, 0})
+    ->Args({4096, 1024, 1})
+    ->Args({4096, 1024, -1})
+    ->Args({5000000, 2, 0})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Scale)
+    ->Name("scale/x2")
+    ->ArgNames({"rows", "cols"})
+    ->Args({512, 128})
+    ->Args({4096, 1024})
+    ->Args({5000000, 2})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 BENCHMARK(BM_OpChainFwdBwd)->Name("op_chain/fwd_bwd")->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_OpChainRecordOnly)
