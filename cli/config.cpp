@@ -136,7 +136,7 @@ class YamlToJson {
         json o = json::object();
         for (const auto& kv : n) {
           if (!kv.first.IsScalar())
-            error(where_ + ": a key in '" + path + "' is not a plain string");
+            error(where_ + ": a key in '" + text_excerpt(path, 120) + "' is not a plain string");
           const std::string k = utf8(kv.first.Scalar());
           const std::string key = join(path, k);
           if (o.contains(k))
