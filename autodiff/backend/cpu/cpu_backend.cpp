@@ -249,6 +249,9 @@ template <class T>
 void sum_floating(const Loop<2>& L, T* out, int64_t out_n) {
   const int64_t nrows = L.rows(), n = L.shape.back();
   const bool row_to_one = L.strides[1].back() == 0 && L.strides[0].back() == 1;
+  // x a contiguous [rows, n] block summed over its rows (axis 0 of a matrix, a bias gradient)
+  const bool column_sums = L.shape.rank() == 2 && L.strides[0][1] == 1 && L.strides[0][0] == n &&
+                           L.strides[1][0] == 0 && L.strides[1][1] == 1;
   bool disjoint = true;  // no outer axis reduced: each row owns its outputs
   for (int d = 0; d + 1 < L.shape.rank(); ++d) disjoint &= L.strides[1][d] != 0;
   int64_t rows_per_chunk = std::max<int64_t>(1, kSumChunkElems / std::max<int64_t>(1, n));
@@ -263,6 +266,12 @@ void sum_floating(const Loop<2>& L, T* out, int64_t out_n) {
     Lc.base[1] = reinterpret_cast<char*>(a);
     Lc.elem[1] = sizeof(double);
     const int64_t r0 = c * rows_per_chunk, r1 = std::min(nrows, r0 + rows_per_chunk);
+    if (column_sums) {  // a contiguous [rows, n] block into n outputs: one tight loop
+      const T* xs = reinterpret_cast<const T*>(L.base[0]) + r0 * n;
+      for (int64_t r = r0; r < r1; ++r, xs += n)
+        for (int64_t i = 0; i < n; ++i) a[i] += static_cast<double>(xs[i]);
+      return;
+    }
     Lc.run_rows(r0, r1, [&](char** p, const int64_t* st, int64_t m) {
       const T* xs = reinterpret_cast<const T*>(p[0]);
       double* o = reinterpret_cast<double*>(p[1]);
