@@ -139,14 +139,15 @@ def plot(data, png):
     cs = curves(data["runs"])
     fig, axes = plt.subplots(2, 4, figsize=(18, 8.5))
     style = {"scoregrad": "-", "scipy": "--", "torchdiffeq": ":"}
-    colors = {}
-    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"] + ["#444444", "#bb7700", "#0077bb"]
+    # one colour per method (a tableau has one colour in every system), per strategy for gradients
+    family = {"dopri5": "C0", "RK45": "C0", "bosh3": "C1", "RK23": "C1", "dop853": "C2", "DOP853": "C2",
+              "tsit5": "C3", "dopri8": "C4", "Radau": "C5", "BDF": "C7"}
+    strategy = {"backprop": "C0", "adjoint": "C1", "adjoint_seminorm": "C3", "checkpointed": "C2"}
     for col, (p, title) in enumerate(PROBLEMS):
         for (prob, system, method, mode), rs in sorted(cs.items()):
             if prob != p:
                 continue
-            key = (system, method, mode)
-            c = colors.setdefault((method, mode) if system == "scoregrad" else key, palette[len(colors) % len(palette)])
+            c = strategy.get(mode) or family.get(method, "C8")
             err = [r["error"] for r in rs]
             for row, xs in enumerate(([cost(r) for r in rs], [r["time_s"] for r in rs])):
                 axes[row][col].loglog(xs, err, style[system], marker="o", ms=3, color=c,
@@ -181,7 +182,7 @@ def block(data, tbl, args, png_rel):
         f"- References: Arenstorf {refs['arenstorf']['how']}; Pleiades {refs['pleiades']['how']} "
         f"({refs['pleiades']['nfe']} evaluations); neural ODE state {refs['node']['how']}; neural ODE gradient "
         f"scoregrad {refs['node_grad']['how']}"
-        + (f", which torchdiffeq's {cc['how']} matches to {cc['rel_diff']:.1e} relative" if cc else "") + ".",
+        + (f" (cross-check: {cc['how']} agrees to {cc['rel_diff']:.1e} relative)" if cc else "") + ".",
         f"- Neural ODE: tanh MLP {data['node']['dim']} -> {data['node']['hidden']} -> {data['node']['hidden']} -> "
         f"{data['node']['dim']} on a batch of {data['node']['batch']}: a state of "
         f"{data['node']['batch'] * data['node']['dim']} float64 numbers, 1348 parameters, t in [0, {data['node']['t1']:g}].",
