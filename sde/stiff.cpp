@@ -229,6 +229,7 @@ StiffResult odeint_stiff(const Dynamics& f, const State& y0, double t0, double t
   const Problem p(f, y0);
   StiffResult r;
   const int64_t n = p.size();
+  if (n == 0) fail<ValueError>(kWho, ": the initial state y0 has no elements");
   Vec y = p.flatten(y0, "y0");
   double t = t0;
   const double dir = t1 >= t0 ? 1.0 : -1.0;

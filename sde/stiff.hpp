@@ -43,9 +43,10 @@ struct StiffOptions {
   bool forward_jacobian = false;
 };
 
-// Result plus the work particular to an implicit method. nfe counts direct evaluations of f
-// (6 per step, 1 at the start, 2 per Jacobian for df/dt unless autonomous); the evaluations made
-// inside `sg::jacobian` are counted by njev instead.
+// Result plus the work particular to an implicit method. nfe counts direct evaluations of f:
+// 5 per attempted step, 1 per accepted step (the next step's first stage), 1 at the start (2 with
+// the automatic first step) and 2 per Jacobian for df/dt unless autonomous; the evaluations made
+// inside `sg::jacobian` are not in nfe.
 struct StiffResult : Result {
   int64_t njev = 0;  // Jacobian evaluations (one per accepted step, plus the first)
   int64_t nlu = 0;   // LU factorisations of W (one per attempted step)

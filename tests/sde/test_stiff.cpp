@@ -251,6 +251,8 @@ TEST_CASE("odeint_stiff: bad settings are typed errors naming it and the argumen
              }),
              Catch::Contains("odeint_stiff") && Catch::Contains("y0"));
   CHECK_THAT(message_of<ValueError>([&] { odeint_stiff(f, {}, 0.0, 1.0); }), Catch::Contains("y0"));
+  CHECK_THAT(message_of<ValueError>([&] { odeint_stiff(f, {zeros({0}, f64)}, 0.0, 1.0); }),
+             Catch::Contains("y0"));
   // f's output must match the state
   const Dynamics wrong = [](double, const State& y) { return State{y[0], y[0]}; };
   CHECK_THAT(message_of<ShapeError>([&] { odeint_stiff(wrong, {y0}, 0.0, 1.0); }),
