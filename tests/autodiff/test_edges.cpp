@@ -2,6 +2,7 @@
 // int64 (also when another extent is 0), malformed reshape targets, axes of a rank-0 tensor and
 // allocations the machine cannot satisfy. Each is one typed error naming the op, never a crash.
 #include <catch2/catch.hpp>
+#include <cstdint>
 #include <string>
 
 #include "autodiff/sg.hpp"
@@ -110,4 +111,13 @@ TEST_CASE("float32 sums keep precision on every axis", "[edges][reduce]") {
       CHECK(rel(sum(at, {axis}), sum(bt, {axis})) < 1e-6);
     }
   }
+}
+
+TEST_CASE("integer sums wrap like two's complement instead of overflowing", "[edges][reduce]") {
+  const int64_t big = INT64_MAX;
+  const Tensor x = from_indices({big, 1, 2}, {3});
+  CHECK(sum(x).values<int64_t>()[0] == INT64_MIN + 2);    // wraps, no UB (checked under UBSan)
+  const Tensor m = from_indices({big, 3, 1, 4}, {2, 2});  // [[big, 3], [1, 4]]
+  CHECK(sum(m, {0}).values<int64_t>() == std::vector<int64_t>{INT64_MIN, 7});
+  CHECK(sum(m, {1}).values<int64_t>() == std::vector<int64_t>{INT64_MIN + 2, 5});
 }

@@ -295,8 +295,26 @@ void sum_floating(const Loop<2>& L, T* out, int64_t out_n) {
   }
 }
 
+// Integer sums wrap like two's complement (as the elementwise integer ops), never overflow UB.
+template <class T>
+T wrapping_add(T a, T b) {
+  if constexpr (std::is_integral_v<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
+  } else {
+    return a + b;
+  }
+}
+
 template <class T>
 T reduce_contiguous(ReduceOp op, const T* x, int64_t n) {
+  if constexpr (std::is_integral_v<T>) {
+    if (op == ReduceOp::sum) {
+      T s = 0;
+      for (int64_t i = 0; i < n; ++i) s = wrapping_add(s, x[i]);
+      return s;
+    }
+  }
   Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> a(x, n);
   if (op == ReduceOp::sum) return a.sum();
   T r = reduce_init<T>(op);
@@ -546,7 +564,7 @@ class CpuBackend final : public Backend {
         }
         std::fill(o0, o0 + out.shape.numel(), reduce_init<T>(op));
         auto combine = [op](T a, T b) {
-          return op == ReduceOp::sum   ? a + b
+          return op == ReduceOp::sum   ? wrapping_add(a, b)
                  : op == ReduceOp::max ? fn::Maximum{}(a, b)
                                        : fn::Minimum{}(a, b);
         };
