@@ -21,7 +21,14 @@ __device__ __forceinline__ T init() {
 }
 template <class T, ReduceOp Op>
 __device__ __forceinline__ T combine(T a, T b) {
-  if constexpr (Op == ReduceOp::sum) return a + b;
+  if constexpr (Op == ReduceOp::sum) {
+    if constexpr (std::is_integral_v<T>) {  // wraps like two's complement, as on the CPU
+      using U = std::make_unsigned_t<T>;
+      return static_cast<T>(static_cast<U>(a) + static_cast<U>(b));
+    } else {
+      return a + b;
+    }
+  }
   if constexpr (Op == ReduceOp::max) return fn::Maximum{}(a, b);
   return fn::Minimum{}(a, b);
 }
