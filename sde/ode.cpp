@@ -292,6 +292,20 @@ std::vector<double> Tableau::dense_weights(double th) const {
   return {};
 }
 
+// y(t + theta h) = y + h sum_i w_i(theta) k_i from one step's stages (recorded in grad mode).
+static State dense_state(const Tableau& tb, double theta, double h, const State& y,
+                         const std::vector<State>& k) {
+  const std::vector<double> w = tb.dense_weights(theta);
+  State out;
+  for (std::size_t c = 0; c < y.size(); ++c) {
+    Tensor acc = y[c];
+    for (std::size_t i = 0; i < w.size(); ++i)
+      if (w[i] != 0) acc = acc + k[i][c] * (h * w[i]);
+    out.push_back(acc);
+  }
+  return out;
+}
+
 State Solution::at(double t) const {
   const double lo = std::min(t0_, t_end_), hi = std::max(t0_, t_end_);
   if (!(t >= lo && t <= hi))
@@ -314,16 +328,7 @@ State Solution::at(double t) const {
     k = a;
   }
   const Step& st = steps_[k];
-  const double theta = std::clamp((t - st.t) / st.h, 0.0, 1.0);
-  const std::vector<double> w = tb_->dense_weights(theta);
-  State out;
-  for (std::size_t c = 0; c < st.y.size(); ++c) {
-    Tensor acc = st.y[c];
-    for (std::size_t i = 0; i < w.size(); ++i)
-      if (w[i] != 0) acc = acc + st.k[i][c] * (st.h * w[i]);
-    out.push_back(acc);
-  }
-  return out;
+  return dense_state(*tb_, std::clamp((t - st.t) / st.h, 0.0, 1.0), st.h, st.y, st.k);
 }
 
 namespace {
@@ -585,15 +590,7 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       if (std::abs(outs[next_out] - t_new) <= 1e-12 * std::max(1.0, std::abs(t_new))) {
         r.ys.push_back(r.y);
       } else {
-        const std::vector<double> w = tb.dense_weights(theta);
-        State yo;
-        for (std::size_t c = 0; c < y_old.size(); ++c) {
-          Tensor acc = y_old[c];
-          for (std::size_t i = 0; i < w.size(); ++i)
-            if (w[i] != 0) acc = acc + s.k[i][c] * (h_signed * w[i]);
-          yo.push_back(acc);
-        }
-        r.ys.push_back(std::move(yo));
+        r.ys.push_back(dense_state(tb, theta, h_signed, y_old, s.k));
       }
       ++next_out;
     }
@@ -619,16 +616,8 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       return false;
     }
     auto state_at = [&](double theta) {
-      const std::vector<double> w = tb.dense_weights(theta);
-      NoGradGuard off;
-      State y;
-      for (std::size_t c = 0; c < y_old.size(); ++c) {
-        Tensor acc = y_old[c].detach();
-        for (std::size_t i = 0; i < w.size(); ++i)
-          if (w[i] != 0) acc = acc + s.k[i][c].detach() * (h_signed * w[i]);
-        y.push_back(acc);
-      }
-      return y;
+      NoGradGuard off;  // the search itself is not recorded
+      return dense_state(tb, theta, h_signed, y_old, s.k);
     };
     double lo = 0, hi = 1;
     for (int it = 0; it < 200 && std::abs(hi - lo) * std::abs(h_signed) >
@@ -643,16 +632,8 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       }
     }
     // the state at the crossing, recorded like the outputs (differentiable when recorded)
-    const std::vector<double> w = tb.dense_weights(hi);
-    State ye;
-    for (std::size_t c = 0; c < y_old.size(); ++c) {
-      Tensor acc = y_old[c];
-      for (std::size_t i = 0; i < w.size(); ++i)
-        if (w[i] != 0) acc = acc + s.k[i][c] * (h_signed * w[i]);
-      ye.push_back(acc);
-    }
     t = t_old + hi * h_signed;
-    r.y = std::move(ye);
+    r.y = dense_state(tb, hi, h_signed, y_old, s.k);
     interpolate_step(t_old, h_signed, y_old, t, s);
     r.status = Status::event;
     return true;

@@ -6,20 +6,12 @@
 #include <string>
 
 #include "autodiff/sg.hpp"
+#include "tests/support/expect.hpp"
 
 using namespace sg;
 
 namespace {
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  FAIL("no error thrown");
-  return {};
-}
+using test::message_of;
 constexpr int64_t k62 = int64_t{1} << 62, k32 = int64_t{1} << 32;
 }  // namespace
 

@@ -8,29 +8,14 @@
 
 #include "autodiff/sg.hpp"
 #include "sde/ode.hpp"
+#include "tests/support/ode_problems.hpp"
 
 using namespace sg;
 using namespace sg::ode;
 
 namespace {
-constexpr DType f64 = DType::f64;
-constexpr double kMu = 0.012277471, kMu1 = 1 - kMu;
-// state [y1, y2, y1', y2'] as a [1, 4] row
-Dynamics arenstorf() {
-  return [](double, const State& s) {
-    const Tensor& z = s[0];
-    const Tensor y1 = slice(z, 1, 0, 1), y2 = slice(z, 1, 1, 2), v1 = slice(z, 1, 2, 3),
-                 v2 = slice(z, 1, 3, 4);
-    const Tensor d1 = pow(square(y1 + kMu) + square(y2), 1.5);
-    const Tensor d2 = pow(square(y1 - kMu1) + square(y2), 1.5);
-    const Tensor a1 = y1 + v2 * 2.0 - (y1 + kMu) * kMu1 / d1 - (y1 - kMu1) * kMu / d2;
-    const Tensor a2 = y2 - v1 * 2.0 - y2 * kMu1 / d1 - y2 * kMu / d2;
-    return State{concat({v1, v2, a1, a2}, 1)};
-  };
-}
-Tensor start() {
-  return from_vector({0.994, 0.0, 0.0, -2.00158510637908252240537862224}, {1, 4}, f64);
-}
+using test::arenstorf;
+Tensor start() { return test::arenstorf_start(); }
 Tensor loss(const Tensor& z) { return sum(z * z); }
 double rel(const Tensor& a, const Tensor& b) { return max(abs(a - b)).item() / max(abs(b)).item(); }
 }  // namespace

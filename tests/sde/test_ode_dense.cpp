@@ -7,26 +7,16 @@
 
 #include "autodiff/sg.hpp"
 #include "sde/ode.hpp"
+#include "tests/support/ode_problems.hpp"
 
 using namespace sg;
 using namespace sg::ode;
 
 namespace {
 constexpr DType f64 = DType::f64;
-Dynamics rotation() {
-  return [](double, const State& y) {
-    static const Tensor a = from_vector({-0.5, 2.0, -2.0, -0.5}, {2, 2}, f64);
-    return State{matmul(y[0], a.mT())};
-  };
-}
-Tensor exact(const Tensor& y0, double t) {
-  const double c = std::cos(2 * t), s = std::sin(2 * t), e = std::exp(-0.5 * t);
-  return matmul(y0, from_vector({e * c, e * s, -e * s, e * c}, {2, 2}, f64).mT());
-}
-const Tensor& y0() {
-  static const Tensor y = from_vector({0.7, -0.4}, {1, 2}, f64);
-  return y;
-}
+using test::rotation;
+Tensor exact(const Tensor& y0, double t) { return test::rotation_exact(y0, t); }
+const Tensor& y0() { return test::rotation_start(); }
 // max error of the dense solution at 97 interior points, fixed steps of size h
 double dense_error(const Tableau& tb, double h) {
   std::vector<double> ts;

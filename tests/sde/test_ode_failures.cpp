@@ -8,32 +8,17 @@
 
 #include "autodiff/sg.hpp"
 #include "sde/ode.hpp"
+#include "tests/support/expect.hpp"
+#include "tests/support/ode_problems.hpp"
 
 using namespace sg;
 using namespace sg::ode;
 
 namespace {
 constexpr DType f64 = DType::f64;
-Dynamics rotation() {
-  return [](double, const State& y) {
-    static const Tensor a = from_vector({-0.5, 2.0, -2.0, -0.5}, {2, 2}, f64);
-    return State{matmul(y[0], a.mT())};
-  };
-}
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  FAIL("no error thrown");
-  return {};
-}
-const Tensor& y0() {
-  static const Tensor y = from_vector({0.7, -0.4}, {1, 2}, f64);
-  return y;
-}
+using test::message_of;
+using test::rotation;
+const Tensor& y0() { return test::rotation_start(); }
 }  // namespace
 
 TEST_CASE("bad solver settings are ValueErrors naming the field", "[ode][failures]") {

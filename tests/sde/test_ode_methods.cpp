@@ -5,43 +5,19 @@
 
 #include "autodiff/sg.hpp"
 #include "sde/ode.hpp"
+#include "tests/support/ode_problems.hpp"
 
 using namespace sg;
 using namespace sg::ode;
 
 namespace {
 constexpr DType f64 = DType::f64;
-Dynamics rotation() {
-  return [](double, const State& y) {
-    static const Tensor a = from_vector({-0.5, 2.0, -2.0, -0.5}, {2, 2}, f64);
-    return State{matmul(y[0], a.mT())};
-  };
-}
-Tensor exact(const Tensor& y0, double t) {
-  const double c = std::cos(2 * t), s = std::sin(2 * t), e = std::exp(-0.5 * t);
-  return matmul(y0, from_vector({e * c, e * s, -e * s, e * c}, {2, 2}, f64).mT());
-}
-const Tensor& y0() {
-  static const Tensor y = from_vector({0.7, -0.4}, {1, 2}, f64);
-  return y;
-}
-constexpr double kMu = 0.012277471, kMu1 = 1 - kMu;
-constexpr double kPeriod = 17.0652165601579625588917206249;
-Dynamics arenstorf() {
-  return [](double, const State& s) {
-    const Tensor& z = s[0];
-    const Tensor y1 = slice(z, 1, 0, 1), y2 = slice(z, 1, 1, 2), v1 = slice(z, 1, 2, 3),
-                 v2 = slice(z, 1, 3, 4);
-    const Tensor d1 = pow(square(y1 + kMu) + square(y2), 1.5);
-    const Tensor d2 = pow(square(y1 - kMu1) + square(y2), 1.5);
-    return State{concat({v1, v2, y1 + v2 * 2.0 - (y1 + kMu) * kMu1 / d1 - (y1 - kMu1) * kMu / d2,
-                         y2 - v1 * 2.0 - y2 * kMu1 / d1 - y2 * kMu / d2},
-                        1)};
-  };
-}
-Tensor arenstorf_start() {
-  return from_vector({0.994, 0.0, 0.0, -2.00158510637908252240537862224}, {1, 4}, f64);
-}
+using test::arenstorf;
+using test::arenstorf_start;
+using test::rotation;
+constexpr double kPeriod = test::kArenstorfPeriod;
+Tensor exact(const Tensor& y0, double t) { return test::rotation_exact(y0, t); }
+const Tensor& y0() { return test::rotation_start(); }
 }  // namespace
 
 TEST_CASE("DOP853 reaches order 8 and beats dopri5's evaluations at tight tolerances",

@@ -9,6 +9,7 @@
 
 #include "autodiff/sg.hpp"
 #include "sde/stiff.hpp"
+#include "tests/support/expect.hpp"
 
 using namespace sg;
 using namespace sg::ode;
@@ -41,16 +42,7 @@ Dynamics prothero_robinson() {
     return State{(s[0] - std::sin(t)) * (-l) + std::cos(t)};
   };
 }
-template <class E, class F>
-std::string message_of(F&& f) {
-  try {
-    f();
-  } catch (const E& e) {
-    return e.what();
-  }
-  FAIL("no error thrown");
-  return {};
-}
+using test::message_of;
 std::vector<double> values(const StiffResult& r) { return r.y[0].to_vector(); }
 }  // namespace
 
