@@ -23,25 +23,26 @@ uint64_t child_key(uint64_t parent, int side) {
 }
 }  // namespace
 
-// A node [a, b]: W(a) and J(a) = int_{t0}^a W (relative to W(t0) = 0), and its own increment W
-// and space-time Levy area H (H undefined without Levy area).
-struct Node {
+// A tree node [a, b]: W(a) and J(a) = int_{t0}^a W (relative to W(t0) = 0), and its own
+// increment W and space-time Levy area H (H undefined without Levy area). Tree* names: these
+// types have external linkage, and a struct Node here was the tape's sg::Node to the linker.
+struct TreeNode {
   double a, b;
   uint64_t key;
   Tensor Wa, Ja, W, H;
 };
-struct Point {
+struct TreePoint {
   double t = NAN;
   Tensor W, J;
 };
-struct Level {
-  Node node;
-  std::vector<Node> kids;  // its two halves once split (kept, so a sweep splits each node once)
+struct TreeLevel {
+  TreeNode node;
+  std::vector<TreeNode> kids;  // its two halves once split (kept, so a sweep splits each node once)
 };
 struct BrownianTree::Cache {
   std::mutex m;
-  std::vector<Level> path;  // root first; each node contains the next
-  Point last[2];            // the two most recent points
+  std::vector<TreeLevel> path;  // root first; each node contains the next
+  TreePoint last[2];            // the two most recent points
   int next = 0;
   int64_t nodes = 0;
 };
@@ -71,12 +72,12 @@ namespace {
 //   W_r = W - W_l,  H_r = 2 H - (W_l - W_r)/2 - H_l
 // (from W = W_l + W_r, H = (W_l - W_r)/4 + (H_l + H_r)/2 for independent halves with
 // Var W_. = h/2, Var H_. = h/24: the conditional law of (W_l, H_l) given (W, H)).
-std::pair<Node, Node> split(const Node& n, const Shape& shape, bool levy) {
+std::pair<TreeNode, TreeNode> split(const TreeNode& n, const Shape& shape, bool levy) {
   const double h = n.b - n.a, m = n.a + h / 2;
   Generator g(n.key);
   const Tensor z1 = randn(shape, g, DType::f64);
-  Node l{n.a, m, child_key(n.key, 0), n.Wa, n.Ja, {}, {}};
-  Node r{m, n.b, child_key(n.key, 1), {}, {}, {}, {}};
+  TreeNode l{n.a, m, child_key(n.key, 0), n.Wa, n.Ja, {}, {}};
+  TreeNode r{m, n.b, child_key(n.key, 1), {}, {}, {}, {}};
   if (!levy) {
     l.W = n.W * 0.5 + z1 * (std::sqrt(h) / 2);
     r.W = n.W - l.W;
@@ -105,13 +106,13 @@ BrownianIncrement BrownianTree::increment(double s, double t) const {
   if (c.path.empty()) {
     Generator g(mix(seed_ ^ 0xD1B54A32D192ED03ull));
     const double T = t1_ - t0_;
-    Node root{t0_,
-              t1_,
-              mix(seed_ + 0x632BE59BD9B4E019ull),
-              zeros(shape_, DType::f64),
-              zeros(shape_, DType::f64),
-              randn(shape_, g, DType::f64) * std::sqrt(T),
-              {}};
+    TreeNode root{t0_,
+                  t1_,
+                  mix(seed_ + 0x632BE59BD9B4E019ull),
+                  zeros(shape_, DType::f64),
+                  zeros(shape_, DType::f64),
+                  randn(shape_, g, DType::f64) * std::sqrt(T),
+                  {}};
     if (levy) root.H = randn(shape_, g, DType::f64) * std::sqrt(T / 12);
     c.path.push_back({root, {}});
     ++c.nodes;
@@ -119,20 +120,20 @@ BrownianIncrement BrownianTree::increment(double s, double t) const {
   // W(u) and J(u) = int_{t0}^u W. Every u has one canonical descent: through the half-open
   // nodes [a, b) that contain it, stopping at the first with a == u (or at a leaf), so the
   // values are bit-identical whatever was cached before; u = t1 is the root's end.
-  auto point = [&](double u) -> Point {
-    for (const Point& p : c.last)
+  auto point = [&](double u) -> TreePoint {
+    for (const TreePoint& p : c.last)
       if (p.t == u) return p;
-    Point p{u, {}, {}};
+    TreePoint p{u, {}, {}};
     if (u == t1_) {
-      const Node& n = c.path.front().node;
+      const TreeNode& n = c.path.front().node;
       p.W = n.W;
       if (levy) p.J = (n.W * 0.5 + n.H) * (t1_ - t0_);
     } else {
       while (c.path.size() > 1 && !(c.path.back().node.a <= u && u < c.path.back().node.b))
         c.path.pop_back();
       for (;;) {
-        Level& lv = c.path.back();
-        const Node& n = lv.node;
+        TreeLevel& lv = c.path.back();
+        const TreeNode& n = lv.node;
         const double h = n.b - n.a;
         if (u == n.a) {
           p.W = n.Wa, p.J = n.Ja;
@@ -156,7 +157,7 @@ BrownianIncrement BrownianTree::increment(double s, double t) const {
           lv.kids = {std::move(l), std::move(rt)};
           ++c.nodes;
         }
-        const Node& child = u < lv.kids[0].b ? lv.kids[0] : lv.kids[1];
+        const TreeNode& child = u < lv.kids[0].b ? lv.kids[0] : lv.kids[1];
         c.path.push_back({child, {}});  // (lv is invalid from here)
       }
     }
@@ -164,8 +165,8 @@ BrownianIncrement BrownianTree::increment(double s, double t) const {
     c.next ^= 1;
     return p;
   };
-  const Point ps = point(s);
-  const Point pt = point(t);
+  const TreePoint ps = point(s);
+  const TreePoint pt = point(t);
   BrownianIncrement out;
   if (s == t) {
     out.W = zeros(shape_, o_.dtype);

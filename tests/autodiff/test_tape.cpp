@@ -308,7 +308,9 @@ TEST_CASE("a tensor kept from the previous step pins only that step", "[tape][me
   CHECK(late.nodes == early.nodes);           // one step's graph, pinned by `last`
   CHECK(late.tensors == early.tensors);       // released at once, not at compaction
   CHECK(late.storages == early.storages);
+#if !defined(__SANITIZE_ADDRESS__)  // ASan's quarantine keeps freed blocks resident
   CHECK(late.rss < early.rss + (8u << 20));
+#endif
   // the kept step is still differentiable after every compaction
   CHECK(max_abs_diff(grad(last, {w})[0], want) == 0.0);
   last.reset();
