@@ -6,15 +6,17 @@
 // checkpointed solve here for the neural ODE's gradient) and the errors of every system alike.
 //
 //   sg_ode_work_precision [--quick] [--threads=N] [--out=FILE]
-//                         [--methods=bosh3,dopri5,tsit5,dop853] [--problems=arenstorf,pleiades,node]
+//                         [--methods=bosh3,dopri5,tsit5,dop853]
+//                         [--problems=arenstorf,pleiades,node]
 //
 // Methods are looked up by name with sg::ode::tableau(name): a name the library does not know
 // (dop853 before it lands) is skipped and listed under "methods_missing". Problems:
 //   arenstorf  restricted three-body orbit over one period T (state [1, 4]); y(T) = y(0) exactly
 //   pleiades   Hairer's 7-body problem on [0, 3] (state [28]: x, y, x', y' of the 7 bodies)
 //   node       a fixed random tanh MLP 4 -> 32 -> 32 -> 4 on a batch of 16 (state [16, 4],
-//              64 numbers, 1348 parameters), float64, t in [0, 4], weights of variance 4 / fan_in; forward solves and the gradient
-//              of sum(y(4)^2) wrt (y0, parameters) by backprop, odeint_adjoint, odeint_checkpointed
+//              64 numbers, 1348 parameters), float64, t in [0, 4], weights of variance 4 / fan_in;
+//              forward solves and the gradient of sum(y(4)^2) wrt (y0, parameters) by backprop,
+//              odeint_adjoint, odeint_checkpointed
 // Weights and y0 of `node` come from splitmix64 (see node_weights), which the Python side repeats.
 // Tolerances: rtol = atol = 10^-3 .. 10^-12 (half decades; --quick: whole decades, and the time is
 // the faster of two calls instead of the minimum of 3 repeats of >= 0.2 s).
@@ -77,10 +79,10 @@ Dynamics pleiades() {
   };
 }
 State pleiades_y0() {
-  return {from_vector({3, 3, -1, -3, 2, -2, 2,               // x
-                       3, -3, 2, 0, 0, -4, 4,                // y
-                       0, 0, 0, 0, 0, 1.75, -1.5,            // x'
-                       0, 0, 0, -1.25, 1, 0, 0},             // y'
+  return {from_vector({3, 3,  -1, -3,    2, -2,   2,     // x
+                       3, -3, 2,  0,     0, -4,   4,     // y
+                       0, 0,  0,  0,     0, 1.75, -1.5,  // x'
+                       0, 0,  0,  -1.25, 1, 0,    0},    // y'
                       {28}, f64)};
 }
 
@@ -219,12 +221,12 @@ struct Runner {
           },
           first, min_time(), repeats());
       std::ostringstream s;
-      s << "{\"problem\":" << quote(problem) << ",\"system\":\"scoregrad\",\"method\":"
-        << quote(tb.name) << ",\"mode\":\"forward\",\"tol\":" << num(tol)
+      s << "{\"problem\":" << quote(problem)
+        << ",\"system\":\"scoregrad\",\"method\":" << quote(tb.name)
+        << ",\"mode\":\"forward\",\"tol\":" << num(tol)
         << ",\"status\":" << quote(status_name(r.status)) << ",\"nfe\":" << nfe
-        << ",\"nfe_result\":" << r.nfe << ",\"steps\":" << r.steps
-        << ",\"rejected\":" << r.rejected << ",\"time_s\":" << num(sec)
-        << ",\"y\":" << arr(r.y) << "}";
+        << ",\"nfe_result\":" << r.nfe << ",\"steps\":" << r.steps << ",\"rejected\":" << r.rejected
+        << ",\"time_s\":" << num(sec) << ",\"y\":" << arr(r.y) << "}";
       rows.push_back(s.str());
       std::fprintf(stderr, "scoregrad %-9s %-7s tol %.1e  nfe %6lld  %9.3f ms  %s\n",
                    problem.c_str(), tb.name.c_str(), tol, static_cast<long long>(nfe), sec * 1e3,
@@ -234,8 +236,7 @@ struct Runner {
 
   // Gradient of sum(y(4)^2) wrt (y0, params) of the neural ODE, three strategies.
   std::vector<Tensor> node_grad(const std::string& strategy, const Tableau& tb, double tol,
-                                const Node& nd, int64_t* nfe_fwd, int64_t* nfe_bwd,
-                                Status* st) {
+                                const Node& nd, int64_t* nfe_fwd, int64_t* nfe_bwd, Status* st) {
     auto n = std::make_shared<int64_t>(0);
     std::vector<Tensor> params;
     for (const Tensor& p : nd.params) params.push_back(p.detach().requires_grad_());
@@ -266,8 +267,7 @@ struct Runner {
         tbs.push_back(&tableau(m));
       } catch (const ValueError&) {
         missing.push_back(m);
-        std::fprintf(stderr, "scoregrad: no method '%s' in sg::ode::tableau; skipped\n",
-                     m.c_str());
+        std::fprintf(stderr, "scoregrad: no method '%s' in sg::ode::tableau; skipped\n", m.c_str());
       }
     }
     const Node nd = node_weights();
@@ -289,9 +289,11 @@ struct Runner {
         int64_t nf = 0, nb = 0;
         const double t0 = now();
         const auto g = node_grad("checkpointed", dopri5(), 1e-12, nd, &nf, &nb, nullptr);
-        refs = "{\"node_grad\":{\"how\":\"odeint_checkpointed, dopri5, rtol = atol = 1e-12\","
-               "\"nfe\":" + std::to_string(nf) + ",\"nfe_backward\":" + std::to_string(nb) +
-               ",\"time_s\":" + num(now() - t0) + ",\"grad\":" + arr(g) + "}}";
+        refs =
+            "{\"node_grad\":{\"how\":\"odeint_checkpointed, dopri5, rtol = atol = 1e-12\","
+            "\"nfe\":" +
+            std::to_string(nf) + ",\"nfe_backward\":" + std::to_string(nb) +
+            ",\"time_s\":" + num(now() - t0) + ",\"grad\":" + arr(g) + "}}";
       }
       for (const Tableau* tb : tbs) {
         if (tb->name != "dopri5") continue;  // the peers' gradients are dopri5 (torchdiffeq)
@@ -302,20 +304,19 @@ struct Runner {
             const double t0 = now();
             const auto g = node_grad(strategy, *tb, tol, nd, &nf, &nb, &st);
             const double first = now() - t0;
-            const double sec = time_call(
-                [&] { node_grad(strategy, *tb, tol, nd, nullptr, nullptr, nullptr); }, first,
-                min_time(), repeats());
+            const double sec =
+                time_call([&] { node_grad(strategy, *tb, tol, nd, nullptr, nullptr, nullptr); },
+                          first, min_time(), repeats());
             std::ostringstream s;
             s << "{\"problem\":\"node_grad\",\"system\":\"scoregrad\",\"method\":"
               << quote(tb->name) << ",\"mode\":" << quote(strategy) << ",\"tol\":" << num(tol)
               << ",\"status\":" << quote(status_name(st)) << ",\"nfe\":" << nf
-              << ",\"nfe_backward\":" << nb << ",\"time_s\":" << num(sec)
-              << ",\"grad\":" << arr(g) << "}";
+              << ",\"nfe_backward\":" << nb << ",\"time_s\":" << num(sec) << ",\"grad\":" << arr(g)
+              << "}";
             rows.push_back(s.str());
-            std::fprintf(stderr,
-                         "scoregrad node_grad %-12s tol %.1e  nfe %5lld + %5lld  %9.3f ms\n",
-                         strategy, tol, static_cast<long long>(nf), static_cast<long long>(nb),
-                         sec * 1e3);
+            std::fprintf(
+                stderr, "scoregrad node_grad %-12s tol %.1e  nfe %5lld + %5lld  %9.3f ms\n",
+                strategy, tol, static_cast<long long>(nf), static_cast<long long>(nb), sec * 1e3);
           }
         }
       }
