@@ -51,6 +51,9 @@ class Backend {
 
 Backend& backend_for(Device d);
 Backend& cpu_backend();
+// The testing device standin:i (i < kStandinDevices; DeviceError beyond), see standin/.
+inline constexpr int kStandinDevices = 4;
+Backend& standin_backend(int index);
 // Registered by the CUDA backend when it is compiled in (nullptr otherwise).
 void register_cuda_backend(Backend* b);
 

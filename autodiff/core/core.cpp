@@ -123,7 +123,33 @@ Shape normalize_axes(const Shape& axes, int rank, const char* op) {
 }
 
 std::string device_name(Device d) {
-  return d.type == DeviceType::cpu ? "cpu" : "cuda:" + std::to_string(d.index);
+  switch (d.type) {
+    case DeviceType::cpu:
+      return "cpu";
+    case DeviceType::cuda:
+      return "cuda:" + std::to_string(d.index);
+    case DeviceType::standin:
+      return "standin:" + std::to_string(d.index);
+  }
+  return "?";
+}
+Device parse_device(const std::string& name) {
+  const auto colon = name.find(':');
+  const std::string kind = name.substr(0, colon);
+  int index = 0;
+  if (colon != std::string::npos) {
+    const std::string digits = name.substr(colon + 1);
+    const bool ok =
+        !digits.empty() && digits.size() <= 6 &&
+        std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; });
+    if (!ok || kind == "cpu")
+      fail<ValueError>("device '", name, "': expected cpu, cuda, cuda:N, standin or standin:N");
+    index = std::stoi(digits);
+  }
+  if (kind == "cpu") return Device::cpu();
+  if (kind == "cuda") return Device::cuda(index);
+  if (kind == "standin") return Device::standin(index);
+  fail<ValueError>("device '", name, "': expected cpu, cuda, cuda:N, standin or standin:N");
 }
 
 // ---- storage and impl lifetimes ----

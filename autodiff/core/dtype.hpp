@@ -7,7 +7,10 @@
 namespace sg {
 
 enum class DType : uint8_t { f32, f64, i64, b8 };
-enum class DeviceType : uint8_t { cpu, cuda };
+// standin is a testing device, not a feature: host memory behind the same backend seam as
+// CUDA, never readable as host pointers, so code that should follow its inputs' device but
+// builds CPU tensors fails with DeviceError in tests (see backend/standin/).
+enum class DeviceType : uint8_t { cpu, cuda, standin };
 
 struct Device {
   DeviceType type = DeviceType::cpu;
@@ -15,6 +18,8 @@ struct Device {
   friend bool operator==(const Device&, const Device&) = default;
   static Device cpu() { return {}; }
   static Device cuda(int i = 0) { return {DeviceType::cuda, i}; }
+  static Device standin(int i = 0) { return {DeviceType::standin, i}; }
+  bool is_cpu() const { return type == DeviceType::cpu; }
 };
 
 inline constexpr std::size_t itemsize(DType t) {
@@ -34,7 +39,10 @@ inline constexpr const char* dtype_name(DType t) {
   }
   return "?";
 }
-std::string device_name(Device d);
+std::string device_name(Device d);  // "cpu", "cuda:0", "standin:0"
+// "cpu", "cuda", "cuda:N", "standin", "standin:N" (N a non-negative integer); ValueError
+// otherwise. Says nothing about whether the device exists (backend_for does).
+Device parse_device(const std::string& name);
 
 // C++ type <-> DType.
 template <class T>

@@ -53,7 +53,8 @@ class Tensor {
   int64_t offset() const;
   const StoragePtr& storage() const;
 
-  // Raw element access (CPU). data<T>() points at element [0,...,0]; checks the dtype.
+  // Raw element access, CPU tensors only (DeviceError otherwise: copy with to(Device::cpu())).
+  // data<T>() points at element [0,...,0]; checks the dtype.
   template <class T>
   T* data() const;
   void* raw_data() const;
@@ -169,9 +170,16 @@ inline Device Tensor::device() const { return p_->storage->device; }
 inline bool Tensor::is_contiguous() const { return p_->contiguous; }
 inline int64_t Tensor::offset() const { return p_->offset; }
 inline const StoragePtr& Tensor::storage() const { return p_->storage; }
-inline void* Tensor::raw_data() const { return p_->data_ptr(); }
+namespace detail {
+[[noreturn]] void fail_host_access(const Tensor& t, const char* what);
+}
+inline void* Tensor::raw_data() const {
+  if (!p_->storage->device.is_cpu()) detail::fail_host_access(*this, "raw_data");
+  return p_->data_ptr();
+}
 template <class T>
 T* Tensor::data() const {
+  if (!p_->storage->device.is_cpu()) detail::fail_host_access(*this, "data");
   if (p_->dtype != dtype_v<T>)
     fail<DTypeError>("data<", dtype_name(dtype_v<T>), ">: tensor has dtype ",
                      dtype_name(p_->dtype));

@@ -41,6 +41,7 @@ Backend* g_cuda_backend = nullptr;
 void register_cuda_backend(Backend* b) { g_cuda_backend = b; }
 Backend& backend_for(Device d) {
   if (d.type == DeviceType::cpu) return cpu_backend();
+  if (d.type == DeviceType::standin) return standin_backend(d.index);
 #ifdef SG_WITH_CUDA
   return cuda::backend(d.index);  // constructed (and registered) on first use
 #endif
@@ -50,12 +51,17 @@ Backend& backend_for(Device d) {
 }
 Backend& backend_of(const Tensor& t) { return backend_for(t.device()); }
 
-KView kview(const Tensor& t) { return {t.raw_data(), t.shape(), t.strides(), t.dtype()}; }
+// Device pointers: kernels of the tensor's own backend are the only readers.
+KView kview(const Tensor& t) { return {t.impl()->data_ptr(), t.shape(), t.strides(), t.dtype()}; }
 KView kview_broadcast(const Tensor& t, const Shape& to) {
-  return {t.raw_data(), to, broadcast_strides(t.shape(), t.strides(), to), t.dtype()};
+  return {t.impl()->data_ptr(), to, broadcast_strides(t.shape(), t.strides(), to), t.dtype()};
 }
 Tensor make_view(const Tensor& base, const Shape& shape, const Shape& strides, int64_t offset) {
   return Tensor(new TensorImpl(base.storage(), shape, strides, offset, base.dtype()));
+}
+void detail::fail_host_access(const Tensor& t, const char* what) {
+  fail<DeviceError>(what, ": ", describe(t),
+                    " is not in host memory; copy it first with to(Device::cpu())");
 }
 std::string describe(const Tensor& t) {
   if (!t.defined()) return "undefined";

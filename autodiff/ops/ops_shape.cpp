@@ -16,13 +16,18 @@ Tensor copy_to_new(const Tensor& x, DType dtype, Device device) {
   if (out.numel() == 0) return out;
   if (x.device() == device) {
     backend_of(out).copy(kview(x), kview(out));
+  } else if (!x.device().is_cpu() && !device.is_cpu()) {
+    // Between two devices that are not the host: through host memory (a peer copy, where a
+    // backend has one, is the CUDA backend's business).
+    const Tensor host = copy_to_new(x, dtype, Device::cpu());
+    return copy_to_new(host, dtype, device);
   } else {
-    // Cross-device: make x contiguous with the target dtype on its own device, then memcpy.
+    // Host <-> device: make x contiguous with the target dtype on its own device, then memcpy.
     const Tensor src =
         x.is_contiguous() && x.dtype() == dtype ? x : copy_to_new(x, dtype, x.device());
-    const bool to_host = device.type == DeviceType::cpu;
+    const bool to_host = device.is_cpu();
     Backend& dev = backend_for(to_host ? x.device() : device);
-    dev.memcpy_host(out.raw_data(), src.raw_data(),
+    dev.memcpy_host(out.impl()->data_ptr(), src.impl()->data_ptr(),
                     static_cast<std::size_t>(out.numel()) * itemsize(dtype), to_host);
   }
   return out;
