@@ -139,7 +139,7 @@ const Tableau& tsit5() {
               std::vector<double>(b, b + 7),
               std::vector<double>(7),
               true,
-              Interpolant::hermite};
+              Interpolant::tsit5};
     const double rows[6][6] = {{a21},
                                {a31, a32},
                                {a41, a42, a43},
@@ -222,6 +222,37 @@ const Tableau& dop853() {
       for (std::size_t j = 0; j < rows[i].size(); ++j) a[i * s + j] = rows[i][j];
     for (std::size_t j = 0; j < s - 1; ++j) a[(s - 1) * s + j] = b[j];  // FSAL row
     for (std::size_t j = 0; j < s; ++j) b_hat[j] = b[j] - e5[j];
+    // The dense output's three extra stages (c = 0.1, 0.2, 7/9), rows over stages 0..12 (12: the
+    // FSAL stage f(t + h, y1)) and the extra stages before them; (stage, a) pairs.
+    const std::vector<std::vector<std::pair<int, double>>> extra = {{{0, 0.056167502283047952},
+                                                                     {6, 0.25350021021662481},
+                                                                     {7, -0.24623903747080249},
+                                                                     {8, -0.12419142326381636},
+                                                                     {9, 0.15329179827876570},
+                                                                     {10, 0.0082010522956346899},
+                                                                     {11, 0.0075678976605456998},
+                                                                     {12, -0.008298}},
+                                                                    {{0, 0.031834648163502141},
+                                                                     {5, 0.028300909672366776},
+                                                                     {6, 0.053541988307438568},
+                                                                     {7, -0.054923748571390988},
+                                                                     {10, -0.00010834732869724932},
+                                                                     {11, 0.00038257109083565841},
+                                                                     {12, -0.00034046500868740456},
+                                                                     {13, 0.14131244367463250}},
+                                                                    {{0, -0.42889630158379192},
+                                                                     {5, -4.6976214153611638},
+                                                                     {6, 7.6834211960625990},
+                                                                     {7, 4.0689898183971101},
+                                                                     {8, 0.35672718745528111},
+                                                                     {12, -0.0013990241651590146},
+                                                                     {13, 2.9475147891527723},
+                                                                     {14, -9.1509584721798700}}};
+    std::vector<std::vector<double>> dense_a;
+    for (std::size_t i = 0; i < extra.size(); ++i) {
+      dense_a.emplace_back(s + i, 0.0);
+      for (const auto& [j, v] : extra[i]) dense_a.back()[static_cast<std::size_t>(j)] = v;
+    }
     return Tableau{"dop853",
                    8,
                    7,
@@ -232,8 +263,10 @@ const Tableau& dop853() {
                    b,
                    b_hat,
                    true,
-                   Interpolant::none,
-                   e3};
+                   Interpolant::dop853,
+                   e3,
+                   {0.1, 0.2, 7.0 / 9},
+                   dense_a};
   }();
   return t;
 }
@@ -262,9 +295,29 @@ const char* status_name(Status s) {
   return "?";
 }
 
+namespace {
+// Hairer's form of a continuous extension (contd5 of DOPRI5, contd8 of DOP853), u = 1 - th:
+//   y(th) = y0 + th r1 + th u r2 + th^2 u r3 + th^2 u^2 (r4 + th r5 + th u r6 + th^2 u r7 ...)
+// with r1 = h sum b k, r2 = h k_1 - r1, r3 = r1 - h k_fsal - r2, r_{4+j} = h sum d_j k; written
+// as weights w_i(th) on the stages. `d` holds the rows d_j (each over w.size() stages).
+void hairer_weights(double th, const std::vector<double>& b, std::size_t fsal_stage,
+                    const std::vector<const double*>& d, std::vector<double>& w) {
+  const double u = 1 - th;
+  for (std::size_t i = 0; i < b.size(); ++i)
+    w[i] = th * b[i] - th * u * b[i] + th * th * u * 2 * b[i];
+  w[0] += th * u - th * th * u;
+  w[fsal_stage] -= th * th * u;
+  // multipliers of r4, r5, r6, r7: th^2 u^2 times 1, th, th u, th^2 u
+  const double m[4] = {th * th * u * u, th * th * th * u * u, th * th * th * u * u * u,
+                       th * th * th * th * u * u * u};
+  for (std::size_t j = 0; j < d.size(); ++j)
+    for (std::size_t i = 0; i < w.size(); ++i) w[i] += m[j] * d[j][i];
+}
+}  // namespace
+
 std::vector<double> Tableau::dense_weights(double th) const {
   const std::size_t s = b.size();
-  std::vector<double> w(s, 0.0);
+  std::vector<double> w(static_cast<std::size_t>(dense_stages()), 0.0);
   switch (interpolant) {
     case Interpolant::none:
       return {};
@@ -275,17 +328,87 @@ std::vector<double> Tableau::dense_weights(double th) const {
       w[s - 1] += th * (th - 1) * th;
       return w;
     case Interpolant::dopri5: {
-      // Hairer's contd5 (Shampine 1986): y(th) = y0 + th r2 + th(1-th) r3 + th^2(1-th) r4 +
-      // th^2 (1-th)^2 r5, r2 = h sum b k, r3 = h k1 - r2, r4 = r2 - h k7 - r3, r5 = h sum d k
+      // Hairer's contd5 (Shampine 1986): r4 = h sum d k
       static const double d[7] = {-12715105075.0 / 11282082432.0,  0,
                                   87487479700.0 / 32700410799.0,   -10690763975.0 / 1880347072.0,
                                   701980252875.0 / 199316789632.0, -1453857185.0 / 822651844.0,
                                   69997945.0 / 29380423.0};
-      const double u = 1 - th;
-      for (std::size_t i = 0; i < s; ++i)
-        w[i] = th * b[i] - th * u * b[i] + th * th * u * 2 * b[i] + th * th * u * u * d[i];
-      w[0] += th * u - th * th * u;
-      w[6] -= th * th * u;
+      hairer_weights(th, b, 6, {d}, w);
+      return w;
+    }
+    case Interpolant::tsit5: {
+      // Tsitouras (2011), section 3: b_i(th), factored as published; b_i(1) = b_i
+      const double t2 = th * th;
+      w[0] = -1.0530884977290216 * th * (th - 1.3299890189751412) *
+             (t2 - 1.4364028541716351 * th + 0.7139816917074209);
+      w[1] = 0.1017 * t2 * (t2 - 2.1966568338249754 * th + 1.2949852507374631);
+      w[2] = 2.490627285651252793 * t2 * (t2 - 2.38535645472061657 * th + 1.57803468208092486);
+      w[3] = -16.54810288924490272 * (th - 1.21712927295533244) * (th - 0.61620406037800089) * t2;
+      w[4] = 47.37952196281928122 * (th - 1.203071208372362603) * (th - 0.658047292653547382) * t2;
+      w[5] = -34.87065786149660974 * (th - 1.2) * (th - 0.666666666666666667) * t2;
+      w[6] = 2.5 * (th - 1) * (th - 0.6) * t2;
+      return w;
+    }
+    case Interpolant::dop853: {
+      // Hairer's contd8: r4..r7 = h sum d_j k over the 13 stages and the 3 dense stages
+      static const auto rows = [] {
+        const std::vector<std::vector<std::pair<int, double>>> d = {{{0, -8.4289382761090129},
+                                                                     {5, 0.56671495351937777},
+                                                                     {6, -3.0689499459498917},
+                                                                     {7, 2.3846676565120698},
+                                                                     {8, 2.1170345824450283},
+                                                                     {9, -0.87139158377797299},
+                                                                     {10, 2.2404374302607883},
+                                                                     {11, 0.63157877876946882},
+                                                                     {12, -0.088990336451333311},
+                                                                     {13, 18.148505520854727},
+                                                                     {14, -9.1946323924783554},
+                                                                     {15, -4.4360363875948940}},
+                                                                    {{0, 10.427508642579135},
+                                                                     {5, 242.28349177525818},
+                                                                     {6, 165.20045171727028},
+                                                                     {7, -374.54675472269020},
+                                                                     {8, -22.113666853125306},
+                                                                     {9, 7.7334326684722638},
+                                                                     {10, -30.674084731089398},
+                                                                     {11, -9.3321305264302279},
+                                                                     {12, 15.697238121770844},
+                                                                     {13, -31.139403219565178},
+                                                                     {14, -9.3529243588444784},
+                                                                     {15, 35.816841486394084}},
+                                                                    {{0, 19.985053242002434},
+                                                                     {5, -387.03730874935177},
+                                                                     {6, -189.17813819516757},
+                                                                     {7, 527.80815920542365},
+                                                                     {8, -11.573902539959630},
+                                                                     {9, 6.8812326946963000},
+                                                                     {10, -1.0006050966910838},
+                                                                     {11, 0.77771377980534432},
+                                                                     {12, -2.7782057523535084},
+                                                                     {13, -60.196695231264121},
+                                                                     {14, 84.320405506677161},
+                                                                     {15, 11.992291136182789}},
+                                                                    {{0, -25.693933462703749},
+                                                                     {5, -154.18974869023643},
+                                                                     {6, -231.52937917604550},
+                                                                     {7, 357.63911791061412},
+                                                                     {8, 93.405324183624310},
+                                                                     {9, -37.458323136451633},
+                                                                     {10, 104.09964950896230},
+                                                                     {11, 29.840293426660503},
+                                                                     {12, -43.533456590011144},
+                                                                     {13, 96.324553959188283},
+                                                                     {14, -39.177261675615439},
+                                                                     {15, -149.72683625798563}}};
+        std::vector<std::vector<double>> out;
+        for (const auto& row : d) {
+          out.emplace_back(16, 0.0);
+          for (const auto& [i, v] : row) out.back()[static_cast<std::size_t>(i)] = v;
+        }
+        return out;
+      }();
+      hairer_weights(th, b, 12, {rows[0].data(), rows[1].data(), rows[2].data(), rows[3].data()},
+                     w);
       return w;
     }
   }
@@ -400,6 +523,20 @@ StepResult rk_step(const Dynamics& f, const Tableau& tb, double t, double h, con
   }
   if (tb.interpolant != Interpolant::none || tb.fsal) r.k = std::move(k);  // dense, stiffness
   return r;
+}
+
+// Appends the stages used only by the dense output (DOP853's three) to an accepted step's
+// stages k (all of them, the FSAL stage included), once: k_i = f(t + c_i h, y + h sum_j a_ij k_j).
+void add_dense_stages(const Dynamics& f, const Tableau& tb, double t, double h, const State& y,
+                      std::vector<State>& k, int64_t& nfe) {
+  while (k.size() < static_cast<std::size_t>(tb.dense_stages())) {
+    const std::size_t i = k.size() - static_cast<std::size_t>(tb.stages());
+    std::vector<const State*> kp;
+    for (const State& ki : k) kp.push_back(&ki);
+    const State yi = combine(y, h, kp, tb.dense_a[i].data(), static_cast<int>(kp.size()));
+    k.push_back(f(t + tb.dense_c[i] * h, yi));
+    ++nfe;
+  }
 }
 
 double atol_of(const Options& o, std::size_t c) {
@@ -575,7 +712,7 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
     if (!interpolate)
       fail<ValueError>(
           "odeint: dense output needs a method with an interpolant (dopri5, tsit5, "
-          "bosh3), not ",
+          "bosh3, dop853), not ",
           tb.name);
     solution = std::make_shared<Solution>(tb, t0, t0);
     r.solution = solution;
@@ -583,6 +720,10 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
   if (span == 0) return r;
   // After an accepted step from (t_old, y_old) of signed size hs: outputs in (t_old, t_new]
   // from the step's stages, and the step itself for the dense solution.
+  // The step's dense-only stages (DOP853's three), evaluated the first time they are needed.
+  auto dense_ready = [&](double t_old, double h_signed, const State& y_old, StepResult& s) {
+    add_dense_stages(f, tb, t_old, h_signed, y_old, s.k, r.nfe);
+  };
   auto interpolate_step = [&](double t_old, double h_signed, const State& y_old, double t_new,
                               StepResult& s) {
     while (next_out < outs.size() && (outs[next_out] - t_new) * dir <= 0) {
@@ -590,11 +731,13 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       if (std::abs(outs[next_out] - t_new) <= 1e-12 * std::max(1.0, std::abs(t_new))) {
         r.ys.push_back(r.y);
       } else {
+        dense_ready(t_old, h_signed, y_old, s);
         r.ys.push_back(dense_state(tb, theta, h_signed, y_old, s.k));
       }
       ++next_out;
     }
     if (solution) {
+      dense_ready(t_old, h_signed, y_old, s);
       solution->add({t_old, h_signed, y_old, std::move(s.k)});
       solution->set_end(t_new);
     }
@@ -615,6 +758,7 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       event_prev = g_new;
       return false;
     }
+    dense_ready(t_old, h_signed, y_old, s);
     auto state_at = [&](double theta) {
       NoGradGuard off;  // the search itself is not recorded
       return dense_state(tb, theta, h_signed, y_old, s.k);
@@ -643,7 +787,7 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
   if (o.event && !interpolate)
     fail<ValueError>(
         "odeint: a terminal event needs a method with an interpolant (dopri5, "
-        "tsit5, bosh3), not ",
+        "tsit5, bosh3, dop853), not ",
         tb.name);
   if (adaptive && tb.b_hat.empty())
     fail<ValueError>("odeint: method ", tb.name, " has no error estimate; give fixed_step for it");
@@ -732,7 +876,8 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       // Hairer's stiffness test: h |lambda| ~ h |k_last - k_s| / |y1 - y_s|, both stages at
       // t + h; above the method's stability boundary on 15 accepted steps in a row: stiff.
       if (!s.y_stiff.empty() && s.k.size() >= 2 && !r.stiffness_detected) {
-        const double num = squared_distance(s.k_last, s.k[s.k.size() - 2]);
+        const double num =
+            squared_distance(s.k_last, s.k[static_cast<std::size_t>(tb.stages() - 2)]);
         const double den = squared_distance(r.y, s.y_stiff);
         const double boundary = tb.name == "dop853" ? 6.1 : 3.25;
         stiff_run = den > 0 && hs * std::sqrt(num / den) > boundary ? stiff_run + 1 : 0;

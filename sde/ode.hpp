@@ -41,6 +41,8 @@ enum class Interpolant {
   none,     // output times end steps instead
   hermite,  // cubic Hermite from y, y1, f(t, y) = k_1 and f(t + h, y1) = k_last (FSAL methods)
   dopri5,   // Shampine's 4th-order continuous extension of Dormand-Prince 5(4)
+  tsit5,    // Tsitouras' 4th-order continuous extension of his 5(4) pair (from its 7 stages)
+  dop853,   // Hairer's 7th-order dense output of DOP853 (its stages + 3 extra ones)
 };
 
 struct Tableau {
@@ -53,8 +55,14 @@ struct Tableau {
   // A second error estimate (DOP853's 3rd-order one, weights e3): when present the step's
   // error is Hairer's combination |e5|^2 / sqrt(|e5|^2 + 0.01 |e3|^2), e5 = h sum (b - b_hat) k.
   std::vector<double> e3 = {};
+  // Stages evaluated only when a step's dense output is needed (DOP853's three): their c, and
+  // their rows of a over every earlier stage (the step's stages, then earlier dense stages).
+  std::vector<double> dense_c = {};
+  std::vector<std::vector<double>> dense_a = {};
   int stages() const { return static_cast<int>(b.size()); }
-  // The weights w_i(theta), 0 <= theta <= 1, of the dense output (empty for `none`).
+  int dense_stages() const { return stages() + static_cast<int>(dense_c.size()); }
+  // The weights w_i(theta), 0 <= theta <= 1, of the dense output over the dense_stages() stages
+  // (empty for `none`).
   std::vector<double> dense_weights(double theta) const;
 };
 const Tableau& euler();
@@ -64,7 +72,7 @@ const Tableau& rk4();
 const Tableau& bosh3();   // Bogacki-Shampine 3(2)
 const Tableau& dopri5();  // Dormand-Prince 5(4)
 const Tableau& tsit5();   // Tsitouras 5(4)
-const Tableau& dop853();  // Dormand-Prince 8(5,3), Hairer's DOP853 (output times end steps)
+const Tableau& dop853();  // Dormand-Prince 8(5,3), Hairer's DOP853, 7th-order dense output
 const Tableau& tableau(const std::string& name);  // by name; ValueError listing them
 
 // `event`: a terminal event (Options::event) stopped the solve at Result::t, as asked.
@@ -83,7 +91,8 @@ struct Options {
   double min_step = 1e-12;
   int64_t max_steps = 100000;
   // Monotone in the direction of integration. Methods with an interpolant (dopri5, tsit5,
-  // bosh3) evaluate them inside steps at no extra evaluation of f; others end a step there.
+  // bosh3, dop853) evaluate them inside steps without ending a step (dop853: 3 more evaluations
+  // in each step that holds one); others end a step there.
   std::vector<double> output_times;
   bool dense = false;   // keep every accepted step's stages in Result::solution
   double max_step = 0;  // > 0: no step longer than this (adaptive and fixed)

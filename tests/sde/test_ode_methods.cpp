@@ -98,7 +98,7 @@ TEST_CASE("a terminal event stops the solve at the crossing", "[ode][event]") {
   // a falling ball: y'' = -9.81 from rest at height 10 hits the ground at sqrt(20 / 9.81)
   const Dynamics fall = [](double, const State& s) { return State{s[1], full({1}, -9.81, f64)}; };
   const State start = {full({1}, 10.0, f64), zeros({1}, f64)};
-  for (const Tableau* tb : {&dopri5(), &tsit5(), &bosh3()}) {
+  for (const Tableau* tb : {&dopri5(), &tsit5(), &bosh3(), &dop853()}) {
     INFO(tb->name);
     const Result r = odeint(fall, start, 0.0, 5.0,
                             {.method = tb,
