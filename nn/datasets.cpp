@@ -295,6 +295,7 @@ DataLoader::DataLoader(Tensor data, Tensor labels, int64_t batch, Generator gen,
     fail<ShapeError>("DataLoader: data must have an example axis, got ", describe(data_));
   if (batch_ < 1) fail<ValueError>("DataLoader: batch size must be >= 1, got ", batch_);
   n_ = data_.dim(0);
+  device_ = data_.device();
   if (labels_.defined() && (labels_.rank() < 1 || labels_.dim(0) != n_))
     fail<ShapeError>("DataLoader: labels ", describe(labels_), " do not match data ",
                      describe(data_), " along axis 0");
@@ -325,10 +326,11 @@ DataLoader::Batch DataLoader::take() {
   std::vector<int64_t> idx(order_.begin() + position_, order_.begin() + position_ + b);
   position_ += b;
   Batch out;
-  out.index = from_indices(idx, {b});
-  out.data = index_select(data_, 0, to_device(out.index, data_.device()));
+  const Tensor index = from_indices(idx, {b});
+  out.index = to_device(index, device_);
+  out.data = to_device(index_select(data_, 0, to_device(index, data_.device())), device_);
   if (labels_.defined())
-    out.labels = index_select(labels_, 0, to_device(out.index, labels_.device()));
+    out.labels = to_device(index_select(labels_, 0, to_device(index, labels_.device())), device_);
   return out;
 }
 

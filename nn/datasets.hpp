@@ -77,6 +77,14 @@ struct DataLoaderState {
 // Batches over axis 0 of `data` (and of `labels`, if given), gathered with index_select. Each
 // epoch visits every example once, in an order that is a fresh random permutation per epoch
 // (shuffle) or 0..N-1; with drop_last a final short batch is skipped.
+//
+// Batches are delivered on device() (data, labels and index alike): the data's device unless
+// to(device) asks for another. Examples are gathered where the data lives (e.g. a data set in
+// host memory) and the batch then moved, so only the batch crosses; the order, and so every
+// batch's values, are the same on every device (the permutation is drawn on the host).
+//   sg::nn::DataLoader loader(train, 512, sg::Generator(1));
+//   loader.to(sg::parse_device("cuda:0"));         // batches on the GPU, data set stays on the
+//   host
 class DataLoader {
  public:
   struct Batch {
@@ -96,6 +104,10 @@ class DataLoader {
   // The next batch of an endless stream: rolls into the next epoch without a gap.
   Batch next_batch();
 
+  // Where batches are delivered from now on (see above); the loader's state is unchanged.
+  void to(Device device) { device_ = device; }
+  Device device() const { return device_; }
+
   int64_t size() const { return n_; }
   int64_t batch_size() const { return batch_; }
   int64_t batches_per_epoch() const;
@@ -112,6 +124,7 @@ class DataLoader {
   Batch take();
 
   Tensor data_, labels_;
+  Device device_;
   int64_t n_ = 0, batch_ = 0;
   Generator gen_;
   bool shuffle_ = true, drop_last_ = false;

@@ -49,6 +49,13 @@ NamedTensors Module::state_dict() {
   return out;
 }
 
+void assign_leaf(Tensor* slot, const Tensor& value) {
+  const bool leaf_grad = slot->defined() && slot->impl()->requires_grad;
+  Tensor v = value.detach();
+  if (leaf_grad) v.requires_grad_();
+  *slot = std::move(v);
+}
+
 void Module::load_state_dict(const NamedTensors& state, bool strict) {
   std::string problems;
   auto slots = named_parameters();
@@ -73,10 +80,7 @@ void Module::load_state_dict(const NamedTensors& state, bool strict) {
   for (auto& [name, slot] : slots) {
     auto it = state.find(name);
     if (it == state.end()) continue;
-    const bool leaf_grad = slot->impl()->requires_grad;
-    Tensor v = it->second.detach().clone().to(slot->device());
-    if (leaf_grad) v.requires_grad_();
-    *slot = v;
+    assign_leaf(slot, it->second.detach().clone().to(slot->device()));
   }
 }
 
@@ -86,13 +90,13 @@ void Module::train(bool on) {
 }
 void Module::to(DType dtype) {
   NoGradGuard off;
-  for (auto& [n, p] : named_parameters()) *p = cast(*p, dtype).detach().requires_grad_();
+  for (auto& [n, p] : named_parameters()) assign_leaf(p, cast(*p, dtype));
   for (auto& [n, b] : named_buffers())
     if (is_floating(b->dtype())) *b = cast(*b, dtype).detach();
 }
 void Module::to(Device device) {
   NoGradGuard off;
-  for (auto& [n, p] : named_parameters()) *p = to_device(*p, device).detach().requires_grad_();
+  for (auto& [n, p] : named_parameters()) assign_leaf(p, to_device(*p, device));
   for (auto& [n, b] : named_buffers()) *b = to_device(*b, device).detach();
 }
 void Module::zero_grad() {

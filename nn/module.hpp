@@ -9,6 +9,18 @@
 //
 // Parameters are replaced, never written in place: an optimizer assigns new leaves to the
 // slots (so tensors saved on the tape for an earlier gradient are never corrupted).
+//
+// Devices: layers create their parameters on the CPU (initialisation draws from a host
+// Generator); `to(device)` then moves every parameter and buffer, recursively:
+//   auto net = std::make_unique<Net>(gen);
+//   net->to(sg::Device::standin());        // or sg::parse_device("cuda:0")
+// Moves keep the slots: each slot (the Tensor* of named_parameters()) gets the moved tensor, a
+// new leaf with the same requires_grad flag and no gradient, so an optimizer or EMA built on
+// the slots before the move keeps working; their per-parameter state follows the parameters'
+// device at the next step (nn/optim.hpp). Every forward pass builds its constants (masks,
+// indices, frequencies) on its input's device, so inputs must be on the module's device;
+// mixing devices is a DeviceError naming the op. load_state_dict copies values onto each
+// slot's current device, whatever device they come from.
 #pragma once
 #include <deque>
 #include <map>
@@ -44,8 +56,8 @@ class Module {
   void train(bool on = true);
   void eval() { train(false); }
   bool training() const { return training_; }
-  void to(DType dtype);  // floating parameters and buffers
-  void to(Device device);
+  void to(DType dtype);    // floating parameters and buffers
+  void to(Device device);  // every parameter and buffer, in place of the old (see the top)
   void zero_grad();
 
  protected:
@@ -66,6 +78,10 @@ class Module {
   std::vector<std::pair<std::string, std::unique_ptr<Module>>> children_;
   bool training_ = true;
 };
+
+// A parameter slot's new value: `value` detached, with the slot's requires_grad flag kept (how
+// moves, load_state_dict, optimizers and the EMA replace parameters).
+void assign_leaf(Tensor* slot, const Tensor& value);
 
 // RAII: the module's parameters replaced by `values` (by name) until destruction. Gradients
 // of the module's output then flow to `values` (functional use: adjoints, research code).

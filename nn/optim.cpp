@@ -14,14 +14,6 @@ namespace sg::nn {
 
 namespace {
 
-// The new leaf for a slot: detached, with the slot's requires_grad flag kept.
-void assign(Tensor* slot, const Tensor& value) {
-  const bool leaf_grad = slot->defined() && slot->impl()->requires_grad;
-  Tensor v = value.detach();
-  if (leaf_grad) v.requires_grad_();
-  *slot = std::move(v);
-}
-
 Tensor i64_scalar(int64_t v) {
   Tensor t = empty({}, DType::i64);
   *t.data<int64_t>() = v;
@@ -103,7 +95,8 @@ void Optimizer::step(const std::vector<Tensor>& grads) {
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     if (!grads[i].defined()) continue;
     Tensor* slot = slots_[i].second;
-    assign(slot, update(i, slot->detach(), grads[i].detach()));
+    follow_device(i, slot->device());
+    assign_leaf(slot, update(i, slot->detach(), grads[i].detach()));
   }
 }
 
@@ -112,6 +105,14 @@ void Optimizer::step() {
   grads.reserve(slots_.size());
   for (auto& [name, slot] : slots_) grads.push_back(slot->grad());
   step(grads);
+}
+
+void Optimizer::follow_device(std::size_t i, Device device) {
+  for (const auto& spec : buffer_specs()) {
+    auto it = state_[i].find(spec.name);
+    if (spec.counter || it == state_[i].end() || !it->second.defined()) continue;
+    if (!(it->second.device() == device)) it->second = to_device(it->second, device).detach();
+  }
 }
 
 void Optimizer::zero_grad() {
@@ -369,6 +370,7 @@ void Ema::update() {
   const double d = next_decay();
   for (const auto& [name, slot] : slots_) {
     Tensor& s = shadow_.at(name);
+    if (!(s.device() == slot->device())) s = to_device(s, slot->device()).detach();
     s = (s * d + slot->detach() * (1 - d)).detach();  // shadow = d*shadow + (1-d)*param
   }
   ++num_updates_;
@@ -401,14 +403,15 @@ void Ema::check_module(Module& module, const char* op) const {
 void Ema::apply_to(Module& module) const {
   check_module(module, "apply_to");
   NoGradGuard off;
-  for (auto& [name, slot] : module.named_parameters()) assign(slot, shadow_.at(name).clone());
+  for (auto& [name, slot] : module.named_parameters())
+    assign_leaf(slot, own_copy(shadow_.at(name), slot->device()));
 }
 
 void Ema::swap(Module& module) {
   check_module(module, "swap");
   for (auto& [name, slot] : module.named_parameters()) {
     Tensor old = slot->detach();
-    assign(slot, shadow_.at(name));
+    assign_leaf(slot, to_device(shadow_.at(name), slot->device()));
     shadow_.at(name) = old;
   }
 }
@@ -448,8 +451,8 @@ void Ema::check_state(const NamedTensors& state) const {
 void Ema::load_state(const NamedTensors& state) {
   check_state(state);
   NamedTensors fresh;
-  for (const auto& [name, s] : shadow_)
-    fresh[name] = own_copy(state.at("ema.shadow." + name), s.device());
+  for (const auto& [name, slot] : slots_)
+    fresh[name] = own_copy(state.at("ema.shadow." + name), slot->device());
   shadow_ = std::move(fresh);
   num_updates_ = i64_value(state.at("ema.num_updates"));
 }

@@ -31,6 +31,15 @@
 //   ema.shadow.<param>         like the parameter
 // Hyper-parameters other than the learning rate (betas, eps, momentum, weight decay, decay)
 // are configuration, not state: construct the resumed objects with the same options.
+//
+// Devices: per-parameter state (SGD momentum, Adam m and v, EMA shadows) lives on its
+// parameter's device; counters (optim.step, optim.adam.step.*, ema.num_updates) and optim.lr
+// are host scalars. State created before a Module::to move follows its parameter at the next
+// step() / update() (and apply_to / swap put the shadow on the module's device), so building
+// the optimizer before or after the move gives the same run. load_state puts loaded state on
+// the parameters' current devices, whatever device it was saved from: a checkpoint written on
+// one device loads on another (nn/checkpoint.hpp). Gradients must be on their parameter's
+// device (DeviceError naming the parameter and both devices).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -88,6 +97,8 @@ class Optimizer {
   Tensor& buffer(std::size_t i, const std::string& name) { return state_[i][name]; }
 
  private:
+  // Moves parameter i's buffers (not its host counters) to `device`, where they are not.
+  void follow_device(std::size_t i, Device device);
   std::string name_;  // for messages: "SGD", "Adam", "AdamW"
   std::string kind_;  // state-name component: "sgd", "adam"
   ParamSlots slots_;

@@ -74,7 +74,8 @@ std::string st_file(const std::string& header, const std::string& data) {
 
 bool same_bits(const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype() || !(a.shape() == b.shape())) return false;
-  const Tensor ca = a.detach().contiguous(), cb = b.detach().contiguous();
+  const Tensor ca = a.detach().to(Device::cpu()).contiguous(),
+               cb = b.detach().to(Device::cpu()).contiguous();
   return std::memcmp(ca.raw_data(), cb.raw_data(), ca.numel() * itemsize(ca.dtype())) == 0;
 }
 std::string hex_of(const Tensor& t) {
@@ -164,19 +165,22 @@ struct TinyWide : Module {
   TinyWide() : w(param("w", zeros({3, 5}))), c(param("c", zeros({2}))) {}
 };
 
+// Steps [from, to) with the data drawn on the network's device.
 void train(Tiny& net, Optimizer& opt, Ema& ema, Generator& data, int64_t from, int64_t to) {
   const WarmupCosine sched{.base_lr = 0.05, .min_lr = 1e-3, .warmup_steps = 5, .total_steps = 40};
-  const Tensor w_star = from_vector({0.5, -1, 2, 0.1, 1, 1, -0.5, 0.3, -2, 0.7, 0.2, 1.5}, {3, 4});
+  const Device d = net.w.device();
+  const Tensor w_star =
+      from_vector({0.5, -1, 2, 0.1, 1, 1, -0.5, 0.3, -2, 0.7, 0.2, 1.5}, {3, 4}, DType::f32, d);
   for (int64_t s = from; s < to; ++s) {
-    const Tensor x = randn({8, 3}, data);
-    const Tensor y = matmul(x, w_star) + randn({8, 4}, data) * 0.1;
+    const Tensor x = randn({8, 3}, data, DType::f32, d);
+    const Tensor y = matmul(x, w_star) + randn({8, 4}, data, DType::f32, d) * 0.1;
     const Tensor loss = mean(square(net(x) - y));
     auto grads = grad(loss, net.parameters());
     clip_grad_norm(grads, 0.5);
     opt.set_lr(sched.lr(s));
     opt.step(grads);
     ema.update();
-    net.calls = (net.calls + scalar(1, DType::i64)).detach();
+    net.calls = (net.calls + scalar(1, DType::i64, d)).detach();
   }
 }
 
@@ -768,6 +772,73 @@ TEST_CASE("checkpoint: training resumed at step k is bit-identical to an uninter
   Generator init_d(1);
   Tiny d(init_d);
   CHECK_FALSE(same_bits(d.w, a.w));
+}
+
+TEST_CASE("checkpoint: saved on one device and loaded on another, bit-identical; no device bytes",
+          "[checkpoint][resume][device]") {
+  TempDir tmp;
+  const Device standin = Device::standin();
+  constexpr int64_t kTotal = 20, kStop = 8;
+  // A run on `d` for steps [0, to), or restored from `path` and continued to kTotal.
+  struct Run {
+    Generator init{1}, data{7};
+    Tiny net{init};
+    std::unique_ptr<Adam> opt;
+    std::unique_ptr<Ema> ema;
+    explicit Run(Device d) {
+      net.to(d);
+      opt = std::make_unique<Adam>(net.named_parameters(),
+                                   AdamOptions{.lr = 0.05, .weight_decay = 1e-3});
+      ema = std::make_unique<Ema>(net, 0.8);
+    }
+    Checkpoint checkpoint(int64_t step) {
+      return {.model = &net,
+              .optimizer = opt.get(),
+              .ema = ema.get(),
+              .generator = &data,
+              .step = step,
+              .config = "{}"};
+    }
+  };
+  Run whole(Device::cpu());
+  train(whole.net, *whole.opt, *whole.ema, whole.data, 0, kTotal);
+
+  const std::string from_dev = tmp / "standin.safetensors", from_cpu = tmp / "cpu.safetensors";
+  for (const auto& [d, path] : {std::pair{standin, from_dev}, std::pair{Device::cpu(), from_cpu}}) {
+    Run part(d);
+    train(part.net, *part.opt, *part.ema, part.data, 0, kStop);
+    CHECK(part.net.w.device() == d);
+    save_checkpoint(path, part.checkpoint(kStop));
+  }
+  // Both devices wrote the same bytes: nothing in a checkpoint depends on the device.
+  CHECK(read_bytes(from_dev) == read_bytes(from_cpu));
+  CHECK(read_bytes(from_dev).find("standin") == std::string::npos);
+
+  // standin -> cpu and cpu -> standin, each continued to the end on its new device.
+  for (const auto& [d, path] : {std::pair{Device::cpu(), from_dev}, std::pair{standin, from_cpu}}) {
+    INFO("loaded on " << device_name(d) << " from " << path);
+    Run resumed(d);
+    resumed.data.set_state(99, 0);
+    Checkpoint ck = resumed.checkpoint(0);
+    load_checkpoint(path, ck);
+    REQUIRE(ck.step == kStop);
+    for (const auto& [name, p] : resumed.net.named_parameters()) CHECK(p->device() == d);
+    train(resumed.net, *resumed.opt, *resumed.ema, resumed.data, kStop, kTotal);
+    CHECK(resumed.net.w.device() == d);
+    for (const auto& [name, p] : whole.net.state_dict()) {
+      INFO(name);
+      CHECK(same_bits(resumed.net.state_dict().at(name), p));
+    }
+    for (const auto& [k, v] : whole.opt->state()) {
+      INFO(k);
+      CHECK(same_bits(resumed.opt->state().at(k), v));
+    }
+    for (const auto& [k, v] : whole.ema->state()) {
+      INFO(k);
+      CHECK(same_bits(resumed.ema->state().at(k), v));
+      if (v.dtype() != DType::i64) CHECK(resumed.ema->state().at(k).device() == d);
+    }
+  }
 }
 
 TEST_CASE("checkpoint: files interoperate with Python's safetensors (skipped without it)",
