@@ -3,6 +3,7 @@
 // too (oneDNN or im2col + GEMM); the rules are matmuls and convolutions themselves, so the three
 // convolution ops are closed under differentiation and every order comes free.
 #include "autodiff/backend/conv_geometry.hpp"
+#include "autodiff/backend/gemm_layout.hpp"
 #include "autodiff/ops/op_table.hpp"
 
 namespace sg {
@@ -41,11 +42,12 @@ Tensor matmul_fwd(std::span<const Tensor> in, const Attrs&, const Meta& m) {
     v.strides[s.rank() - 1] = t.strides()[t.rank() - 1];
     return v;
   };
-  // The backend needs each matrix with one unit stride; copy other layouts.
+  // The backend takes each matrix row- or column-major (the one rule, gemm_layout.hpp); other
+  // layouts are copied here, once, so every backend sees usable operands.
   auto usable = [](const Tensor& t) {
-    const int64_t s0 = t.strides()[t.rank() - 2], s1 = t.strides()[t.rank() - 1];
-    return (s1 == 1 && s0 >= std::max<int64_t>(t.dim(-1), 1)) ||
-           (s0 == 1 && s1 >= std::max<int64_t>(t.dim(-2), 1));
+    return gemm::operand_layout(t.dim(-2), t.dim(-1), t.strides()[t.rank() - 2],
+                                t.strides()[t.rank() - 1])
+        .ok;
   };
   const Tensor a = usable(in[0]) ? in[0] : contiguous(in[0].detach());
   const Tensor b = usable(in[1]) ? in[1] : contiguous(in[1].detach());

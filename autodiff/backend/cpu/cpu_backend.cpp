@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <new>
 #include <string>
 #include <vector>
@@ -17,6 +18,9 @@
 #include "autodiff/backend/cpu/cpu_options.hpp"
 #include "autodiff/backend/cpu/onednn.hpp"
 #include "autodiff/backend/cpu/packet_math.hpp"
+#include "autodiff/backend/gemm_layout.hpp"
+#include "autodiff/backend/index_ops.hpp"
+#include "autodiff/backend/index_space.hpp"
 #include "autodiff/backend/philox.hpp"
 #include "autodiff/core/error.hpp"
 #include "autodiff/core/pool.hpp"
@@ -32,6 +36,7 @@ constexpr std::size_t kAlign = 64;
 // Iterates an index space of `shape` over K operands with per-operand strides, calling
 // body(ptrs, inner_strides, n) once per innermost row. Adjacent dims are merged when every
 // operand allows it, so contiguous views become one flat row.
+static_assert(kSpaceDims == kMaxDims, "index_space.hpp must hold as many dims as a Shape");
 template <int K>
 struct Loop {
   Shape shape;
@@ -39,33 +44,16 @@ struct Loop {
   char* base[K];
   int64_t elem[K];
 
-  void coalesce() {
-    Shape s2;
-    Shape st2[K];
-    for (int d = 0; d < shape.rank(); ++d) {
-      if (shape[d] == 1) continue;
-      if (s2.rank() > 0) {
-        const int last = s2.rank() - 1;
-        bool merge = true;
-        for (int k = 0; k < K; ++k) merge &= st2[k][last] == strides[k][d] * shape[d];
-        if (merge) {
-          s2[last] *= shape[d];
-          for (int k = 0; k < K; ++k) st2[k][last] = strides[k][d];
-          continue;
-        }
-      }
-      s2.push_back(shape[d]);
-      for (int k = 0; k < K; ++k) st2[k].push_back(strides[k][d]);
-    }
-    if (s2.rank() == 0) {
-      s2.push_back(1);
-      for (int k = 0; k < K; ++k) st2[k].push_back(0);
-    }
-    shape = s2;
-    for (int k = 0; k < K; ++k) strides[k] = st2[k];
+  void coalesce() {  // the shared rule (index_space.hpp), kept in Shapes for the loops below
+    const int64_t* st[K];
+    for (int k = 0; k < K; ++k) st[k] = strides[k].begin();
+    const IndexSpace it = sg::coalesce(shape.rank(), shape.begin(), K, st);
+    shape = Shape(std::span<const int64_t>(it.shape, static_cast<std::size_t>(it.rank)));
+    for (int k = 0; k < K; ++k)
+      strides[k] = Shape(std::span<const int64_t>(it.stride[k], static_cast<std::size_t>(it.rank)));
   }
 
-  int64_t rows() const { return shape.numel() / shape.back(); }
+  int64_t rows() const { return shape.back() ? shape.numel() / shape.back() : 0; }
 
   // Runs rows [r0, r1).
   template <class Body>
@@ -649,9 +637,13 @@ class CpuBackend final : public Backend {
     }
   }
 
-  void matmul(const KView& a, const KView& b, const KView& out) override {
+  void matmul(const KView& a_in, const KView& b_in, const KView& out) override {
     const int R = out.shape.rank();
-    const int64_t m = out.shape[R - 2], n = out.shape[R - 1], k = a.shape[R - 1];
+    const int64_t m = out.shape[R - 2], n = out.shape[R - 1], k = a_in.shape[R - 1];
+    // The shared layout decision (gemm_layout.hpp): each matrix row- or column-major with its
+    // unit stride explicit (what gemm_one and the libraries test), other layouts copied.
+    ScratchPtr tmp_a(nullptr, release_storage), tmp_b(nullptr, release_storage);
+    const KView a = gemm_view(a_in, m, k, tmp_a), b = gemm_view(b_in, k, n, tmp_b);
     Shape batch = out.shape;
     batch.resize(R - 2);
     const int64_t nb = batch.numel();
@@ -714,9 +706,7 @@ class CpuBackend final : public Backend {
             T* o = reinterpret_cast<T*>(p[2]);
             for (int64_t i = 0; i < n; ++i) {
               const int64_t j = ib[i * st[1]];
-              if (j < 0 || j >= size)
-                fail<ValueError>("gather: index ", j, " is out of range for axis ", axis,
-                                 " of size ", size);
+              if (!index_in_range(j, size)) raise_index_error(IndexOp::gather, j, axis, size);
               o[i * st[2]] = xb[i * st[0] + j * ax_stride];
             }
           },
@@ -741,9 +731,8 @@ class CpuBackend final : public Backend {
               T* o = reinterpret_cast<T*>(p[2]);
               for (int64_t i = 0; i < n; ++i) {
                 const int64_t j = ib[i * st[0]];
-                if (j < 0 || j >= size)
-                  fail<ValueError>("scatter_add: index ", j, " is out of range for axis ", axis,
-                                   " of size ", size);
+                if (!index_in_range(j, size))
+                  raise_index_error(IndexOp::scatter_add, j, axis, size);
                 o[i * st[2] + j * ax_stride] += s[i * st[1]];
               }
             },
@@ -776,6 +765,25 @@ class CpuBackend final : public Backend {
   }
 
  private:
+  using ScratchPtr = std::unique_ptr<Storage, void (*)(Storage*)>;
+  static void release_storage(Storage* s) { s->release(s); }
+  // A matrix operand [.., rows, cols] with strides a BLAS takes (gemm::operand_layout), or a
+  // row-major contiguous copy of it in `keep`.
+  KView gemm_view(const KView& v, int64_t rows, int64_t cols, ScratchPtr& keep) {
+    const int R = v.shape.rank();
+    if (rows == 0 || cols == 0) return v;  // nothing is read
+    gemm::Operand op = gemm::operand_layout(rows, cols, v.strides[R - 2], v.strides[R - 1]);
+    KView g = v;
+    if (!op.ok) {
+      keep.reset(allocate(static_cast<std::size_t>(v.shape.numel()) * itemsize(v.dtype)));
+      g = KView{keep->data, v.shape, contiguous_strides(v.shape), v.dtype};
+      copy(v, g);
+      op = gemm::operand_layout(rows, cols, g.strides[R - 2], g.strides[R - 1]);
+    }
+    g.strides[R - 2] = op.s0();
+    g.strides[R - 1] = op.s1();
+    return g;
+  }
   template <class F>
   static void visit_any(DType t, F&& f) {
     visit_dtype(t, std::forward<F>(f));
