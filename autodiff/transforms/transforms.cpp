@@ -14,6 +14,25 @@ Tensor detail::track(const Tensor& x) {
   return leaf;
 }
 
+Tensor detail::unit_vectors(int64_t first, int64_t count, int64_t n, const Tensor& like) {
+  const Device d = like.device();
+  const Tensor cols = reshape(arange(n, DType::i64, d), {1, n});
+  const Tensor rows = reshape(
+      arange(static_cast<double>(first), static_cast<double>(first + count), 1, DType::i64, d),
+      {count, 1});
+  return cast(eq(cols, rows), like.dtype());
+}
+
+void detail::check_device(const char* op, const char* ref_name, const Tensor& ref, const char* what,
+                          const Tensor& t) {
+  if (!t.defined() || !ref.defined() || t.device() == ref.device()) return;
+  auto on = [](const Tensor& a) {
+    return cat(dtype_name(a.dtype()), a.shape().str(), " on ", device_name(a.device()));
+  };
+  fail<DeviceError>(op, ": ", what, " ", on(t), " is not on the device of ", ref_name, " ",
+                    on(ref));
+}
+
 std::pair<Tensor, Tensor> value_and_grad(const Fn& f, const Tensor& x) {
   const bool keep_graph = grad_enabled();  // record the result only if someone may differentiate it
   EnableGradGuard on;
@@ -35,6 +54,7 @@ std::pair<Tensor, Tensor> vjp(const Fn& f, const Tensor& x, const Tensor& cotang
   EnableGradGuard on;
   const Tensor xt = detail::track(x);
   Tensor y = f(xt);
+  detail::check_device("vjp", "f(x)", y, "cotangent", cotangent);
   if (!y.requires_grad()) return {y, zeros_like(x)};
   Tensor g =
       sg::grad({y}, {xt}, {cotangent}, {.create_graph = keep_graph, .allow_unused = true})[0];
@@ -42,6 +62,7 @@ std::pair<Tensor, Tensor> vjp(const Fn& f, const Tensor& x, const Tensor& cotang
 }
 
 std::pair<Tensor, Tensor> jvp(const Fn& f, const Tensor& x, const Tensor& tangent) {
+  detail::check_device("jvp", "x", x, "tangent", tangent);
   DualLevel level;
   const Tensor y = f(level.make_dual(x, tangent));
   Tensor t = level.tangent(y);
@@ -50,6 +71,7 @@ std::pair<Tensor, Tensor> jvp(const Fn& f, const Tensor& x, const Tensor& tangen
 }
 
 Tensor hvp(const Fn& f, const Tensor& x, const Tensor& v, HvpMode mode) {
+  detail::check_device("hvp", "x", x, "direction", v);
   if (mode == HvpMode::forward_over_reverse) return jvp(grad_fn(f), x, v).second;
   const bool keep_graph = grad_enabled();
   EnableGradGuard on;
@@ -63,7 +85,7 @@ Tensor jacobian(const Fn& f, const Tensor& x, JacobianMode mode) {
   std::vector<Tensor> parts;
   if (mode == JacobianMode::forward) {
     for (int64_t j = 0; j < n; ++j) {
-      const Tensor e = reshape(one_hot(from_indices({j}, {1}), n, x.dtype()), x.shape());
+      const Tensor e = reshape(detail::unit_vectors(j, 1, n, x), x.shape());
       parts.push_back(jvp(f, x, e).second);  // column j, shape f(x).shape
     }
     const Tensor cols = stack(parts, -1);  // f.shape ++ [n]
@@ -77,7 +99,7 @@ Tensor jacobian(const Fn& f, const Tensor& x, JacobianMode mode) {
   const Tensor xt = detail::track(x);
   const Tensor y = f(xt);
   for (int64_t i = 0; i < y.numel(); ++i) {
-    const Tensor e = reshape(one_hot(from_indices({i}, {1}), y.numel(), y.dtype()), y.shape());
+    const Tensor e = reshape(detail::unit_vectors(i, 1, y.numel(), y), y.shape());
     Tensor g = sg::grad({y}, {xt}, {e}, {.create_graph = keep_graph, .allow_unused = true})[0];
     parts.push_back(g);  // row i, shape x.shape
   }
@@ -116,9 +138,7 @@ Tensor divergence(const Fn& f, const Tensor& x, const Divergence& m) {
                                               }()));
       const Tensor y = f(xr);
       // Cotangent: block k holds the unit vector of coordinate i0 + k for every sample.
-      Tensor e =
-          one_hot(arange(static_cast<double>(i0), static_cast<double>(i0 + c), 1, DType::i64), D,
-                  x.dtype());
+      Tensor e = detail::unit_vectors(i0, c, D, x);
       e = reshape(expand(reshape(e, {c, 1, D}), {c, B, D}), y.shape());
       const Tensor g =
           sg::grad({y}, {xr}, {e}, {.create_graph = keep_graph, .allow_unused = true})[0];
@@ -137,7 +157,7 @@ Tensor divergence(const Fn& f, const Tensor& x, const Divergence& m) {
   for (int64_t i = 0; i < passes; ++i) {
     Tensor v;
     if (m.kind == Divergence::Kind::exact) {
-      v = reshape(expand(one_hot(from_indices({i}, {1}), D, x.dtype()), {B, D}), x.shape());
+      v = reshape(expand(detail::unit_vectors(i, 1, D, x), {B, D}), x.shape());
     } else {
       if (!m.gen) fail<ValueError>("divergence: Hutchinson needs a generator");
       v = m.kind == Divergence::Kind::hutchinson_gaussian ? randn_like(x, *m.gen)

@@ -11,6 +11,10 @@
 // Derivative results are recorded on the tape whenever grad mode is on (so they can be
 // differentiated again, e.g. a score-matching loss with respect to parameters); unreferenced
 // records are released at once, so this costs little when nothing differentiates further.
+//
+// Every tensor a transform builds (basis vectors, probes, zeros) lies on its input's device
+// with its dtype; a tangent, cotangent or direction on another device than the tensor it
+// belongs to is refused with a DeviceError naming the transform, both devices and shapes.
 #pragma once
 #include <functional>
 #include <utility>
@@ -60,6 +64,13 @@ namespace detail {
 // storage (and its forward-mode tangents) that requires grad.
 Tensor track(const Tensor& x);
 void copy_tangents(const Tensor& from, const Tensor& to);
+// Rows e_first .. e_{first+count-1} of the n x n identity ([count, n]) on like's device, in
+// like's dtype, built there without reading device memory.
+Tensor unit_vectors(int64_t first, int64_t count, int64_t n, const Tensor& like);
+// Unless t is on ref's device: DeviceError "op: <what> f64[2,3] on cpu is not on the device of
+// <ref_name> f64[2,3] on standin:0".
+void check_device(const char* op, const char* ref_name, const Tensor& ref, const char* what,
+                  const Tensor& t);
 }  // namespace detail
 
 }  // namespace sg
