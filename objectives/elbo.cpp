@@ -13,15 +13,16 @@ namespace {
 
 // t and 1/q(t) for a batch.
 std::pair<Tensor, Tensor> draw_times(const Sde& sde, int64_t B, const ElboOptions& o,
-                                     Generator& gen, DType dt) {
+                                     Generator& gen, DType dt, Device d) {
   const double span = sde.T() - o.t_eps;
   if (o.sampling == TimeSampling::uniform)
-    return {rand({B}, gen, dt) * span + o.t_eps, full({B}, span, dt)};
-  auto [t, q] = sample_importance_time(sde, B, o.t_eps, gen, dt);
+    return {rand({B}, gen, dt, d) * span + o.t_eps, full({B}, span, dt, d)};
+  auto [t, q] = sample_importance_time(sde, B, o.t_eps, gen, dt, d);
   return {t, 1.0 / q};
 }
 Tensor prior_term(const Sde& sde, const Tensor& x, Generator& gen, const ElboOptions& o) {
-  const Tensor yT = sde.perturb(x, full({x.dim(0)}, sde.T(), x.dtype()), randn_like(x, gen));
+  const Tensor yT =
+      sde.perturb(x, full({x.dim(0)}, sde.T(), x.dtype(), x.device()), randn_like(x, gen));
   return o.prior_logp ? o.prior_logp(yT) : sde.prior_logp(yT);
 }
 
@@ -31,7 +32,7 @@ Tensor prior_term(const Sde& sde, const Tensor& x, Generator& gen, const ElboOpt
 Tensor elbo_implicit(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Generator& gen,
                      ElboOptions o) {
   const int64_t B = x.dim(0);
-  const auto [t, inv_q] = draw_times(sde, B, o, gen, x.dtype());
+  const auto [t, inv_q] = draw_times(sde, B, o, gen, x.dtype(), x.device());
   const Tensor y = sde.perturb(x, t, randn_like(x, gen));
   const Tensor g = batch_view(sde.diffusion(t), x);
   // t is copied: clang < 16 cannot capture a structured binding (the fuzz build uses clang 14).
@@ -51,7 +52,7 @@ Tensor elbo_implicit(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Gen
 Tensor elbo_denoising(const Sde& sde, const ScoreModelFn& s, const Tensor& x, Generator& gen,
                       ElboOptions o) {
   const int64_t B = x.dim(0);
-  const auto [t, inv_q] = draw_times(sde, B, o, gen, x.dtype());
+  const auto [t, inv_q] = draw_times(sde, B, o, gen, x.dtype(), x.device());
   const auto [alpha, std] = sde.marginal(t);
   const Tensor z = randn_like(x, gen);
   const Tensor y = batch_view(alpha, x) * x + batch_view(std, x) * z;

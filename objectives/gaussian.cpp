@@ -25,8 +25,12 @@ GaussianData::GaussianData(const Tensor& mu, const Tensor& Sigma) : mu_(mu.to(DT
     for (int64_t j = 0; j < D; ++j)
       v[static_cast<std::size_t>(i * D + j)] = es.eigenvectors()(i, j);
   }
-  V_ = from_vector(v, {D, D}, DType::f64);
-  lambda_ = from_vector(l, {D}, DType::f64);
+  V_ = from_vector(v, {D, D}, DType::f64, mu.device());
+  lambda_ = from_vector(l, {D}, DType::f64, mu.device());
+}
+GaussianData::Constants GaussianData::on(Device d) const {
+  if (d == mu_.device()) return {mu_, V_, lambda_};
+  return {mu_.to(d), V_.to(d), lambda_.to(d)};
 }
 GaussianData GaussianData::case_g() {
   return GaussianData(from_vector({1.0, -0.5}, {2}, DType::f64),
@@ -34,41 +38,50 @@ GaussianData GaussianData::case_g() {
 }
 
 Tensor GaussianData::sample(int64_t n, Generator& gen) const {
+  return sample(n, gen, mu_.device());
+}
+Tensor GaussianData::sample(int64_t n, Generator& gen, Device device) const {
   // x = mu + (z sqrt(lambda)) V^T
-  return matmul(randn({n, dims()}, gen, DType::f64) * sqrt(lambda_), V_.mT()) + mu_;
+  const Constants c = on(device);
+  return matmul(randn({n, dims()}, gen, DType::f64, device) * sqrt(c.lambda), c.V.mT()) + c.mu;
 }
 Tensor GaussianData::variances(const Tensor& t, const Sde& sde, Tensor* alpha) const {
   const auto [a, sd] = sde.marginal(t.to(DType::f64));
   if (alpha) *alpha = a;
-  return unsqueeze(a * a, -1) * lambda_ + unsqueeze(sd * sd, -1);
+  return unsqueeze(a * a, -1) * on(t.device()).lambda + unsqueeze(sd * sd, -1);
 }
 // -(x - alpha mu) Sigma_t^-1, in the eigenbasis
 Tensor GaussianData::score(const Tensor& x, const Tensor& t, const Sde& sde) const {
+  const Constants c = on(x.device());
   Tensor a;
   const Tensor var = variances(t, sde, &a);
-  const Tensor d = matmul(x.to(DType::f64) - unsqueeze(a, -1) * mu_, V_);
-  return (-matmul(d / var, V_.mT())).to(x.dtype());
+  const Tensor d = matmul(x.to(DType::f64) - unsqueeze(a, -1) * c.mu, c.V);
+  return (-matmul(d / var, c.V.mT())).to(x.dtype());
 }
 Tensor GaussianData::log_density(const Tensor& x, const Tensor& t, const Sde& sde) const {
+  const Constants c = on(x.device());
   Tensor a;
   const Tensor var = variances(t, sde, &a);
-  const Tensor d = matmul(x.to(DType::f64) - unsqueeze(a, -1) * mu_, V_);
+  const Tensor d = matmul(x.to(DType::f64) - unsqueeze(a, -1) * c.mu, c.V);
   return sum(d * d / var + log(var * (2 * M_PI)), {1}) * -0.5;
 }
 Tensor GaussianData::score0(const Tensor& x) const {
-  return (-matmul(matmul(x.to(DType::f64) - mu_, V_) / lambda_, V_.mT())).to(x.dtype());
+  const Constants c = on(x.device());
+  return (-matmul(matmul(x.to(DType::f64) - c.mu, c.V) / c.lambda, c.V.mT())).to(x.dtype());
 }
 Tensor GaussianData::log_density0(const Tensor& x) const {
-  const Tensor d = matmul(x.to(DType::f64) - mu_, V_);
-  return sum(d * d / lambda_ + log(lambda_ * (2 * M_PI)), {1}) * -0.5;
+  const Constants c = on(x.device());
+  const Tensor d = matmul(x.to(DType::f64) - c.mu, c.V);
+  return sum(d * d / c.lambda + log(c.lambda * (2 * M_PI)), {1}) * -0.5;
 }
 // x_t = m_t + (x_s - m_s) V diag(sqrt(var_t / var_s)) V^T
 Tensor GaussianData::flow(const Tensor& x, double s, double t, const Sde& sde) const {
+  const Constants c = on(x.device());
   Tensor as, at;
-  const Tensor vs = variances(full({1}, s, DType::f64), sde, &as),
-               vt = variances(full({1}, t, DType::f64), sde, &at);
-  const Tensor d = matmul(x.to(DType::f64) - mu_ * as.item(), V_) * sqrt(vt / vs);
-  return matmul(d, V_.mT()) + mu_ * at.item();
+  const Tensor vs = variances(full({1}, s, DType::f64, x.device()), sde, &as),
+               vt = variances(full({1}, t, DType::f64, x.device()), sde, &at);
+  const Tensor d = matmul(x.to(DType::f64) - c.mu * as.item(), c.V) * sqrt(vt / vs);
+  return matmul(d, c.V.mT()) + c.mu * at.item();
 }
 double GaussianData::entropy() const {
   return 0.5 * sum(log(lambda_ * (2 * M_PI * std::exp(1.0)))).item();

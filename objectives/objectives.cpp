@@ -24,9 +24,9 @@ Tensor repeat_batch(const Tensor& x, int64_t P) {
 void check_batch(const char* op, const Tensor& x) {
   if (x.rank() < 2) fail<ShapeError>(op, ": data must be [batch, ...], got ", describe(x));
 }
-// Uniform on the sphere of radius r in each sample's D dimensions.
-Tensor sphere(const Shape& shape, double r, Generator& gen, DType dtype) {
-  const Tensor u = randn(shape, gen, dtype);
+// Uniform on the sphere of radius r in each sample's D dimensions, of x's shape, dtype and device.
+Tensor sphere(const Tensor& x, double r, Generator& gen) {
+  const Tensor u = randn(x.shape(), gen, x.dtype(), x.device());
   Shape axes;
   for (int d = 1; d < u.rank(); ++d) axes.push_back(d);
   return u * rsqrt(sum(u * u, axes, true)) * r;
@@ -62,8 +62,7 @@ Tensor implicit_sm_per_sample(const ScoreFn& s, const Tensor& x) {
   const int64_t B = x.dim(0), D = dims_per_sample(x);
   Tensor tr;
   for (int64_t i = 0; i < D; ++i) {
-    const Tensor e = reshape(
-        expand(one_hot(from_indices({i}, {1}, x.device()), D, x.dtype()), {B, D}), x.shape());
+    const Tensor e = reshape(expand(detail::unit_vectors(i, 1, D, x), {B, D}), x.shape());
     const Tensor g = sg::grad({y}, {xt}, {e}, {.create_graph = keep, .allow_unused = true})[0];
     const Tensor part = per_sample(g * e);
     tr = tr.defined() ? tr + part : part;
@@ -80,7 +79,7 @@ Tensor draw_projection(Projection p, const Tensor& like, Generator& gen) {
     case Projection::sphere:
       break;
   }
-  return sphere(like.shape(), 1.0, gen, like.dtype());
+  return sphere(like, 1.0, gen);
 }
 
 // E_v [v^T (ds/dx) v + ½ (v^T s)^2]  (or + ½|s|^2 for VR), v: [B, ...] or [P, B, ...]
@@ -144,7 +143,7 @@ Tensor fd_ssm_energy_with(const EnergyFn& energy, const Tensor& x, const Tensor&
   return mean((d * d * 0.125 + e0 * 2.0 - ep - em) * D / per_sample(v * v));
 }
 Tensor fd_ssm_energy(const EnergyFn& energy, const Tensor& x, Generator& gen, double eps) {
-  return fd_ssm_energy_with(energy, x, sphere(x.shape(), eps, gen, x.dtype()));
+  return fd_ssm_energy_with(energy, x, sphere(x, eps, gen));
 }
 
 // E[⅛ |s+ + s-|^2 + (D / (2 eps^2)) (s+ - s-)^T v]
@@ -161,10 +160,10 @@ Tensor fd_ssm_score_per_sample_with(const ScoreFn& s, const Tensor& x, const Ten
   return per_sample(a * a) * 0.125 + per_sample((yp - ym) * v) * (0.5 * D) / per_sample(v * v);
 }
 Tensor fd_ssm_score(const ScoreFn& s, const Tensor& x, Generator& gen, double eps) {
-  return fd_ssm_score_with(s, x, sphere(x.shape(), eps, gen, x.dtype()));
+  return fd_ssm_score_with(s, x, sphere(x, eps, gen));
 }
 Tensor fd_ssm_score_per_sample(const ScoreFn& s, const Tensor& x, Generator& gen, double eps) {
-  return fd_ssm_score_per_sample_with(s, x, sphere(x.shape(), eps, gen, x.dtype()));
+  return fd_ssm_score_per_sample_with(s, x, sphere(x, eps, gen));
 }
 
 // E[(sigma ½ (log p(x~+v) - log p(x~-v)) + v^T z)^2] / (2 eps^2), |v| = eps sqrt(D)
@@ -175,7 +174,7 @@ Tensor fd_dsm_energy(const EnergyFn& energy, const Tensor& x, double sigma, Gene
   const double D = static_cast<double>(dims_per_sample(x));
   const Tensor z = randn_like(x, gen);
   const Tensor xn = x + z * sigma;
-  const Tensor v = sphere(x.shape(), eps * std::sqrt(D), gen, x.dtype());
+  const Tensor v = sphere(x, eps * std::sqrt(D), gen);
   const Tensor e = energy(concat({xn + v, xn - v}, 0));
   const Tensor half_dlogp = (slice(e, 0, B, 2 * B) - slice(e, 0, 0, B)) * 0.5;  // log p = -E
   const Tensor a = half_dlogp * sigma + per_sample(v * z);
@@ -194,15 +193,16 @@ Tensor dsm(const ScoreFn& s, const Tensor& x, double sigma, Generator& gen, doub
   return dsm_with(s, x, sigma, randn_like(x, gen), weight_power);
 }
 
-Tensor geometric_sigmas(double begin, double end, int64_t levels, DType dtype) {
-  return exp(linspace(std::log(begin), std::log(end), levels, DType::f64)).to(dtype);
+Tensor geometric_sigmas(double begin, double end, int64_t levels, DType dtype, Device device) {
+  return exp(linspace(std::log(begin), std::log(end), levels, DType::f64, device)).to(dtype);
 }
 // E_i E ½ |sigma_i s(x + sigma_i z, sigma_i) + z|^2
 Tensor ncsn_dsm(const TimeScoreFn& s, const Tensor& x, const Tensor& sigmas, Generator& gen) {
   check_batch("ncsn_dsm", x);
+  detail::check_device("ncsn_dsm", "x", x, "sigmas", sigmas);
   const int64_t B = x.dim(0), L = sigmas.numel();
-  const Tensor level = minimum(cast(rand({B}, gen, DType::f64) * double(L), DType::i64),
-                               full({B}, double(L - 1), DType::i64));
+  const Tensor level = minimum(cast(rand({B}, gen, DType::f64, x.device()) * double(L), DType::i64),
+                               full({B}, double(L - 1), DType::i64, x.device()));
   const Tensor sig = index_select(sigmas.to(x.dtype()), 0, level);
   const Tensor sv = batch_view(sig, x);
   const Tensor z = randn_like(x, gen);
@@ -211,12 +211,13 @@ Tensor ncsn_dsm(const TimeScoreFn& s, const Tensor& x, const Tensor& sigmas, Gen
 }
 
 std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, double t_eps,
-                                                 Generator& gen, DType dtype) {
+                                                 Generator& gen, DType dtype, Device device) {
   // The grid is log-spaced from t_eps: t_eps = 0 would put its first edge at log 0.
   if (!(t_eps > 0 && t_eps < sde.T()))
     fail<ValueError>("sample_importance_time: t_eps must lie in (0, ", sde.T(), "), got ", t_eps);
   if (n < 0) fail<ValueError>("sample_importance_time: n must be >= 0, got ", n);
   // Piecewise-constant density on a log-spaced grid: q = r(mid_k) / Z on bin k, r = g^2/std^2.
+  // The grid and the inversion are host work; only the draws (t, q) go to `device`.
   constexpr int64_t K = 4096;
   const Tensor edges = exp(linspace(std::log(t_eps), std::log(sde.T()), K + 1, DType::f64));
   const std::vector<double> e = edges.to_vector();
@@ -239,7 +240,7 @@ std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, doub
     t[i] = e[k] + std::clamp(frac, 0.0, 1.0) * (e[k + 1] - e[k]);
     q[i] = rv[k] / Z;
   }
-  return {from_vector(t, {n}, dtype), from_vector(q, {n}, dtype)};
+  return {from_vector(t, {n}, dtype, device), from_vector(q, {n}, dtype, device)};
 }
 
 // (1/(T - t_eps)) int lambda(t) E ½ |s(x_t, t) + z/std|^2 dt, estimated per sample
@@ -253,10 +254,10 @@ Tensor dsm_sde(const TimeScoreFn& s, const Sde& sde, const Tensor& x, Generator&
   Tensor t, weight;  // weight = lambda / std^2 / (q (T - t_eps)) for importance, lambda / std^2 for
                      // uniform
   if (o.sampling == TimeSampling::uniform) {
-    t = rand({B}, gen, x.dtype()) * span + o.t_eps;
+    t = rand({B}, gen, x.dtype(), x.device()) * span + o.t_eps;
   } else {
     Tensor q;
-    std::tie(t, q) = sample_importance_time(sde, B, o.t_eps, gen, x.dtype());
+    std::tie(t, q) = sample_importance_time(sde, B, o.t_eps, gen, x.dtype(), x.device());
     weight = 1.0 / (q * span);
   }
   const auto [alpha, std] = sde.marginal(t);

@@ -20,6 +20,10 @@ using ScoreFn = std::function<Tensor(const Tensor& x)>;  // [B, ...] -> [B, ...]
 using TimeScoreFn = std::function<Tensor(const Tensor& x, const Tensor& t)>;  // t: [B]
 using EnergyFn = std::function<Tensor(const Tensor& x)>;                      // [B, ...] -> [B]
 
+// Every tensor an objective builds (projections, noise, times, basis vectors) lies on the data's
+// device, so a model whose parameters live there trains there; the draws equal the CPU's for
+// the same generator.
+
 // Sum over every axis but the batch axis: [B, ...] -> [B].
 Tensor per_sample(const Tensor& x);
 
@@ -89,9 +93,10 @@ Tensor dsm_with(const ScoreFn& s, const Tensor& x, double sigma, const Tensor& z
 // Noise-conditional DSM (NCSN): a level sigma_i per sample, uniform over `sigmas` ([L]),
 // weight sigma_i^2:  E_i E ½ |sigma_i s(x~, sigma_i) + z|^2. s receives sigma as [B].
 Tensor ncsn_dsm(const TimeScoreFn& s, const Tensor& x, const Tensor& sigmas, Generator& gen);
-// Geometric noise levels sigma_begin ... sigma_end (NCSN).
+// Geometric noise levels sigma_begin ... sigma_end (NCSN), on `device`; ncsn_dsm needs them on
+// the data's device (DeviceError otherwise).
 Tensor geometric_sigmas(double sigma_begin, double sigma_end, int64_t levels,
-                        DType dtype = DType::f32);
+                        DType dtype = DType::f32, Device device = {});
 
 // Continuous-time DSM over an SDE, x_t = alpha(t) x + std(t) z:
 //   (1 / (T - t_eps)) int_{t_eps}^{T} lambda(t) E ½ |s(x_t, t) + z / std(t)|^2 dt
@@ -110,9 +115,11 @@ struct SdeDsmOptions {
 Tensor dsm_sde(const TimeScoreFn& s, const Sde& sde, const Tensor& x, Generator& gen,
                SdeDsmOptions o = {});
 
-// Draws t in [t_eps, T] from q(t) proportional to g(t)^2 / std(t)^2 and returns (t, q(t)).
-// t_eps must lie in (0, T) (ValueError: the density is not integrable down to 0 for VP).
+// Draws t in [t_eps, T] from q(t) proportional to g(t)^2 / std(t)^2 and returns (t, q(t)), both
+// on `device`. t_eps must lie in (0, T) (ValueError: the density is not integrable down to 0
+// for VP).
 std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, double t_eps,
-                                                 Generator& gen, DType dtype = DType::f32);
+                                                 Generator& gen, DType dtype = DType::f32,
+                                                 Device device = {});
 
 }  // namespace sg::obj

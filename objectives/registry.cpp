@@ -216,7 +216,7 @@ Tensor sliced_in_time(const TimeScoreFn& s, const Tensor& x, Generator& gen,
     t = rand({B}, gen, x.dtype(), x.device()) * (sde.T() - cfg.t_eps) + cfg.t_eps;
   } else {
     Tensor q;
-    std::tie(t, q) = sample_importance_time(sde, B, cfg.t_eps, gen, x.dtype());
+    std::tie(t, q) = sample_importance_time(sde, B, cfg.t_eps, gen, x.dtype(), x.device());
     importance = 1.0 / (q * (sde.T() - cfg.t_eps));
   }
   const Tensor xt = sde.perturb(x, t, randn_like(x, gen));
