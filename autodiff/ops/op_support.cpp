@@ -73,7 +73,7 @@ void check_same_device(const char* op, std::span<const Tensor> in) {
     if (!(t.device() == in[0].device())) {
       std::string all;
       for (const Tensor& x : in)
-        all += (all.empty() ? "" : ", ") + describe(x) + " on " + device_name(x.device());
+        all += (all.empty() ? "" : ", ") + describe(x) + (x.device().is_cpu() ? " on cpu" : "");
       fail<DeviceError>(op, ": inputs are on different devices (", all, ")");
     }
 }

@@ -288,6 +288,10 @@ Tensor DualLevel::make_dual(const Tensor& primal, const Tensor& tangent) const {
   if (!(primal.shape() == tangent.shape()) || primal.dtype() != tangent.dtype())
     fail<ShapeError>("make_dual: primal ", describe(primal), " and tangent ", describe(tangent),
                      " must have the same shape and dtype");
+  if (!(primal.device() == tangent.device()))
+    fail<DeviceError>("make_dual: primal ", describe(primal), " on ", device_name(primal.device()),
+                      " and tangent ", describe(tangent), " on ", device_name(tangent.device()),
+                      " must be on the same device");
   Tensor d = apply(OpId::reshape, {primal}, Attrs{.a = primal.shape()});  // a recorded alias
   d.impl()->tangents.push_back({id_, tangent});
   fwd().levels.back().touched.push_back(d.ref());
@@ -368,6 +372,10 @@ BackwardResult run_backward(const std::vector<Tensor>& outputs,
     } else if (!(cotangents[k].shape() == y.shape()) || cotangents[k].dtype() != y.dtype()) {
       fail<GradError>("grad: cotangent ", describe(cotangents[k]), " does not match output ", k,
                       " (", describe(y), ")");
+    } else if (!(cotangents[k].device() == y.device())) {
+      fail<DeviceError>("grad: cotangent ", describe(cotangents[k]), " on ",
+                        device_name(cotangents[k].device()), " for output ", k, " (", describe(y),
+                        ") on ", device_name(y.device()));
     }
     if (tape.is_live(y.impl())) hi = std::max<std::size_t>(hi, y.impl()->node + 1);
   }

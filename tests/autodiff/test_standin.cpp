@@ -2,33 +2,17 @@
 // (host reads refused, mixing refused, its memory unreadable as host pointers), and every row
 // of the op table gives bitwise the CPU's values, gradients (first and second order) and
 // forward-mode tangents on it, with every result on the inputs' device.
-#include <bit>
 #include <catch2/catch.hpp>
 
 #include "autodiff/backend/backend.hpp"
 #include "autodiff/verify/op_cases.hpp"
+#include "tests/support/device.hpp"
 #include "tests/support/expect.hpp"
 
 using namespace sg;
 
 namespace {
 const Device kDev = Device::standin();
-
-// Same shape, dtype and bits; `dev` is on `want_device`.
-void require_same(const Tensor& cpu, const Tensor& dev, Device want_device,
-                  const std::string& what) {
-  INFO(what << ": cpu " << describe(cpu) << " vs " << describe(dev));
-  REQUIRE(cpu.defined() == dev.defined());
-  if (!cpu.defined()) return;
-  CHECK(dev.device() == want_device);
-  REQUIRE(cpu.shape() == dev.shape());
-  REQUIRE(cpu.dtype() == dev.dtype());
-  const std::vector<double> a = cpu.to_vector(), b = dev.to_vector();
-  for (size_t i = 0; i < a.size(); ++i) {
-    INFO("element " << i << ": " << a[i] << " vs " << b[i]);
-    CHECK(std::bit_cast<uint64_t>(a[i]) == std::bit_cast<uint64_t>(b[i]));
-  }
-}
 
 std::vector<Tensor> on(const std::vector<Tensor>& xs, Device d) {
   std::vector<Tensor> out;
@@ -119,7 +103,7 @@ TEST_CASE("standin: a distinct device, never read as host memory", "[standin][de
 TEST_CASE("standin: random draws equal the CPU's for the same generator", "[standin][device]") {
   Generator a(42), b(42);
   const Tensor x = randn({5, 7}, a, DType::f64), y = randn({5, 7}, b, DType::f64, kDev);
-  require_same(x, y, kDev, "randn");
+  test::require_same_bits(x, y, kDev, "randn");
 }
 
 TEST_CASE("standin: every op-table row gives the CPU's bits, gradients and tangents",
@@ -138,7 +122,27 @@ TEST_CASE("standin: every op-table row gives the CPU's bits, gradients and tange
       // Only the to_device row leaves the device on purpose (its value and its tangent).
       const bool host_result = i == 0 || (c.has_jvp && i + 1 == cpu.all.size());
       const Device want = c.op == OpId::to_device && host_result ? Device::cpu() : kDev;
-      require_same(cpu.all[i], dev.all[i], want, c.name + " result " + std::to_string(i));
+      test::require_same_bits(cpu.all[i], dev.all[i], want,
+                              c.name + " result " + std::to_string(i));
     }
   }
+}
+
+TEST_CASE("standin: grad and make_dual name both devices of a mismatched cotangent or tangent",
+          "[standin][device]") {
+  const Tensor x = ones({3}, DType::f64, kDev).requires_grad_();
+  const Tensor y = x * 2.0;
+  const std::string g =
+      test::message_of<DeviceError>([&] { (void)grad({y}, {x}, {ones({3}, DType::f64)}); });
+  CHECK(g.find("grad: cotangent") != std::string::npos);
+  CHECK(g.find("standin:0") != std::string::npos);
+  CHECK(g.find("cpu") != std::string::npos);
+  DualLevel level;
+  const std::string d = test::message_of<DeviceError>(
+      [&] { (void)level.make_dual(x.detach(), ones({3}, DType::f64)); });
+  CHECK(d.find("make_dual") != std::string::npos);
+  CHECK(d.find("standin:0") != std::string::npos);
+  // A mixed-device op names each device once.
+  const std::string m = test::message_of<DeviceError>([&] { (void)(x + ones({3}, DType::f64)); });
+  CHECK(m.find("standin:0 on standin:0") == std::string::npos);
 }
