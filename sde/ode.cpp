@@ -589,11 +589,13 @@ bool finite(const State& y) {
   return true;
 }
 
-// Hairer, Norsett & Wanner's starting step.
+// Hairer, Norsett & Wanner's starting step (I, II.4): an explicit Euler probe h0 = 0.01 |y0| /
+// |f0| (at most the interval), then h1 = (0.01 / max(|f0|, |f'|))^(1/(order+1)) with f' from
+// the probe; the step is min(100 h0, h1, span).
 double initial_step(const Dynamics& f, const State& y0, const State& f0, double t0, double dir,
-                    int order, const Options& o, int64_t& nfe) {
+                    int order, double span, const Options& o, int64_t& nfe) {
   const double d0 = state_norm(y0, y0, o), d1 = state_norm(f0, y0, o);
-  const double h0 = (d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1;
+  const double h0 = std::min((d0 < 1e-5 || d1 < 1e-5) ? 1e-6 : 0.01 * d0 / d1, span);
   State y1;
   {
     NoGradGuard off;
@@ -612,7 +614,7 @@ double initial_step(const Dynamics& f, const State& y0, const State& f0, double 
   const double dm = std::max(d1, d2);
   const double h1 =
       dm <= 1e-15 ? std::max(1e-6, h0 * 1e-3) : std::pow(0.01 / dm, 1.0 / (order + 1));
-  return std::min(100 * h0, h1);
+  return std::min({100 * h0, h1, span});
 }
 
 }  // namespace
@@ -651,6 +653,8 @@ static void check_options(const char* who, const State& y0, double t0, double t1
         !std::isfinite(o.fac_max))
       fail<ValueError>(who, ": step control needs 0 < safety <= 1, 0 < fac_min < 1 < fac_max (got ",
                        o.safety, ", ", o.fac_min, ", ", o.fac_max, ")");
+    if (!(o.beta >= 0 && o.beta <= 0.1))
+      fail<ValueError>(who, ": beta = ", o.beta, " must lie in [0, 0.1] (Hairer's DOPRI5: 0.04)");
   }
   if (o.max_steps < 1) fail<ValueError>(who, ": max_steps = ", o.max_steps, " must be >= 1");
   if (!(o.max_step >= 0) || !std::isfinite(o.max_step))
@@ -794,19 +798,28 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
   State k0;
   bool have_k0 = false;
   double h;
+  // the order of the step's error estimate (4 for dopri5 and tsit5, 7 for dop853, 2 for bosh3)
+  const int error_order = std::min(tb.order, std::max(tb.embedded_order, 1));
   if (adaptive) {
     k0 = f(t0, y0);
     ++r.nfe;
     have_k0 = true;
-    h = o.h0 > 0 ? o.h0 : initial_step(f, y0, k0, t0, dir, tb.order, o, r.nfe);
+    // the starting step's order is the error estimate's, as the controller's exponent below
+    h = o.h0 > 0 ? o.h0 : initial_step(f, y0, k0, t0, dir, error_order, span, o, r.nfe);
   } else {
     h = on_grid ? std::abs(o.step_grid[1] - o.step_grid[0]) : o.fixed_step;
   }
   std::size_t grid_next = 1;  // step_grid: the step ends at step_grid[grid_next]
   if (o.event) event_prev = o.event(t0, y0);
-  int stiff_run = 0;  // consecutive accepted steps with h |lambda| above the boundary
-  const double expo = 1.0 / (std::min(tb.order, std::max(tb.embedded_order, 1)) + 1);
-  double err_prev = 1.0;
+  // Hairer's counters: accepted steps with h |lambda| above the boundary, and the run of steps
+  // below it (6 in a row reset the first)
+  int stiff_count = 0, nonstiff_run = 0;
+  // Step control: err ~ C h^q with q = the error estimate's order + 1, so the step that would
+  // give err = 1 is h err^(-1/q); beta > 0 adds Hairer's PI term (err_prev^beta).
+  const double expo = 1.0 / (error_order + 1);
+  const double alpha = expo - 0.75 * o.beta;
+  double err_prev = 1e-4;              // Hairer's starting value of the previous error
+  bool rejected_since_accept = false;  // a step after a rejection does not grow
   while ((t1 - t) * dir > 1e-14 * std::max(1.0, std::abs(t1))) {
     if (r.steps + r.rejected >= o.max_steps) {
       r.status = Status::too_many_steps;
@@ -821,6 +834,9 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
     }
     if (o.max_step > 0) h = std::min(h, o.max_step);
     double hs = std::min(h, std::abs(target - t));
+    // h < rest < 2 h: two halves instead of h and a sliver (same count, smaller errors)
+    if (adaptive && std::abs(target - t) > h && std::abs(target - t) < 2 * h)
+      hs = std::abs(target - t) / 2;
     const bool lands = hs >= std::abs(target - t) * (1 - 1e-12);
     if (adaptive && hs < o.min_step && !lands) {
       r.status = Status::step_underflow;
@@ -855,6 +871,7 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
     if (!std::isfinite(err) || !finite(s.y)) {
       ++r.rejected;
       h = hs * o.fac_min;
+      rejected_since_accept = true;
       if (h < o.min_step) {
         r.status = Status::non_finite;
         break;
@@ -874,14 +891,20 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
         have_k0 = false;
       }
       // Hairer's stiffness test: h |lambda| ~ h |k_last - k_s| / |y1 - y_s|, both stages at
-      // t + h; above the method's stability boundary on 15 accepted steps in a row: stiff.
+      // t + h; above the method's stability boundary on 15 accepted steps (6 below it in a row
+      // start the count again): stiff.
       if (!s.y_stiff.empty() && s.k.size() >= 2 && !r.stiffness_detected) {
         const double num =
             squared_distance(s.k_last, s.k[static_cast<std::size_t>(tb.stages() - 2)]);
         const double den = squared_distance(r.y, s.y_stiff);
         const double boundary = tb.name == "dop853" ? 6.1 : 3.25;
-        stiff_run = den > 0 && hs * std::sqrt(num / den) > boundary ? stiff_run + 1 : 0;
-        if (stiff_run >= 15) {
+        if (den > 0 && hs * std::sqrt(num / den) > boundary) {
+          ++stiff_count;
+          nonstiff_run = 0;
+        } else if (++nonstiff_run >= 6) {
+          stiff_count = 0;
+        }
+        if (stiff_count >= 15) {
           r.stiffness_detected = true;
           r.stiff_at = t;
         }
@@ -892,14 +915,18 @@ Result odeint(const Dynamics& f, const State& y0, double t0, double t1, const Op
       } else {
         emit(t);
       }
-      // PI controller (Gustafsson): h *= safety err^-(0.7 q) err_prev^(0.4 q), q = 1/(order+1)
-      const double e = std::max(err, 1e-10);
-      const double fac = o.safety * std::pow(e, -0.7 * expo) * std::pow(err_prev, 0.4 * expo);
+      const double e = std::max(err, 1e-10);  // err = 0: grow by fac_max
+      // h_new = h clamp(safety err^-alpha err_prev^beta, fac_min, fac_max), alpha = 1/q - 0.75 beta
+      const double fac = o.safety * std::pow(e, -alpha) * std::pow(err_prev, o.beta);
       h = hs * std::clamp(fac, o.fac_min, o.fac_max);
-      err_prev = e;
+      if (rejected_since_accept) h = std::min(h, hs);
+      rejected_since_accept = false;
+      err_prev = std::max(err, 1e-4);
     } else {
       ++r.rejected;
-      h = hs * std::max(o.fac_min, o.safety * std::pow(err, -expo));
+      // rejected: h_new = h max(fac_min, safety err^-alpha)
+      h = hs * std::max(o.fac_min, o.safety * std::pow(err, -alpha));
+      rejected_since_accept = true;
     }
   }
   r.t = t;

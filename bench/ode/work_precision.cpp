@@ -8,6 +8,7 @@
 //   sg_ode_work_precision [--quick] [--threads=N] [--out=FILE]
 //                         [--methods=bosh3,dopri5,tsit5,dop853]
 //                         [--problems=arenstorf,pleiades,node]
+//                         [--per-decade=N] [--time-once] [--forward-only]
 //
 // Methods are looked up by name with sg::ode::tableau(name): a name the library does not know
 // (dop853 before it lands) is skipped and listed under "methods_missing". Problems:
@@ -19,7 +20,10 @@
 //              odeint_adjoint, odeint_checkpointed
 // Weights and y0 of `node` come from splitmix64 (see node_weights), which the Python side repeats.
 // Tolerances: rtol = atol = 10^-3 .. 10^-12 (half decades; --quick: whole decades, and the time is
-// the faster of two calls instead of the minimum of 3 repeats of >= 0.2 s).
+// the faster of two calls instead of the minimum of 3 repeats of >= 0.2 s). --per-decade=N sets the
+// number of tolerances per decade (e.g. 4 to tune a controller against dense curves);
+// --time-once reports the measured call's own time (no repeats: fastest, noisiest);
+// --forward-only leaves out the neural ODE's gradients.
 // Evaluations are counted by a wrapper around f (every call, forward and backward), and checked
 // against Result::nfe for the forward solve.
 #include <omp.h>
@@ -176,6 +180,9 @@ struct Config {
   std::string out = "ode_work_precision_scoregrad.json";
   std::vector<std::string> methods{"bosh3", "dopri5", "tsit5", "dop853"};
   std::vector<std::string> problems{"arenstorf", "pleiades", "node"};
+  int per_decade = 0;      // 0: 2, or 1 with --quick
+  bool time_once = false;  // time = the measured call alone
+  bool forward_only = false;
 };
 std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
@@ -184,11 +191,12 @@ std::vector<std::string> split(const std::string& s) {
     if (!x.empty()) out.push_back(x);
   return out;
 }
-std::vector<double> tolerances(bool quick, double tightest) {
+// 10^-3 down to `tightest`, per_decade points per decade (1 with --quick, else 2)
+std::vector<double> tolerances(const Config& c, double tightest) {
+  const int per = c.per_decade > 0 ? c.per_decade : (c.quick ? 1 : 2);
   std::vector<double> t;
-  const int step = quick ? 2 : 1;  // in half decades
-  for (int k = 0; k <= 18; k += step) {
-    const double tol = std::pow(10.0, -3.0 - 0.5 * k);
+  for (int k = 0; k <= 9 * per; ++k) {
+    const double tol = std::pow(10.0, -3.0 - double(k) / per);
     if (tol >= tightest * 0.999) t.push_back(tol);
   }
   return t;
@@ -198,11 +206,12 @@ struct Runner {
   Config c;
   std::vector<std::string> rows;
   double min_time() const { return c.quick ? 0.0 : 0.2; }
-  int repeats() const { return c.quick ? 1 : 3; }  // --quick: one more call after the first
+  // --quick: one more call after the first; --time-once: none
+  int repeats() const { return c.time_once ? 0 : (c.quick ? 1 : 3); }
 
   void forward(const std::string& problem, const Tableau& tb, const Dynamics& f0, const State& y0,
                double t1) {
-    for (double tol : tolerances(c.quick, 1e-12)) {
+    for (double tol : tolerances(c, 1e-12)) {
       auto n = std::make_shared<int64_t>(0);
       const Dynamics f = counted(f0, n);
       const Options o{.method = &tb, .rtol = tol, .atol = tol, .max_steps = 2000000};
@@ -283,7 +292,7 @@ struct Runner {
         else
           fail<ValueError>("sg_ode_work_precision: unknown problem '", p, "'");
       }
-      if (p != "node") continue;
+      if (p != "node" || c.forward_only) continue;
       // The gradient's reference: the checkpointed (exact) gradient of a dopri5 solve at 1e-12.
       {
         int64_t nf = 0, nb = 0;
@@ -298,7 +307,7 @@ struct Runner {
       for (const Tableau* tb : tbs) {
         if (tb->name != "dopri5") continue;  // the peers' gradients are dopri5 (torchdiffeq)
         for (const char* strategy : {"backprop", "adjoint", "checkpointed"}) {
-          for (double tol : tolerances(c.quick, 1e-11)) {
+          for (double tol : tolerances(c, 1e-11)) {
             int64_t nf = 0, nb = 0;
             Status st{};
             const double t0 = now();
@@ -360,11 +369,18 @@ int main(int argc, char** argv) {
       c.methods = split(a.substr(10));
     else if (a.starts_with("--problems="))
       c.problems = split(a.substr(11));
+    else if (a.starts_with("--per-decade="))
+      c.per_decade = std::atoi(a.c_str() + 13);
+    else if (a == "--time-once")
+      c.time_once = true;
+    else if (a == "--forward-only")
+      c.forward_only = true;
     else {
-      std::fprintf(stderr,
-                   "usage: %s [--quick] [--threads=N] [--out=FILE] [--methods=a,b] "
-                   "[--problems=arenstorf,pleiades,node]\n",
-                   argv[0]);
+      std::fprintf(
+          stderr,
+          "usage: %s [--quick] [--threads=N] [--out=FILE] [--methods=a,b] "
+          "[--problems=arenstorf,pleiades,node] [--per-decade=N] [--time-once] [--forward-only]\n",
+          argv[0]);
       return 2;
     }
   }
