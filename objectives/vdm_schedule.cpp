@@ -153,17 +153,17 @@ std::pair<Tensor, Tensor> gamma_and_derivative(const NoiseSchedule& schedule, co
   return {g, dg};  // the level's tangents are dropped here; both keep their reverse history
 }
 
+std::pair<DType, Device> schedule_placement(const NoiseSchedule& schedule) {
+  for (const auto& [n, p] : const_cast<NoiseSchedule&>(schedule).named_parameters())
+    return {p->dtype(), p->device()};
+  return {DType::f64, Device::cpu()};
+}
+
 void check_monotone(const NoiseSchedule& schedule, int64_t points) {
   if (points < 2)
     throw ScheduleError(schedule.name(), "points", cat("points must be >= 2, got ", points));
   NoGradGuard off;
-  DType dt = DType::f64;
-  Device dev;
-  for (const auto& [n, p] : const_cast<NoiseSchedule&>(schedule).named_parameters()) {
-    dt = p->dtype();
-    dev = p->device();
-    break;
-  }
+  const auto [dt, dev] = schedule_placement(schedule);
   const std::vector<double> g =
       schedule(linspace(0.0, 1.0, points, dt, dev)).to(Device::cpu()).to_vector();
   for (size_t i = 0; i < g.size(); ++i) {

@@ -152,6 +152,9 @@ class VpSchedule : public NoiseSchedule {
 // parameters), so a loss on gamma' trains the schedule.
 std::pair<Tensor, Tensor> gamma_and_derivative(const NoiseSchedule& schedule, const Tensor& t);
 
+// The dtype and device of a schedule's parameters (float64 on the CPU when it has none).
+std::pair<DType, Device> schedule_placement(const NoiseSchedule& schedule);
+
 // ScheduleError (field "monotone") unless gamma is non-decreasing on `points` equally spaced
 // times of [0, 1] and gamma(0) < gamma(1) (a check for configurations and loaded checkpoints).
 void check_monotone(const NoiseSchedule& schedule, int64_t points = 1001);
