@@ -43,6 +43,9 @@ class BrownianMotion {
   virtual double t0() const = 0;
   virtual double t1() const = 0;
   virtual bool has_levy_area() const = 0;
+  // Whether increment() answers any s, t in [t0, t1] (adaptive stepping needs it), or only
+  // times on a grid.
+  virtual bool any_time() const = 0;
   Tensor operator()(double s, double t) const { return increment(s, t).W; }
 };
 
@@ -63,6 +66,7 @@ class BrownianTree final : public BrownianMotion {
   double t0() const override { return t0_; }
   double t1() const override { return t1_; }
   bool has_levy_area() const override { return o_.levy_area; }
+  bool any_time() const override { return true; }
   double tol() const { return o_.tol; }
   // Nodes drawn so far (the cost: each is one or two normal draws of shape()). Sequential
   // queries reuse the last descent path, so a sweep of n steps costs about
