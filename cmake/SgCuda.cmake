@@ -9,6 +9,8 @@
 # SG_WITH_CUDA (PUBLIC, so tests and programs can ask for it).
 include_guard(GLOBAL)
 
+option(SG_CUDA_WERROR "Treat warnings in the CUDA sources (host compiler's and nvcc's) as errors" OFF)
+
 set_property(CACHE SG_CUDA PROPERTY STRINGS AUTO ON OFF)
 string(TOUPPER "${SG_CUDA}" _sg_cuda)
 set(SG_CUDA_ENABLED OFF)
@@ -65,6 +67,25 @@ function(sg_cuda_attach target)
                                    ${dir}/conv.cu)
   set_target_properties(${target} PROPERTIES CUDA_STANDARD 20 CUDA_STANDARD_REQUIRED ON
                                              CUDA_RUNTIME_LIBRARY Shared)
+  # Warnings on for the .cu files: the host compiler's (-Wall -Wextra, less the two the C++ flags
+  # also drop; -Wpedantic is left out: it flags nvcc's generated host stubs) and nvcc's own
+  # (--Wreorder; --Wdefault-stream-launch: every launch names its stream; lambdas capturing
+  # `this`). The sources compile without warnings; SG_CUDA_WERROR=ON keeps them so.
+  #
+  # --fmad=false: nvcc contracts a * b + c into one fused multiply-add by default, the host is
+  # built with -ffp-contract=off (sg_flags), so the same functor (functors.hpp), Philox sample
+  # (philox.hpp) or im2col/fold index arithmetic would round differently on the GPU. tests/cuda
+  # compare these with the CPU bit for bit (the generator rows: uniform, rademacher, bernoulli
+  # identical; every copy, gather, where, max/min and integer op exactly equal), so device code
+  # does no contraction, in every .cu file. cuBLAS GEMMs are not affected (library code; they
+  # are compared within tolerances).
+  set(cuda_flags -Xcompiler=-Wall,-Wextra,-Wno-unused-parameter,-Wno-missing-field-initializers
+                 -Xcompiler=-ffp-contract=off --Wreorder --Wdefault-stream-launch
+                 --Wext-lambda-captures-this --fmad=false)
+  if(SG_CUDA_WERROR)
+    list(APPEND cuda_flags -Xcompiler=-Werror "SHELL:--Werror all-warnings")
+  endif()
+  target_compile_options(${target} PRIVATE "$<$<COMPILE_LANGUAGE:CUDA>:${cuda_flags}>")
   target_link_libraries(${target} PRIVATE CUDA::cudart CUDA::cublas)
   target_compile_definitions(${target} PUBLIC SG_WITH_CUDA)
 endfunction()

@@ -26,6 +26,15 @@ class Backend {
   virtual Storage* allocate(std::size_t nbytes) = 0;
   // Copies between this device and the host (dst_on_host says the direction).
   virtual void memcpy_host(void* dst, const void* src, std::size_t nbytes, bool dst_on_host) = 0;
+  // Copies nbytes from `src` on device `from` to `dst` on device `to` (this backend's device;
+  // both devices of this backend, e.g. cuda:i -> cuda:j) without going through the host.
+  // Returns false when the backend has no such path; the caller then stages through host
+  // memory (the default, which every backend supports).
+  virtual bool copy_between_devices(void* dst, Device to, const void* src, Device from,
+                                    std::size_t nbytes) {
+    (void)dst, (void)to, (void)src, (void)from, (void)nbytes;
+    return false;
+  }
   // dst = src elementwise over dst.shape (src strides already broadcast), converting dtype.
   virtual void copy(const KView& src, const KView& dst) = 0;
   virtual void fill(const KView& dst, double value) = 0;

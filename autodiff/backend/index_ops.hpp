@@ -4,9 +4,9 @@
 // so code catching ValueError keeps working) naming the op, the index, the axis and its size.
 // The CPU backend raises it at once. A CUDA kernel cannot throw and the stream is not
 // synchronised per call, so the kernel records the first bad index in an IndexFault slot (device
-// written, host read) and skips the element; the backend raises the IndexError at the next
-// synchronisation point (a copy to or from the host, cuda::synchronize()), naming the op that
-// failed, which may be several ops back.
+// memory, read back by the host after a synchronisation) and skips the element; the backend raises
+// the IndexError at the next synchronisation point (a copy to or from the host,
+// cuda::synchronize()), naming the op that failed, which may be several ops back.
 //
 // Deterministic scatter-add (the CUDA default for floating dtypes; float atomicAdd makes the
 // order of additions, hence the bits, change from run to run): each source element's

@@ -17,8 +17,16 @@ Tensor copy_to_new(const Tensor& x, DType dtype, Device device) {
   if (x.device() == device) {
     backend_of(out).copy(kview(x), kview(out));
   } else if (!x.device().is_cpu() && !device.is_cpu()) {
-    // Between two devices that are not the host: through host memory (a peer copy, where a
-    // backend has one, is the CUDA backend's business).
+    // Between two devices that are not the host: the backend's direct copy where it has one
+    // (CUDA: a peer copy cuda:i -> cuda:j), else through host memory.
+    if (x.device().type == device.type) {
+      const Tensor src =
+          x.is_contiguous() && x.dtype() == dtype ? x : copy_to_new(x, dtype, x.device());
+      if (backend_for(device).copy_between_devices(
+              out.impl()->data_ptr(), device, src.impl()->data_ptr(), x.device(),
+              static_cast<std::size_t>(out.numel()) * itemsize(dtype)))
+        return out;
+    }
     const Tensor host = copy_to_new(x, dtype, Device::cpu());
     return copy_to_new(host, dtype, device);
   } else {

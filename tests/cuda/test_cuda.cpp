@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "autodiff/backend/cuda/cuda_backend.hpp"
+#include "autodiff/backend/index_ops.hpp"
 #include "autodiff/verify/op_cases.hpp"
 
 using namespace sg;
@@ -195,18 +196,69 @@ void indexing_and_where() {
   check_close(gd[0], gc[0], 1e-12, 1e-12, "index/where grad");
   check_close(grad(sum(gd[0] * gd[0]), {xd})[0], grad(sum(gc[0] * gc[0]), {xc})[0], 1e-10, 1e-10,
               "index/where grad2");
-  // Out-of-range indices are an error, never a silent read or write.
+  // Out-of-range indices are an error, never a silent read or write. The index ops do not
+  // synchronise: the error is raised (IndexError, a ValueError) at the next synchronisation.
   const Tensor bad = from_indices({0, 5}, {1, 2}, kGpu);
-  check_throws<ValueError>([&] { (void)gather(xg, 1, bad).to_vector(); }, "gather out of range",
-                           "out of range");
+  Tensor pending;
+  bool launched = false;
+  try {
+    pending = gather(xg, 1, bad);
+    launched = true;
+  } catch (const std::exception& e) {
+    check(false, std::string("gather out of range threw at launch: ") + e.what());
+  }
+  check(launched, "gather out of range returns without synchronising");
+  check_throws<IndexError>([&] { (void)pending.to_vector(); }, "gather out of range, raised later",
+                           "index 5 is out of range for axis 1 of size 5");
+  check_throws<IndexError>([&] { (void)gather(xg, 1, bad).to_vector(); }, "gather out of range",
+                           "raised at the first synchronisation");
+  check_equal(gather(xg, 1, ig), gather(x, 1, idx), "gather works after an index error");
   check_throws<ValueError>(
       [&] {
         (void)scatter_add(xg, 1, bad, zeros({1, 2}, DType::f64, kGpu)).to_vector();
       },
       "scatter_add out of range", "out of range");
-  check_throws<ValueError>([&] { (void)gather(x, 1, bad.to(Device::cpu())); },
+  check_throws<IndexError>(
+      [&] {
+        (void)index_select(xg, 0, from_indices({1, -1}, {2}, kGpu));
+        cuda::synchronize();
+      },
+      "index_select out of range, raised by synchronize()", "cuda:0");
+  check_throws<IndexError>([&] { (void)gather(x, 1, bad.to(Device::cpu())); },
                            "cpu gather out of range");
   check_throws<DeviceError>([&] { (void)(x + yg); }, "cpu + cuda", "different devices");
+}
+
+// ---- deterministic scatter-add ----------------------------------------------------------------
+void scatter_modes() {
+  Generator gen(41);
+  // float32 with many collisions (7 destinations for 12000 terms per column block): the
+  // deterministic mode adds in the CPU's order, so the bits are the CPU's, run after run.
+  const Tensor base = randn({7, 300}, gen, DType::f32);
+  const Tensor src = randn({40, 300}, gen, DType::f32) * 1000.0;
+  const Tensor idx = cast(rand({40, 300}, gen, DType::f64) * 7.0, DType::i64);
+  const Tensor want = scatter_add(base, 0, idx, src);
+  check(cuda::scatter_mode() == cuda::ScatterMode::deterministic, "deterministic by default");
+  const Tensor bg = base.to(kGpu), sg = src.to(kGpu), ig = idx.to(kGpu);
+  const Tensor d1 = scatter_add(bg, 0, ig, sg), d2 = scatter_add(bg, 0, ig, sg);
+  check_equal(d1, want, "deterministic scatter_add equals the cpu bit for bit");
+  check_equal(d2, d1, "deterministic scatter_add repeats bit for bit");
+  check_equal(scatter_add(permute(bg.to(kGpu), {1, 0}).contiguous(), 1, permute(ig, {1, 0}),
+                          permute(sg, {1, 0})),
+              scatter_add(permute(base, {1, 0}).contiguous(), 1, permute(idx, {1, 0}),
+                          permute(src, {1, 0})),
+              "deterministic scatter_add over strided index and source");
+  // Gradients of index_select (a scatter-add) are reproducible too.
+  Tensor xc = randn({50, 8}, gen, DType::f32).requires_grad_();
+  Tensor xd = xc.detach().to(kGpu).requires_grad_();
+  const Tensor sel = cast(rand({5000}, gen, DType::f64) * 50.0, DType::i64);
+  const Tensor gc = grad(sum(index_select(xc, 0, sel) * 3.0), {xc})[0];
+  const Tensor gd = grad(sum(index_select(xd, 0, sel.to(kGpu)) * 3.0), {xd})[0];
+  check_equal(gd, gc, "index_select gradient equals the cpu bit for bit");
+  cuda::set_scatter_mode(cuda::ScatterMode::atomic);
+  const Tensor a1 = scatter_add(bg, 0, ig, sg);
+  cuda::set_scatter_mode(cuda::ScatterMode::deterministic);
+  check_close(a1, want, 1e-1, 1e-5, "atomic scatter_add within float32 rounding");
 }
 
 // ---- copies
@@ -240,6 +292,18 @@ void copies() {
   check_equal(big.to(kGpu).to(Device::cpu()), big, "1M-element round trip");
   check_equal(slice(big.to(kGpu), 0, 5, (1 << 20), 3).contiguous(),
               slice(big, 0, 5, (1 << 20), 3).contiguous(), "1M-element strided copy");
+  // cuda:i -> cuda:j: a peer copy (no staging through host memory).
+  if (cuda::device_count() >= 2) {
+    const Device g1 = Device::cuda(1);
+    const Tensor on1 = g.to(g1);
+    check(on1.device() == g1, "peer copy lands on cuda:1");
+    check_equal(on1, x, "peer copy cuda:0 -> cuda:1");
+    check_equal(permute(g, {2, 0, 1}).to(g1), permute(x, {2, 0, 1}), "peer copy of a view");
+    check_equal(cast(g, DType::f32).to(g1).to(kGpu), cast(x, DType::f32), "peer copy and back");
+    check_equal(big.to(kGpu).to(g1) * 2.0, big * 2.0, "1M-element peer copy, then a kernel");
+  } else {
+    std::printf("  peer copies not run: one device\n");
+  }
   // to_device is differentiable both ways.
   Tensor xc = x.detach().requires_grad_();
   const Tensor y = sum(square(xc.to(kGpu)) * 3.0);
@@ -279,8 +343,26 @@ void reductions() {
     check_close(sum(zeros({3, 0}, dt, kGpu), {1}), sum(zeros({3, 0}, dt), {1}), 0, 0,
                 "sum over an empty axis" + t);
   }
+  // Full and few-output reductions split across the device (reduce_plan.hpp), two passes.
+  for (DType dt : {DType::f64, DType::f32}) {
+    const std::string t = std::string(" ") + dtype_name(dt);
+    const Tensor v = randn({30000001}, gen, dt);
+    const Tensor vg = v.to(kGpu);
+    check_close(sum(vg), sum(v), 1e-9, 1e-9, "split sum of 3e7" + t);
+    check_equal(sum(vg), sum(vg), "split sum repeats bit for bit" + t);
+    check_equal(max(vg), max(v), "split max of 3e7" + t);
+    check_equal(min(vg), min(v), "split min of 3e7" + t);
+    const Tensor rows = randn({3, 1 << 22}, gen, dt);
+    check_close(sum(rows.to(kGpu), {1}), sum(rows, {1}), 1e-9, 1e-9, "3 long rows" + t);
+    check_close(sum(permute(rows.to(kGpu), {1, 0}), {0}), sum(permute(rows, {1, 0}), {0}), 1e-9,
+                1e-9, "3 long strided columns" + t);
+  }
+  check_equal(sum(full({1 << 25}, 1.0, DType::f32, kGpu)), full({}, 33554432.0),
+              "2^25 float32 ones (double accumulator)");
   const Tensor i = arange(100000, DType::i64);
   check_equal(sum(i.to(kGpu)), sum(i), "int64 sum");
+  const Tensor wrap = full({3000000}, 4e12, DType::i64);
+  check_equal(sum(wrap.to(kGpu)), sum(wrap), "int64 split sum");
   check_equal(max(i.to(kGpu)), max(i), "int64 max");
   // Integer and boolean elementwise paths, and dtype refusals that must match the CPU.
   const Tensor ia = from_indices({-3, 0, 7, 2}, {4}), ib = from_indices({2, 5, -1, 2}, {4});
@@ -329,6 +411,17 @@ void gemm() {
     check_close(matmul(v.to(kGpu), bg), matmul(v, b), tol * 30, tol, "vector-matrix" + t);
     check_equal(matmul(zeros({3, 0}, dt, kGpu), zeros({0, 4}, dt, kGpu)), zeros({3, 4}, dt),
                 "k = 0" + t);
+    // Layouts the shared decision takes without a copy (gemm_layout.hpp): a row with a column
+    // stride, padded rows (a column slice), a column slice of a transposed matrix.
+    const Tensor row = slice(ag.mT(), 0, 2, 3), rowc = slice(a.mT(), 0, 2, 3);
+    check_close(matmul(row, ag), matmul(rowc, a), tol * 30, tol, "row with a column stride" + t);
+    check_close(matmul(slice(ag, 1, 5, 105), slice(bg, 0, 0, 100)),
+                matmul(slice(a, 1, 5, 105), slice(b, 0, 0, 100)), tol * 30, tol, "padded rows" + t);
+    check_close(matmul(slice(bg.mT(), 1, 0, 64), ag), matmul(slice(b.mT(), 1, 0, 64), a), tol * 30,
+                tol, "padded columns of a transposed view" + t);
+    check_close(matmul(slice(ag, 1, 0, 300, 2), slice(bg, 0, 0, 150)),
+                matmul(slice(a, 1, 0, 300, 2), slice(b, 0, 0, 150)), tol * 30, tol,
+                "column stride 2: copied" + t);
   }
 }
 
@@ -454,6 +547,7 @@ int main() {
   cuda::init();
   section("op table on cuda vs cpu", op_table);
   section("where, gather, scatter_add, index_select on device", indexing_and_where);
+  section("scatter_add: deterministic (default) and atomic", scatter_modes);
   section("copies", copies);
   section("reductions and integer ops", reductions);
   section("gemm (cuBLAS)", gemm);

@@ -1,6 +1,9 @@
-// The CUDA backend, host half: the caching allocator, streams, cuBLAS GEMM and the Backend
-// class that turns KViews into coalesced index spaces for the kernels (elementwise.cu,
-// reduce_index.cu). Plain C++ against the CUDA runtime and cuBLAS; only kernels go to nvcc.
+// The CUDA backend, host half: the caching allocator, streams, cuBLAS GEMM, peer copies, index
+// faults and the Backend class that turns KViews into coalesced index spaces for the kernels
+// (elementwise.cu, reduce_index.cu, conv.cu). Plain C++ against the CUDA runtime and cuBLAS;
+// only kernels go to nvcc. The decisions (index spaces, GEMM layouts, allocator rules,
+// reduction splits, index errors) live in the host headers next to backend.hpp and are tested
+// on the CPU (tests/autodiff/test_backend_logic.cpp); this file only applies them.
 #include "autodiff/backend/cuda/cuda_backend.hpp"
 
 #include <cublas_v2.h>
@@ -9,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -19,7 +23,10 @@
 #include <vector>
 
 #include "autodiff/backend/backend.hpp"
+#include "autodiff/backend/block_cache.hpp"
 #include "autodiff/backend/cuda/kernels.cuh"
+#include "autodiff/backend/gemm_layout.hpp"
+#include "autodiff/backend/index_ops.hpp"
 #include "autodiff/core/error.hpp"
 
 namespace sg::cuda {
@@ -49,6 +56,7 @@ void throw_dtype_error(const char* op, DType t) {
 namespace {
 thread_local cudaStream_t t_stream = nullptr;
 std::atomic<bool> g_allow_tf32{false};
+std::atomic<ScatterMode> g_scatter_mode{ScatterMode::deterministic};
 }  // namespace
 
 int device_count(std::string* reason) {
@@ -69,119 +77,71 @@ int current_device() {
   SG_CUDA_CHECK(cudaGetDevice(&d));
   return d;
 }
-void synchronize() { SG_CUDA_CHECK(cudaDeviceSynchronize()); }
 Stream current_stream() { return t_stream; }
 void set_current_stream(Stream s) { t_stream = s; }
 void set_allow_tf32(bool on) { g_allow_tf32 = on; }
 bool allow_tf32() { return g_allow_tf32; }
+void set_scatter_mode(ScatterMode m) { g_scatter_mode = m; }
+ScatterMode scatter_mode() { return g_scatter_mode; }
 
 // ---- caching allocator --------------------------------------------------------------------------
 namespace {
 
-std::size_t bucket(std::size_t n) {
-  constexpr std::size_t kSmall = std::size_t{1} << 20, kSmallStep = 512,
-                        kLargeStep = std::size_t{2} << 20;
-  return n <= kSmall ? (n + kSmallStep - 1) / kSmallStep * kSmallStep
-                     : (n + kLargeStep - 1) / kLargeStep * kLargeStep;
-}
+// The rules (buckets, reuse per device and stream, release-and-retry on out of memory) are
+// block_cache.hpp's, tested on the CPU; this is the CUDA memory behind them.
+struct CudaMemory {
+  cudaError_t last = cudaSuccess;  // the last refusal, for the error message
+  void* malloc(std::size_t n, int device) {
+    int current = 0;
+    SG_CUDA_CHECK(cudaGetDevice(&current));
+    if (current != device) SG_CUDA_CHECK(cudaSetDevice(device));
+    void* p = nullptr;
+    last = cudaMalloc(&p, n);
+    if (current != device) SG_CUDA_CHECK(cudaSetDevice(current));
+    if (last == cudaErrorMemoryAllocation) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    SG_CUDA_CHECK(last);
+    return p;
+  }
+  void free(void* p, int device) {
+    SG_CUDA_CHECK(cudaSetDevice(device));
+    SG_CUDA_CHECK(cudaFree(p));
+  }
+  void synchronize(int device) {
+    SG_CUDA_CHECK(cudaSetDevice(device));
+    SG_CUDA_CHECK(cudaDeviceSynchronize());
+  }
+};
 
 class Allocator {
  public:
   void* allocate(std::size_t nbytes, cudaStream_t stream, int device) {
-    const Key key{device, reinterpret_cast<uintptr_t>(stream), bucket(nbytes)};
-    std::lock_guard<std::mutex> lock(mu_);
-    void* p = nullptr;
-    auto it = free_.find(key);
-    if (it != free_.end() && !it->second.empty()) {
-      p = it->second.back();
-      it->second.pop_back();
-      stats_.bytes_cached -= key.size;
-      ++stats_.cache_hits;
-    } else {
-      cudaError_t e = cudaMalloc(&p, key.size);
-      if (e == cudaErrorMemoryAllocation) {  // give the cache back and try once more
-        (void)cudaGetLastError();
-        release_locked();
-        e = cudaMalloc(&p, key.size);
-      }
-      if (e != cudaSuccess) {
-        (void)cudaGetLastError();
-        fail<DeviceError>("cuda:", device, ": cannot allocate ", nbytes, " bytes (",
-                          stats_.bytes_in_use, " in use, ", stats_.bytes_cached,
-                          " cached): ", cudaGetErrorString(e));
-      }
-      ++stats_.device_allocs;
-    }
-    live_.emplace(p, key);
-    stats_.bytes_in_use += key.size;
-    stats_.peak_bytes_in_use = std::max(stats_.peak_bytes_in_use, stats_.bytes_in_use);
-    return p;
-  }
-
-  // Back to the cache (no CUDA call, so it is safe from destructors and at exit). Pending work
-  // on the block's stream is ordered before any reuse, which happens on that same stream.
-  void release(void* p) noexcept {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = live_.find(p);
-    if (it == live_.end()) return;
-    const Key key = it->second;
-    live_.erase(it);
-    stats_.bytes_in_use -= key.size;
-    stats_.bytes_cached += key.size;
-    free_[key].push_back(p);
-  }
-
-  void release_cache() {
-    std::lock_guard<std::mutex> lock(mu_);
-    release_locked();
-  }
-  AllocatorStats stats() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return stats_;
-  }
-  void reset_peak() {
-    std::lock_guard<std::mutex> lock(mu_);
-    stats_.peak_bytes_in_use = stats_.bytes_in_use;
-  }
-
- private:
-  struct Key {
-    int device;
-    uintptr_t stream;
-    std::size_t size;
-    bool operator<(const Key& o) const {
-      return std::tie(device, stream, size) < std::tie(o.device, o.stream, o.size);
-    }
-  };
-
-  void release_locked() {
-    std::set<int> devices;
-    for (const auto& [key, blocks] : free_)
-      if (!blocks.empty()) devices.insert(key.device);
-    if (devices.empty()) return;
     int current = 0;
     SG_CUDA_CHECK(cudaGetDevice(&current));
-    for (int d : devices) {  // cached blocks may still be read by queued kernels
-      SG_CUDA_CHECK(cudaSetDevice(d));
-      SG_CUDA_CHECK(cudaDeviceSynchronize());
+    void* p = cache_.allocate(nbytes, reinterpret_cast<uintptr_t>(stream), device);
+    SG_CUDA_CHECK(cudaSetDevice(current));  // release/free may have switched devices
+    if (!p) {
+      const BlockCacheStats s = cache_.stats();
+      fail<DeviceError>("cuda:", device, ": cannot allocate ", nbytes, " bytes (", s.bytes_in_use,
+                        " in use, ", s.bytes_cached,
+                        " cached): ", cudaGetErrorString(cache_.memory().last));
     }
-    for (auto& [key, blocks] : free_) {
-      SG_CUDA_CHECK(cudaSetDevice(key.device));
-      for (void* p : blocks) {
-        SG_CUDA_CHECK(cudaFree(p));
-        ++stats_.device_frees;
-        stats_.bytes_cached -= key.size;
-      }
-      blocks.clear();
-    }
-    free_.clear();
+    return p;
+  }
+  void release(void* p) noexcept { cache_.release(p); }
+  void release_cache() {
+    int current = 0;
+    SG_CUDA_CHECK(cudaGetDevice(&current));
+    cache_.release_cache();
     SG_CUDA_CHECK(cudaSetDevice(current));
   }
+  BlockCacheStats stats() { return cache_.stats(); }
+  void reset_peak() { cache_.reset_peak(); }
 
-  std::mutex mu_;
-  std::map<Key, std::vector<void*>> free_;
-  std::unordered_map<void*, Key> live_;
-  AllocatorStats stats_;
+ private:
+  BlockCache<CudaMemory> cache_;
 };
 
 // Never destroyed: storages may die during static destruction, after any allocator would.
@@ -244,34 +204,12 @@ cublasHandle_t cublas_handle() {
 }
 
 // ---- index spaces -------------------------------------------------------------------------------
-static_assert(kDims == kMaxDims, "kernels.cuh must hold as many dims as a Shape");
-// The index space `shape` walked by the given operand strides, with extent-1 dims dropped and
-// adjacent dims merged wherever every operand allows it (contiguous views become rank 1).
-Iter make_iter(const Shape& shape, std::initializer_list<const Shape*> strides) {
-  Iter it;
-  it.numel = shape.numel();
-  int r = 0;
-  for (int d = 0; d < shape.rank(); ++d) {
-    if (shape[d] == 1) continue;
-    if (r > 0) {
-      bool merge = true;
-      int k = 0;
-      for (const Shape* s : strides) merge &= it.stride[k++][r - 1] == (*s)[d] * shape[d];
-      if (merge) {
-        it.shape[r - 1] *= shape[d];
-        k = 0;
-        for (const Shape* s : strides) it.stride[k++][r - 1] = (*s)[d];
-        continue;
-      }
-    }
-    it.shape[r] = shape[d];
-    int k = 0;
-    for (const Shape* s : strides) it.stride[k++][r] = (*s)[d];
-    ++r;
-  }
-  if (r == 0) it.shape[r++] = 1;  // a single element: rank 1, zero strides
-  it.rank = r;
-  return it;
+static_assert(kDims == kMaxDims, "index_space.hpp must hold as many dims as a Shape");
+// The shared merging rule (index_space.hpp): extent-1 dims dropped, adjacent dims merged where
+// every operand allows it.
+template <int K>
+Iter make_iter(const Shape& shape, const Shape* const (&strides)[K]) {
+  return coalesce(shape, strides);
 }
 
 void check_index_dtype(const char* op, const KView& idx) {
@@ -279,53 +217,83 @@ void check_index_dtype(const char* op, const KView& idx) {
     fail<DTypeError>(op, ": index must be int64, got ", dtype_name(idx.dtype));
 }
 
-// Runs an index kernel with a device error slot, then reports an out-of-range index the way
-// the CPU backend does (ValueError). This synchronises the stream.
-template <class Launch>
-void with_index_check(const char* op, int axis, int64_t size, Launch&& launch) {
-  Scratch slot(sizeof(IndexError));
-  auto* err = static_cast<IndexError*>(slot.p);
-  SG_CUDA_CHECK(cudaMemsetAsync(err, 0, sizeof(IndexError), t_stream));
-  launch(err);
-  IndexError host{};
-  SG_CUDA_CHECK(cudaMemcpyAsync(&host, err, sizeof(IndexError), cudaMemcpyDeviceToHost, t_stream));
+// ---- index faults -------------------------------------------------------------------------------
+// One IndexFault slot per device in device memory: index kernels claim it with an atomic and
+// record the first bad index (no synchronisation). Launching one arms the slot; the next
+// synchronising call of this backend on that device (after its own stream synchronisation)
+// reads an armed slot back, clears it and raises IndexError (index_ops.hpp). Devices and
+// threads that ran no index op pay nothing. The read is ordered after the work of the calling
+// thread's stream; a fault of an index op on another stream is raised by cuda::synchronize().
+struct FaultSlot {
+  IndexFault* dev = nullptr;
+  std::atomic<bool> armed{false};
+};
+struct FaultSlots {
+  std::mutex mu;
+  std::vector<std::unique_ptr<FaultSlot>> slots;
+};
+FaultSlots& fault_slots() {
+  static FaultSlots* f = new FaultSlots;  // never destroyed (the slots die with the context)
+  return *f;
+}
+FaultSlot* find_fault_slot(int device, bool create) {
+  FaultSlots& f = fault_slots();
+  std::lock_guard<std::mutex> lock(f.mu);
+  const auto d = static_cast<std::size_t>(device);
+  if (f.slots.size() <= d) {
+    if (!create) return nullptr;
+    f.slots.resize(d + 1);
+  }
+  if (!f.slots[d] && create) {
+    auto slot = std::make_unique<FaultSlot>();
+    void* p = nullptr;
+    SG_CUDA_CHECK(cudaMalloc(&p, sizeof(IndexFault)));  // `device` is current (backend(i))
+    SG_CUDA_CHECK(cudaMemset(p, 0, sizeof(IndexFault)));
+    slot->dev = static_cast<IndexFault*>(p);
+    f.slots[d] = std::move(slot);
+  }
+  return f.slots[d].get();
+}
+// The slot for an index kernel about to run on `device`, armed.
+IndexFault* arm_fault_slot(int device) {
+  FaultSlot* s = find_fault_slot(device, true);
+  s->armed = true;
+  return s->dev;
+}
+// After a synchronisation of `device`: raise the fault its index kernels recorded, if any.
+void raise_pending_fault(int device) {
+  FaultSlot* s = find_fault_slot(device, false);
+  if (!s || !s->armed.exchange(false)) return;
+  IndexFault fault{};
+  SG_CUDA_CHECK(
+      cudaMemcpyAsync(&fault, s->dev, sizeof(IndexFault), cudaMemcpyDeviceToHost, t_stream));
   SG_CUDA_CHECK(cudaStreamSynchronize(t_stream));
-  if (host.flag)
-    fail<ValueError>(op, ": index ", host.index, " is out of range for axis ", axis, " of size ",
-                     size);
+  if (!fault.flag) return;
+  SG_CUDA_CHECK(cudaMemsetAsync(s->dev, 0, sizeof(IndexFault), t_stream));  // raised once
+  raise_index_fault(fault, cat("cuda:", device).c_str());
 }
 
 // ---- GEMM ---------------------------------------------------------------------------------------
-// How cuBLAS (column-major) sees one row-major matrix operand [rows, cols] with strides (s0, s1):
-// unit column stride -> its transpose with ld s0 (op N); unit row stride -> itself with ld s1 (op
-// T).
-struct GemmOperand {
-  bool ok = false;
-  cublasOperation_t op = CUBLAS_OP_N;
-  int64_t ld = 0;
-};
-GemmOperand gemm_operand(int64_t rows, int64_t cols, int64_t s0, int64_t s1) {
-  if (s1 == 1 && (rows == 1 || s0 >= std::max<int64_t>(cols, 1)))
-    return {true, CUBLAS_OP_N, rows == 1 ? std::max<int64_t>(cols, 1) : s0};
-  if (s0 == 1 && (cols == 1 || s1 >= std::max<int64_t>(rows, 1)))
-    return {true, CUBLAS_OP_T, cols == 1 ? std::max<int64_t>(rows, 1) : s1};
-  return {};
-}
+// The layout decision and the cuBLAS arguments are gemm_layout.hpp's (tested on the CPU against
+// a reference column-major GEMM); this only maps them onto cublas<t>gemmStridedBatched.
+cublasOperation_t to_cublas(gemm::Op op) { return op == gemm::Op::N ? CUBLAS_OP_N : CUBLAS_OP_T; }
 
+// Row-major C[m, n] = A[m, k] B[k, n] (C with row stride ldc, `count` matrices at strides sa,
+// sb, sc) as column-major C^T = B^T A^T: cuBLAS gets (n, m, k) and B before A.
 template <class T>
-void gemm_strided_batched(cublasHandle_t h, const GemmOperand& ga, const GemmOperand& gb, int m,
-                          int n, int k, const T* a, long long sa, const T* b, long long sb, T* c,
-                          long long sc, int count) {
+void gemm_strided_batched(cublasHandle_t h, const gemm::Operand& ga, const gemm::Operand& gb,
+                          int64_t m, int64_t n, int64_t k, const T* a, long long sa, const T* b,
+                          long long sb, T* c, int64_t ldc, long long sc, int64_t count) {
   const T one = 1, zero = 0;
-  // Row-major C = A B is column-major C^T = B^T A^T: cuBLAS computes [n, m] = op(B) op(A).
+  const auto i = [](int64_t v) { return static_cast<int>(v); };
   if constexpr (std::is_same_v<T, float>) {
-    SG_CUBLAS_CHECK(cublasSgemmStridedBatched(h, gb.op, ga.op, n, m, k, &one, b,
-                                              static_cast<int>(gb.ld), sb, a,
-                                              static_cast<int>(ga.ld), sa, &zero, c, n, sc, count));
+    SG_CUBLAS_CHECK(cublasSgemmStridedBatched(h, to_cublas(gb.op()), to_cublas(ga.op()), i(n), i(m),
+                                              i(k), &one, b, i(gb.ld), sb, a, i(ga.ld), sa, &zero,
+                                              c, i(ldc), sc, i(count)));
   } else {
-    SG_CUBLAS_CHECK(cublasDgemmStridedBatched(h, gb.op, ga.op, n, m, k, &one, b,
-                                              static_cast<int>(gb.ld), sb, a,
-                                              static_cast<int>(ga.ld), sa, &zero, c, n, sc, count));
+    SG_CUBLAS_CHECK(cublasDgemmStridedBatched(h, to_cublas(gb.op()), to_cublas(ga.op()), i(n), i(m),
+                                              i(k), &one, b, i(gb.ld), sb, a, i(ga.ld), sa, &zero,
+                                              c, i(ldc), sc, i(count)));
   }
 }
 
@@ -345,11 +313,40 @@ class CudaBackend final : public Backend {
     return s.release();
   }
 
+  // Synchronises the stream, so it is also where an index fault of an earlier op is raised.
   void memcpy_host(void* dst, const void* src, std::size_t nbytes, bool dst_on_host) override {
     if (!nbytes) return;
     SG_CUDA_CHECK(cudaMemcpyAsync(
         dst, src, nbytes, dst_on_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice, t_stream));
     SG_CUDA_CHECK(cudaStreamSynchronize(t_stream));
+    raise_pending_fault(current_device());
+  }
+
+  // cuda:from -> cuda:to (the current device) with cudaMemcpyPeerAsync (direct over NVLink or
+  // PCIe when peer access is available, staged by the driver otherwise), ordered after the work
+  // queued on `from` (which produced src) and before anything queued on `from` later (which may
+  // reuse src's block): events on each device's current stream, no host synchronisation.
+  bool copy_between_devices(void* dst, Device to, const void* src, Device from,
+                            std::size_t nbytes) override {
+    if (to.type != DeviceType::cuda || from.type != DeviceType::cuda) return false;
+    if (!nbytes) return true;
+    enable_peer_access(to.index, from.index);
+    cudaEvent_t ready = nullptr, done = nullptr;
+    SG_CUDA_CHECK(cudaSetDevice(from.index));
+    SG_CUDA_CHECK(cudaEventCreateWithFlags(&ready, cudaEventDisableTiming));
+    SG_CUDA_CHECK(cudaEventRecord(ready, t_stream));
+    SG_CUDA_CHECK(cudaSetDevice(to.index));
+    SG_CUDA_CHECK(cudaStreamWaitEvent(t_stream, ready, 0));
+    SG_CUDA_CHECK(cudaMemcpyPeerAsync(dst, to.index, src, from.index, nbytes, t_stream));
+    SG_CUDA_CHECK(cudaEventCreateWithFlags(&done, cudaEventDisableTiming));
+    SG_CUDA_CHECK(cudaEventRecord(done, t_stream));
+    SG_CUDA_CHECK(cudaSetDevice(from.index));
+    SG_CUDA_CHECK(cudaStreamWaitEvent(t_stream, done, 0));
+    SG_CUDA_CHECK(cudaSetDevice(to.index));
+    // Destroying a recorded event is fine: its resources go once it completes.
+    SG_CUDA_CHECK(cudaEventDestroy(ready));
+    SG_CUDA_CHECK(cudaEventDestroy(done));
+    return true;
   }
 
   void copy(const KView& src, const KView& dst) override {
@@ -373,7 +370,9 @@ class CudaBackend final : public Backend {
                  t_stream);
   }
 
-  // Kept axes index the outputs, reduced axes (extent 1 in out, not in x) are summed over.
+  // Kept axes index the outputs, reduced axes (extent 1 in out, not in x) are combined. The
+  // split across the device is reduce_plan.hpp's (a full reduction uses up to 1024 blocks and a
+  // second pass), with its partials in a scratch block.
   void reduce(ReduceOp op, const KView& x, const KView& out) override {
     Shape keep, keep_x, keep_out, red, red_x;
     for (int d = 0; d < x.shape.rank(); ++d) {
@@ -387,7 +386,12 @@ class CudaBackend final : public Backend {
       }
     }
     const ReduceIter r{make_iter(keep, {&keep_x, &keep_out}), make_iter(red, {&red_x})};
-    launch_reduce(op, x.dtype, x.data, out.data, r, t_stream);
+    const ReducePlan plan =
+        plan_reduce(r.keep.numel, r.reduce.numel, r.reduce.stride[0][r.reduce.rank - 1] == 1);
+    std::optional<Scratch> partials;
+    if (plan.partials()) partials.emplace(static_cast<std::size_t>(plan.partials()) * 8);
+    launch_reduce(op, x.dtype, x.data, out.data, r, plan, partials ? partials->p : nullptr,
+                  t_stream);
   }
 
   void matmul(const KView& a, const KView& b, const KView& out) override {
@@ -400,44 +404,36 @@ class CudaBackend final : public Backend {
                        dtype_name(b.dtype));
     if (std::max({m, n, k}) > INT_MAX)
       fail<DeviceError>("cuda matmul: a matrix extent exceeds cuBLAS's int range");
-    // Operands without a unit stride (never produced by the matmul op) go through a copy.
+    // The layout decision (gemm_layout.hpp, leading dimensions within cuBLAS's int); an operand
+    // it refuses (never produced by the matmul op, which copies them) goes through a copy.
+    auto plan_for = [&](const KView& av, const KView& bv) {
+      return gemm::plan(out.shape, av.strides, bv.strides, out.strides, k, INT_MAX);
+    };
+    gemm::Plan p = plan_for(a, b);
+    if (!p.c.ok)
+      fail<DeviceError>("cuda matmul: the output ", out.shape.str(),
+                        " must be row-major (unit column stride, row stride >= n)");
     std::unique_ptr<Storage, void (*)(Storage*)> tmp_a(nullptr, release), tmp_b(nullptr, release);
-    const KView av = usable(a, m, k) ? a : contiguous_copy(a, tmp_a);
-    const KView bv = usable(b, k, n) ? b : contiguous_copy(b, tmp_b);
-    const GemmOperand ga = gemm_operand(m, k, av.strides[R - 2], av.strides[R - 1]);
-    const GemmOperand gb = gemm_operand(k, n, bv.strides[R - 2], bv.strides[R - 1]);
-    if (!(out.strides[R - 1] == 1 && (m == 1 || out.strides[R - 2] == n)))
-      fail<DeviceError>("cuda matmul: the output must be row-major contiguous");
-    if (std::max(ga.ld, gb.ld) > INT_MAX)
-      fail<DeviceError>("cuda matmul: a leading dimension exceeds int range");
-    // Batch axes, coalesced: the innermost goes to one strided-batched call, the rest loop here.
-    Shape batch = out.shape, sa = av.strides, sb = bv.strides, so = out.strides;
-    for (Shape* s : {&batch, &sa, &sb, &so}) s->resize(R - 2);
-    const Iter bi = make_iter(batch, {&sa, &sb, &so});
-    const int last = bi.rank - 1;
-    const int64_t inner = bi.shape[last], outer = bi.numel / inner;
-    if (inner > INT_MAX) fail<DeviceError>("cuda matmul: batch count exceeds cuBLAS's int range");
+    const KView av = p.a.ok ? a : contiguous_copy(a, tmp_a);
+    const KView bv = p.b.ok ? b : contiguous_copy(b, tmp_b);
+    if (!p.ok()) p = plan_for(av, bv);
+    if (!p.ok()) fail<DeviceError>("cuda matmul: a leading dimension exceeds cuBLAS's int range");
+    if (p.count > INT_MAX) fail<DeviceError>("cuda matmul: batch count exceeds cuBLAS's int range");
     cublasHandle_t h = cublas_handle();
     visit_floating(out.dtype, [&](auto z) {
       using T = decltype(z);
-      for (int64_t o = 0; o < outer; ++o) {
-        int64_t off[3] = {0, 0, 0}, rem = o;
-        for (int d = last - 1; d >= 0; --d) {
-          const int64_t c = rem % bi.shape[d];
-          rem /= bi.shape[d];
-          for (int q = 0; q < 3; ++q) off[q] += c * bi.stride[q][d];
-        }
-        gemm_strided_batched<T>(h, ga, gb, static_cast<int>(m), static_cast<int>(n),
-                                static_cast<int>(k), static_cast<const T*>(av.data) + off[0],
-                                bi.stride[0][last], static_cast<const T*>(bv.data) + off[1],
-                                bi.stride[1][last], static_cast<T*>(out.data) + off[2],
-                                bi.stride[2][last], static_cast<int>(inner));
+      for (int64_t o = 0; o < p.outer; ++o) {
+        int64_t off[3];
+        p.outer_offsets(o, off);
+        gemm_strided_batched<T>(h, p.a, p.b, m, n, k, static_cast<const T*>(av.data) + off[0],
+                                p.stride_a, static_cast<const T*>(bv.data) + off[1], p.stride_b,
+                                static_cast<T*>(out.data) + off[2], p.c.ld, p.stride_c, p.count);
       }
     });
   }
 
   // im2col, one GEMM over the whole batch (columns q = (n, oh, ow)) and col2im, as the CPU
-  // backend's conv2d_by_gemm. Row-major operands go to cuBLAS as in matmul (gemm_operand).
+  // backend's conv2d_by_gemm. Row-major operands go to cuBLAS as in matmul (gemm_layout.hpp).
   void conv2d(ConvPass pass, const ConvGeom& g, const KView& a, const KView& b,
               const KView& out) override {
     const char* pname = pass == ConvPass::forward      ? "forward"
@@ -474,26 +470,25 @@ class CudaBackend final : public Backend {
     }
     cublasHandle_t h = cublas_handle();
     // Row-major C[m, n] = A[m, k] B[k, n]; a transposed operand is a view with strides (1, ld).
-    auto gemm = [&](auto z, const void* A, const GemmOperand& ga, const void* B,
-                    const GemmOperand& gb, void* C, int64_t m, int64_t n, int64_t k) {
+    auto gemm = [&](auto z, const void* A, const gemm::Operand& ga, const void* B,
+                    const gemm::Operand& gb, void* C, int64_t m, int64_t n, int64_t k) {
       using T = decltype(z);
-      gemm_strided_batched<T>(h, ga, gb, static_cast<int>(m), static_cast<int>(n),
-                              static_cast<int>(k), static_cast<const T*>(A), 0,
-                              static_cast<const T*>(B), 0, static_cast<T*>(C), 0, 1);
+      gemm_strided_batched<T>(h, ga, gb, m, n, k, static_cast<const T*>(A), 0,
+                              static_cast<const T*>(B), 0, static_cast<T*>(C), n, 0, 1);
+    };
+    const auto layout = [](int64_t rows, int64_t cols, int64_t s0, int64_t s1) {
+      return gemm::operand_layout(rows, cols, s0, s1, INT_MAX);
     };
     visit_floating(t, [&](auto z) {
       switch (pass) {
         case ConvPass::forward:  // y2[O, L] = w[O, K] cols[K, L]
-          gemm(z, b.data, gemm_operand(O, K, K, 1), cols.p, gemm_operand(K, L, L, 1), chan, O, L,
-               K);
+          gemm(z, b.data, layout(O, K, K, 1), cols.p, layout(K, L, L, 1), chan, O, L, K);
           break;
         case ConvPass::input_grad:  // cols[K, L] = w^T[K, O] gT[O, L]
-          gemm(z, b.data, gemm_operand(K, O, 1, K), chan, gemm_operand(O, L, L, 1), cols.p, K, L,
-               O);
+          gemm(z, b.data, layout(K, O, 1, K), chan, layout(O, L, L, 1), cols.p, K, L, O);
           break;
         case ConvPass::weight_grad:  // dw[O, K] = gT[O, L] cols^T[L, K]
-          gemm(z, chan, gemm_operand(O, L, L, 1), cols.p, gemm_operand(L, K, 1, L), out.data, O, K,
-               L);
+          gemm(z, chan, layout(O, L, L, 1), cols.p, layout(L, K, 1, L), out.data, O, K, L);
           break;
       }
     });
@@ -502,15 +497,16 @@ class CudaBackend final : public Backend {
     if (pass == ConvPass::input_grad) launch_fold(t, g, cols.p, out.data, t_stream);
   }
 
+  // Index ops never synchronise: a bad index is recorded on the device and raised as
+  // IndexError at the next synchronising call (index_ops.hpp).
   void gather(const KView& x, const KView& idx, int axis, const KView& out) override {
     check_index_dtype("gather", idx);
     Shape xs = x.strides;
     xs[axis] = 0;  // walk x along every axis but `axis`
     const IndexArgs args{make_iter(out.shape, {&xs, &idx.strides, &out.strides}), x.strides[axis],
-                         x.shape[axis]};
-    with_index_check("gather", axis, args.size, [&](IndexError* err) {
-      launch_gather(out.dtype, x.data, idx.data, out.data, args, err, t_stream);
-    });
+                         x.shape[axis], axis};
+    launch_gather(out.dtype, x.data, idx.data, out.data, args, arm_fault_slot(current_device()),
+                  t_stream);
   }
 
   void scatter_add(const KView& idx, const KView& src, int axis, const KView& out) override {
@@ -518,10 +514,30 @@ class CudaBackend final : public Backend {
     Shape os = out.strides;
     os[axis] = 0;
     const IndexArgs args{make_iter(src.shape, {&idx.strides, &src.strides, &os}), out.strides[axis],
-                         out.shape[axis]};
-    with_index_check("scatter_add", axis, args.size, [&](IndexError* err) {
-      launch_scatter_add(out.dtype, idx.data, src.data, out.data, args, err, t_stream);
-    });
+                         out.shape[axis], axis};
+    IndexFault* fault = arm_fault_slot(current_device());
+    if (!is_floating(out.dtype) || scatter_mode() == ScatterMode::atomic)  // int64 adds are exact
+      return launch_scatter_add(out.dtype, idx.data, src.data, out.data, args, fault, t_stream);
+    // Deterministic: keys are destination offsets, in [0, max_key] for an output without
+    // negative strides (the op's output is a fresh tensor).
+    int64_t max_key = 0;
+    for (int d = 0; d < out.shape.rank(); ++d) {
+      if (out.shape[d] == 0) return;
+      if (out.strides[d] < 0)
+        fail<DeviceError>("cuda scatter_add (deterministic): output strides ", out.strides.str(),
+                          " must not be negative");
+      max_key += (out.shape[d] - 1) * out.strides[d];
+    }
+    const int64_t n = args.it.numel;
+    if (n > INT_MAX)
+      fail<DeviceError>("cuda scatter_add (deterministic): ", n,
+                        " source elements exceed the sort's int range; "
+                        "sg::cuda::set_scatter_mode(ScatterMode::atomic) allows it");
+    if (n == 0) return;
+    const std::size_t bytes = scatter_sorted_scratch(n, max_key);
+    Scratch scratch(bytes);
+    launch_scatter_add_sorted(out.dtype, idx.data, src.data, out.data, args, max_key, scratch.p,
+                              bytes, fault, t_stream);
   }
 
   void random(RandomKind kind, double p, uint64_t seed, uint64_t offset,
@@ -533,10 +549,24 @@ class CudaBackend final : public Backend {
 
  private:
   static void release(Storage* s) { s->release(s); }
-  // Each matrix needs one unit stride and a leading dimension cuBLAS accepts.
-  static bool usable(const KView& v, int64_t rows, int64_t cols) {
-    const int R = v.shape.rank();
-    return gemm_operand(rows, cols, v.strides[R - 2], v.strides[R - 1]).ok;
+  // Peer access between two devices, enabled once per pair where the hardware has it.
+  static void enable_peer_access(int to, int from) {
+    static std::mutex mu;
+    static std::set<std::pair<int, int>> tried;
+    std::lock_guard<std::mutex> lock(mu);
+    if (to == from || !tried.insert({to, from}).second) return;
+    int can = 0;
+    SG_CUDA_CHECK(cudaDeviceCanAccessPeer(&can, to, from));
+    if (!can) return;
+    int current = 0;
+    SG_CUDA_CHECK(cudaGetDevice(&current));
+    SG_CUDA_CHECK(cudaSetDevice(to));
+    const cudaError_t e = cudaDeviceEnablePeerAccess(from, 0);
+    if (e == cudaErrorPeerAccessAlreadyEnabled)
+      (void)cudaGetLastError();
+    else
+      SG_CUDA_CHECK(e);
+    SG_CUDA_CHECK(cudaSetDevice(current));
   }
   KView contiguous_copy(const KView& v, std::unique_ptr<Storage, void (*)(Storage*)>& keep) {
     keep.reset(allocate(static_cast<std::size_t>(v.shape.numel()) * itemsize(v.dtype)));
@@ -566,7 +596,16 @@ Backend& backend(int device) {
 }
 void init() { instance(); }
 
-AllocatorStats allocator_stats() { return allocator().stats(); }
+void synchronize() {
+  SG_CUDA_CHECK(cudaDeviceSynchronize());
+  raise_pending_fault(current_device());
+}
+
+AllocatorStats allocator_stats() {
+  const BlockCacheStats s = allocator().stats();
+  return {s.bytes_in_use,  s.bytes_cached, s.peak_bytes_in_use,
+          s.device_allocs, s.device_frees, s.cache_hits};
+}
 void release_cache() { allocator().release_cache(); }
 void reset_peak() { allocator().reset_peak(); }
 

@@ -5,25 +5,25 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "autodiff/backend/conv_geometry.hpp"
 #include "autodiff/backend/functors.hpp"
+#include "autodiff/backend/index_ops.hpp"
+#include "autodiff/backend/index_space.hpp"
+#include "autodiff/backend/reduce_plan.hpp"
 #include "autodiff/core/dtype.hpp"
 
 namespace sg::cuda {
 
-constexpr int kDims = 8;  // = kMaxDims
-constexpr int kOperands = 4;
+constexpr int kDims = kSpaceDims;
+constexpr int kOperands = kSpaceOperands;
 
-// An N-d index space (already coalesced) walked by up to four operands, strides in elements.
-// Element i (row-major over shape) of operand k lives at stride[k] . unravel(i).
-struct Iter {
-  int rank = 0;
-  int64_t numel = 0;
-  int64_t shape[kDims] = {};
-  int64_t stride[kOperands][kDims] = {};
-};
+// An N-d index space (already coalesced, index_space.hpp) walked by up to four operands,
+// strides in elements. Element i (row-major over shape) of operand k lives at
+// stride[k] . unravel(i) (IndexSpace::offsets).
+using Iter = IndexSpace;
 
 // A reduction: outputs indexed by the kept dims, each the reduction of x over the reduced dims.
 struct ReduceIter {
@@ -36,11 +36,7 @@ struct IndexArgs {
   Iter it;  // gather: x (axis stride 0), idx, out; scatter: idx, src, out (axis stride 0)
   int64_t axis_stride = 0;  // of x (gather) or out (scatter)
   int64_t size = 0;         // extent of that axis
-};
-// Filled by an index kernel that meets an out-of-range index (it skips that element).
-struct IndexError {
-  int flag;
-  long long index;
+  int axis = 0;             // for the error message
 };
 
 // CUDA and cuBLAS status checks: a failure becomes sg::DeviceError with the call, the status
@@ -65,12 +61,25 @@ void launch_binary(BinaryOp op, DType t, const void* a, const void* b, void* y, 
                    cudaStream_t s);
 void launch_where(DType t, const void* c, const void* a, const void* b, void* y, const Iter& it,
                   cudaStream_t s);
+// A reduction split as `plan` says (reduce_plan.hpp); a split plan needs `partials`, a device
+// buffer of plan.partials() accumulators (8 bytes each is always enough).
 void launch_reduce(ReduceOp op, DType t, const void* x, void* y, const ReduceIter& r,
-                   cudaStream_t s);
+                   const ReducePlan& plan, void* partials, cudaStream_t s);
+// Index kernels: a bad index is recorded in *fault (index_ops.hpp) and its element skipped; no
+// synchronisation here (the backend raises at its next synchronising call).
 void launch_gather(DType t, const void* x, const void* idx, void* y, const IndexArgs& a,
-                   IndexError* err, cudaStream_t s);
+                   IndexFault* fault, cudaStream_t s);
+// Atomic scatter-add: fast, but float additions land in a run-dependent order.
 void launch_scatter_add(DType t, const void* idx, const void* src, void* y, const IndexArgs& a,
-                        IndexError* err, cudaStream_t s);
+                        IndexFault* fault, cudaStream_t s);
+// Deterministic scatter-add for float32/float64 (index_ops.hpp): keys are destination offsets
+// in [0, max_key], a stable radix sort over sort_key_bits(max_key + 1) bits, then each run of
+// equal keys added in source order. Needs a.it.numel <= INT_MAX and a device scratch buffer of
+// scatter_sorted_scratch(n, max_key) bytes.
+std::size_t scatter_sorted_scratch(int64_t n, int64_t max_key);
+void launch_scatter_add_sorted(DType t, const void* idx, const void* src, void* y,
+                               const IndexArgs& a, int64_t max_key, void* scratch,
+                               std::size_t scratch_bytes, IndexFault* fault, cudaStream_t s);
 // Contiguous y[i] = philox::sample<T>(kind, seed, offset + i, p), T = float or double.
 void launch_random(RandomKind kind, double p, uint64_t seed, uint64_t offset, DType t, void* y,
                    int64_t n, cudaStream_t s);
@@ -84,6 +93,7 @@ void launch_fold(DType t, const ConvGeom& g, const void* cols, void* x, cudaStre
 #if defined(__CUDACC__)
 // ---- device side, shared by the .cu files -------------------------------------------------
 constexpr int kThreads = 256;
+static_assert(kThreads == kReduceThreads, "the reduction plan's block size");
 inline unsigned grid_for(int64_t n) {  // grid-stride loops cover the rest
   const int64_t blocks = (n + kThreads - 1) / kThreads;
   return static_cast<unsigned>(blocks < (1 << 16) ? (blocks > 0 ? blocks : 1) : (1 << 16));
@@ -91,16 +101,7 @@ inline unsigned grid_for(int64_t n) {  // grid-stride loops cover the rest
 // Offsets (in elements) of element i of the index space for the first K operands.
 template <int K>
 __device__ __forceinline__ void unravel(const Iter& it, int64_t i, int64_t (&off)[K]) {
-#pragma unroll
-  for (int k = 0; k < K; ++k) off[k] = 0;
-  for (int d = it.rank - 1; d > 0; --d) {
-    const int64_t q = i / it.shape[d], c = i - q * it.shape[d];
-    i = q;
-#pragma unroll
-    for (int k = 0; k < K; ++k) off[k] += c * it.stride[k][d];
-  }
-#pragma unroll
-  for (int k = 0; k < K; ++k) off[k] += i * it.stride[k][0];
+  it.offsets<K>(i, off);
 }
 // One grid-stride kernel for every elementwise body: body(off) for each element.
 template <int K, class Body>
