@@ -18,6 +18,10 @@ std::pair<Tensor, Tensor> field_and_trace_recorded(const VectorField& f, double 
   const Tensor y = f(t, zt);
   if (!(y.shape() == z.shape()))
     fail<ShapeError>("cnf: the field maps ", describe(z), " to ", describe(y));
+  if (!(y.device() == z.device()))
+    fail<DeviceError>("cnf: the field maps ", z.shape().str(), " on ", device_name(z.device()),
+                      " to ", y.shape().str(), " on ", device_name(y.device()),
+                      " (its tensors belong on the state's device)");
   const Shape axes = sample_axes(z);
   if (probe.defined()) {
     const Tensor g = sg::grad({y}, {zt}, {probe}, {.create_graph = keep, .allow_unused = true})[0];

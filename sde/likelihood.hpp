@@ -7,6 +7,10 @@
 // (D backward passes per evaluation, small D) or Hutchinson's with a probe drawn once and
 // held fixed for the whole solve. Gradients with respect to the flow's parameters come by
 // backprop through the solver, the continuous adjoint, or checkpointing (see ode.hpp).
+//
+// Devices: everything is computed on x's device (the probe, the trace's basis vectors, the
+// running trace, the prior term); the field must map tensors there to tensors there (its
+// parameters on that device; DeviceError otherwise). The same numbers on every device.
 #pragma once
 #include <functional>
 #include <vector>

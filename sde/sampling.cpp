@@ -8,8 +8,15 @@
 
 namespace sg {
 
-BrownianPath::BrownianPath(uint64_t seed, Shape shape, double t0, double t1, int64_t n, DType dtype)
-    : seed_(seed), shape_(std::move(shape)), t0_(t0), t1_(t1), n_(n), dtype_(dtype) {
+BrownianPath::BrownianPath(uint64_t seed, Shape shape, double t0, double t1, int64_t n, DType dtype,
+                           Device device)
+    : seed_(seed),
+      shape_(std::move(shape)),
+      t0_(t0),
+      t1_(t1),
+      n_(n),
+      dtype_(dtype),
+      device_(device) {
   if (n <= 0) fail<ValueError>("BrownianPath: fine_steps must be positive, got ", n);
 }
 // sum_{k0 <= k < k1} sqrt(dt) N_k, each N_k from its own counter range
@@ -22,7 +29,7 @@ Tensor BrownianPath::increment(int64_t k0, int64_t k1) const {
   for (int64_t k = k0; k < k1; ++k) {
     Generator g(seed_);
     g.set_state(seed_, static_cast<uint64_t>(k) * numel);
-    const Tensor z = randn(shape_, g, dtype_);
+    const Tensor z = randn(shape_, g, dtype_, device_);
     total = total.defined() ? total + z : z;
   }
   return total * std::sqrt(std::abs(dt));
@@ -33,6 +40,10 @@ Tensor euler_maruyama(const SdeDrift& mu, const SdeDiffusion& sigma, const Tenso
   if (steps <= 0 || W.fine_steps() % steps)
     fail<ValueError>("euler_maruyama: ", steps, " steps must divide the path's ", W.fine_steps(),
                      " fine steps");
+  if (!(W.device() == x0.device()))
+    fail<DeviceError>("euler_maruyama: x0 ", x0.shape().str(), " is on ", device_name(x0.device()),
+                      " but the Brownian path ", W.shape().str(), " is on ",
+                      device_name(W.device()));
   const int64_t r = W.fine_steps() / steps;
   const double h = (W.t1() - W.t0()) / double(steps);
   Tensor x = x0;
@@ -49,8 +60,8 @@ Tensor ReverseSde::drift(const Tensor& x, double t) const {
   const Tensor g = sde->diffusion(tt);
   return sde->drift(x, tt) - batch_view(g * g, x) * score(x, tt) * (1 - lambda / 2);
 }
-Tensor ReverseSde::diffusion(double t) const {
-  return sde->diffusion(scalar(t, DType::f64)) * std::sqrt(std::max(0.0, 1 - lambda));
+Tensor ReverseSde::diffusion(double t, Device device) const {
+  return sde->diffusion(scalar(t, DType::f64, device)) * std::sqrt(std::max(0.0, 1 - lambda));
 }
 
 namespace {
@@ -67,13 +78,13 @@ Tensor sample_reverse_em(const Sde& sde, const ScoreModelFn& s, const Shape& sha
   check_grid("sample_reverse_em", sde, o);
   NoGradGuard off;
   const ReverseSde rev{&sde, s, o.lambda};
-  Tensor x = sde.prior_sample(shape, gen, dtype);
+  Tensor x = sde.prior_sample(shape, gen, dtype, o.device);
   const double h = (sde.T() - o.t_eps) / double(o.steps);
   for (int64_t k = 0; k < o.steps; ++k) {
     const double t = sde.T() - h * double(k);
     // x_{t-h} = x_t - drift h + sqrt(1 - lambda) g sqrt(h) z
     x = x - rev.drift(x, t) * h +
-        randn(shape, gen, dtype) * (rev.diffusion(t).item() * std::sqrt(h));
+        randn(shape, gen, dtype, o.device) * (rev.diffusion(t, o.device).item() * std::sqrt(h));
   }
   return x;
 }
@@ -99,17 +110,17 @@ Tensor sample_pc(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Gene
     fail<ValueError>("sample_pc: snr must be finite and >= 0, got ", o.snr);
   NoGradGuard off;
   const ReverseSde rev{&sde, s, 0.0};
-  Tensor x = sde.prior_sample(shape, gen, dtype);
+  Tensor x = sde.prior_sample(shape, gen, dtype, o.device);
   const double h = (sde.T() - o.t_eps) / double(o.steps);
   Shape axes;
   for (int d = 1; d < static_cast<int>(shape.rank()); ++d) axes.push_back(d);
   for (int64_t k = 0; k < o.steps; ++k) {
     const double t = sde.T() - h * double(k);
-    const Tensor tt = full({shape[0]}, t, dtype);
+    const Tensor tt = full({shape[0]}, t, dtype, o.device);
     // Langevin corrector: x += eps s + sqrt(2 eps) z, eps = 2 alpha (snr |z| / |s|)^2
     const double alpha = langevin_alpha(sde, t, h);
     for (int64_t c = 0; c < o.corrector_steps; ++c) {
-      const Tensor grad = s(x, tt), z = randn(shape, gen, dtype);
+      const Tensor grad = s(x, tt), z = randn(shape, gen, dtype, o.device);
       // norms averaged over the batch, as in score_sde: one step size for all samples
       const double gn = mean(sqrt(sum(grad * grad, axes))).item(),
                    zn = mean(sqrt(sum(z * z, axes))).item();
@@ -121,7 +132,7 @@ Tensor sample_pc(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Gene
     }
     // reverse-diffusion predictor (Euler-Maruyama of the reverse SDE)
     x = x - rev.drift(x, t) * h +
-        randn(shape, gen, dtype) * (rev.diffusion(t).item() * std::sqrt(h));
+        randn(shape, gen, dtype, o.device) * (rev.diffusion(t, o.device).item() * std::sqrt(h));
   }
   return x;
 }
@@ -138,7 +149,8 @@ Tensor sample_probability_flow(const Sde& sde, const ScoreModelFn& s, const Shap
                      o.t_eps);
   ode::Options oo = o.ode;
   if (oo.rtol == ode::Options{}.rtol && oo.atol == ode::Options{}.atol) oo.rtol = oo.atol = 1e-5;
-  ode::Result r = ode::odeint(f, {sde.prior_sample(shape, gen, dtype)}, sde.T(), o.t_eps, oo);
+  ode::Result r =
+      ode::odeint(f, {sde.prior_sample(shape, gen, dtype, o.device)}, sde.T(), o.t_eps, oo);
   if (!r.ok())
     fail<ValueError>("sample_probability_flow: the ODE solve stopped: ",
                      ode::status_name(r.status));

@@ -5,6 +5,10 @@
 //
 //   sg::BrownianPath W(/*seed=*/7, {512, 2}, 0.0, 1.0, /*steps=*/1000);
 //   auto x1 = sg::euler_maruyama(drift, diffusion, x0, W, /*steps=*/100);   // coarsens W exactly
+//
+// Devices: every tensor is built on the state's device. Where there is no input state (a
+// Brownian path, a sampler drawing its own prior sample) a Device argument or option says
+// where, the CPU by default; results are the same numbers on every device.
 #pragma once
 #include <functional>
 
@@ -18,10 +22,11 @@ namespace sg {
 // W on a uniform grid of `fine_steps` over [t0, t1]; increment k is
 // sqrt(dt) N(0, I) drawn from counters (seed, k * numel), so any part of a path can be
 // regenerated (e.g. by an adjoint) and coarser grids reuse the same path exactly.
+// Increments are made on `device` (the CPU by default), the same numbers on every device.
 class BrownianPath {
  public:
   BrownianPath(uint64_t seed, Shape shape, double t0, double t1, int64_t fine_steps,
-               DType dtype = DType::f32);
+               DType dtype = DType::f32, Device device = {});
   // W(t_{k1}) - W(t_{k0}) between fine grid indices k0 < k1.
   Tensor increment(int64_t k0, int64_t k1) const;
   int64_t fine_steps() const { return n_; }
@@ -29,6 +34,7 @@ class BrownianPath {
   double t1() const { return t1_; }
   const Shape& shape() const { return shape_; }
   DType dtype() const { return dtype_; }
+  Device device() const { return device_; }
 
  private:
   uint64_t seed_;
@@ -36,6 +42,7 @@ class BrownianPath {
   double t0_, t1_;
   int64_t n_;
   DType dtype_;
+  Device device_;
 };
 
 using SdeDrift = std::function<Tensor(const Tensor& x, double t)>;
@@ -44,6 +51,7 @@ using SdeDiffusion =
 
 // X_{k+1} = X_k + mu(X_k, t_k) h + sigma(X_k, t_k) dW_k on `steps` equal steps of the path's
 // interval (steps must divide the path's fine steps). Time runs from path.t0() to path.t1().
+// x0 and the path must be on the same device (DeviceError naming both otherwise).
 Tensor euler_maruyama(const SdeDrift& mu, const SdeDiffusion& sigma, const Tensor& x0,
                       const BrownianPath& W, int64_t steps);
 
@@ -58,7 +66,8 @@ struct ReverseSde {
   ScoreModelFn score;
   double lambda = 0;
   Tensor drift(const Tensor& x, double t) const;  // forward-time drift of the reverse process
-  Tensor diffusion(double t) const;               // scalar tensor
+  // sqrt(1 - lambda) g(t): a float64 scalar tensor on `device` (the CPU by default).
+  Tensor diffusion(double t, Device device = {}) const;
 };
 
 struct SamplerOptions {
@@ -68,6 +77,9 @@ struct SamplerOptions {
   int64_t corrector_steps = 1;  // predictor-corrector
   double snr = 0.16;            // Langevin corrector target signal-to-noise ratio
   ode::Options ode;             // probability-flow sampler
+  // Where the prior sample, the noise and every tensor of the run are made (the CPU by
+  // default); the score function is called with tensors there. Same numbers on every device.
+  Device device = {};
 };
 // Reverse Euler-Maruyama from the prior at T to t_eps.
 Tensor sample_reverse_em(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Generator& gen,
@@ -80,7 +92,8 @@ Tensor sample_pc(const Sde& sde, const ScoreModelFn& s, const Shape& shape, Gene
                  SamplerOptions o = {}, DType dtype = DType::f32);
 // The corrector's alpha_t for a predictor step h ending at t: exp(-int_{t-h}^t beta) for VP and
 // sub-VP (1 - beta(t) h to first order, as score_sde's 1 - beta_i, but in (0, 1] for any h, so
-// the step size stays positive for any number of steps), 1 for other SDEs.
+// the step size stays positive for any number of steps), 1 for other SDEs. Host arithmetic on
+// times: its float64 scalars are CPU tensors whatever the device of the samples.
 double langevin_alpha(const Sde& sde, double t, double h);
 // Probability-flow ODE dx/dt = f - g^2 s / 2 from the prior at T to t_eps (adaptive solver).
 Tensor sample_probability_flow(const Sde& sde, const ScoreModelFn& s, const Shape& shape,

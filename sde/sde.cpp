@@ -14,8 +14,8 @@ Tensor batch_view(const Tensor& t, const Tensor& y) {
   s[0] = t.dim(0);
   return reshape(t, s);
 }
-Tensor Sde::prior_sample(const Shape& shape, Generator& gen, DType dtype) const {
-  return randn(shape, gen, dtype) * prior_std();
+Tensor Sde::prior_sample(const Shape& shape, Generator& gen, DType dtype, Device device) const {
+  return randn(shape, gen, dtype, device) * prior_std();
 }
 // log N(y; 0, s^2 I) = -|y|^2 / (2 s^2) - D/2 log(2 pi s^2)
 Tensor Sde::prior_logp(const Tensor& y) const {

@@ -1,6 +1,7 @@
 // Forward (noising) SDEs dY = f(Y, t) dt + g(t) dB with closed-form Gaussian marginals
 // q(y_t | x) = N(alpha(t) x, std(t)^2 I): VP, sub-VP and VE, as in score_sde (sde_lib.py).
-// Times are float64 scalars; tensors take the state's dtype.
+// Times are float64 scalars; tensors take the state's dtype and device (every method builds
+// its results on its tensor arguments' device; prior_sample, which has none, takes one).
 //
 //   sg::VpSde sde;                                  // beta_min 0.1, beta_max 20, T = 1
 //   auto [alpha, std] = sde.marginal(t);            // t: [B] tensor -> [B], [B]
@@ -30,7 +31,9 @@ class Sde {
   virtual Tensor drift_div_per_dim(const Tensor& t) const = 0;
   // The prior p_T: N(0, prior_std^2 I).
   virtual double prior_std() const = 0;
-  Tensor prior_sample(const Shape& shape, Generator& gen, DType dtype = DType::f32) const;
+  // A draw from p_T on `device` (the CPU by default); the same numbers on every device.
+  Tensor prior_sample(const Shape& shape, Generator& gen, DType dtype = DType::f32,
+                      Device device = {}) const;
   // log N(y; 0, prior_std^2 I) summed over all axes but the first: [B].
   Tensor prior_logp(const Tensor& y) const;
   // y_t = alpha(t) x + std(t) eps, with t broadcast over x's trailing axes.
