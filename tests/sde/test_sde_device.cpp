@@ -222,7 +222,7 @@ TEST_CASE("sde device: the samplers run on SamplerOptions::device with the CPU's
           out.push_back(sample_reverse_em(*sde, s, {6, 2}, gen, {.steps = 8, .device = d}, f64));
           out.push_back(sample_reverse_em(*sde, s, {6, 2}, gen,
                                           {.steps = 5, .lambda = 0.5, .device = d}, DType::f32));
-          out.push_back(sample_pc(*sde, s, {6, 2}, gen,
+          out.push_back(sample_pc(*sde, s, {6, 1, 2}, gen,
                                   {.steps = 5, .corrector_steps = 2, .device = d}, f64));
           ode::Result stats;
           out.push_back(sample_probability_flow(*sde, s, {6, 2}, gen,
@@ -262,12 +262,15 @@ TEST_CASE("likelihood device: CNF log-likelihoods and gradients on x's device, e
           const TinyField field = tiny_field(d);
           const VectorField f = [field](double t, const Tensor& z) { return field(t, z); };
           Generator g(5), probes(11);
-          const Tensor x = randn({4, 2}, g, f64).to(d);
+          // x is differentiated too: the adjoint's and the replay's dL/dx(t0) on the device
+          const Tensor x = randn({4, 2}, g, f64).to(d).requires_grad_();
           CnfOptions o = options(v, probes, field.params());
           o.prior_std = 1.5;
           const LikelihoodResult r = cnf_log_likelihood(f, x, o);
           CHECK(r.solve.ok());
-          return likelihood_results(r, field.params(), d);
+          std::vector<Tensor> wrt = field.params();
+          wrt.push_back(x);
+          return likelihood_results(r, wrt, d);
         },
         "cnf " + v.name());
   // Plain evaluation (no grad mode) on the device.
@@ -295,7 +298,7 @@ TEST_CASE("likelihood device: CNF log-likelihoods and gradients on x's device, e
 
 TEST_CASE("likelihood device: probability-flow log-likelihoods on x's device, every strategy",
           "[sde][device][cnf]") {
-  for (const char* name : {"vp", "ve"}) {
+  for (const char* name : {"vp", "subvp", "ve"}) {
     const auto sde = make_sde(name);
     for (const Variant& v : variants())
       same_on_both(
@@ -304,7 +307,7 @@ TEST_CASE("likelihood device: probability-flow log-likelihoods on x's device, ev
             Calls calls;
             const ScoreModelFn s = GaussianScore{sde.get(), mu, logv, d, &calls};
             Generator g(5), probes(13);
-            const Tensor x = randn({3, 2}, g, f64).to(d);
+            const Tensor x = randn({3, 1, 2}, g, f64).to(d);
             const LikelihoodResult r =
                 probability_flow_log_likelihood(*sde, s, x, 1e-3, options(v, probes, {mu, logv}));
             CHECK(r.solve.ok());
