@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "nn/datasets.hpp"
+#include "nn/npy.hpp"
 
 namespace sg::nn {
 namespace {
@@ -81,7 +82,64 @@ MaskedTable make_table(const std::vector<double>& values, const std::vector<doub
   return t;
 }
 
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// values (and mask) as a table; `source` names the file(s) in messages.
+MaskedTable table_from_arrays(const NpyArray& v, const NpyArray* mask, const std::string& source) {
+  const char* who = "load_npy_table";
+  if (v.shape.empty() || v.shape.size() > 2)
+    fail<IOError>(who, ": ", source, ": values of rank ", v.shape.size(),
+                  " (expected [T] or [T, K])");
+  if (mask && mask->shape != v.shape)
+    fail<IOError>(who, ": ", source, ": the mask's shape differs from the values' (",
+                  shape_str(mask->shape), " vs ", shape_str(v.shape), ")");
+  const int64_t rows = v.shape[0], k = v.shape.size() == 2 ? v.shape[1] : 1;
+  if (rows == 0 || k == 0) fail<IOError>(who, ": ", source, ": no entries");
+  std::vector<double> values(v.values.size()), observed(v.values.size());
+  for (size_t i = 0; i < v.values.size(); ++i) {
+    const double x = v.values[i];
+    const bool on = mask ? mask->values[i] != 0 : !std::isnan(x);
+    if (on && !std::isfinite(x))
+      fail<IOError>(who, ": ", source, ": row ", static_cast<int64_t>(i) / k, ", column ",
+                    static_cast<int64_t>(i) % k, ": non-finite value ", x,
+                    mask ? " where the mask says observed" : "");
+    values[i] = on ? x : 0.0;
+    observed[i] = on ? 1.0 : 0.0;
+  }
+  std::vector<std::string> names;
+  for (int64_t c = 0; c < k; ++c) names.push_back(std::to_string(c));
+  return make_table(values, observed, rows, std::move(names), source);
+}
+
 }  // namespace
+
+MaskedTable load_npy_table(const std::string& values_path, const std::string& mask_path) {
+  const NpyArray v = load_npy(values_path);
+  if (mask_path.empty()) return table_from_arrays(v, nullptr, values_path);
+  const NpyArray m = load_npy(mask_path);
+  return table_from_arrays(v, &m, values_path + " with mask " + mask_path);
+}
+
+MaskedTable load_npz_table(const std::string& path, const std::string& values_key,
+                           const std::string& mask_key) {
+  const std::map<std::string, NpyArray> arrays = load_npz(path);
+  auto member = [&](const std::string& key) -> const NpyArray& {
+    const auto it = arrays.find(key);
+    if (it == arrays.end()) {
+      std::string names;
+      for (const auto& [n, a] : arrays) names += (names.empty() ? "" : ", ") + n;
+      fail<IOError>("load_npz_table: ", path, ": no member '", key, "' (members: ", names, ")");
+    }
+    return it->second;
+  };
+  const NpyArray& v = member(values_key);
+  if (mask_key.empty()) return table_from_arrays(v, nullptr, path + ":" + values_key);
+  return table_from_arrays(v, &member(mask_key), path + ":" + values_key + " with " + mask_key);
+}
 
 MaskedTable MaskedTable::slice_rows(int64_t begin, int64_t end) const {
   if (begin < 0 || end > rows() || begin >= end)

@@ -45,6 +45,15 @@ struct CsvTableOptions {
 // be a finite number or a missing token ("nan" or "inf" in a field is an error, not a gap).
 MaskedTable load_csv_table(const std::string& path, const CsvTableOptions& o = {});
 
+// NumPy arrays: values [T] or [T, K] with an optional mask of the same shape (nonzero =
+// observed); without a mask, NaN entries are the gaps. Columns are named "0", "1", ... Any
+// other non-finite value, NaN on the mask, or a mask of another shape is an IOError naming the
+// file(s), row and column.
+MaskedTable load_npy_table(const std::string& values_path, const std::string& mask_path = "");
+// The same from two members of one .npz archive (mask_key "": no mask, NaN marks the gaps).
+MaskedTable load_npz_table(const std::string& path, const std::string& values_key = "values",
+                           const std::string& mask_key = "mask");
+
 // R's airquality (New York, May-September 1973): 153 days of Ozone, Solar.R, Wind, Temp with
 // 37 and 7 natural gaps in the first two (data/airquality.csv, see data/README.md).
 MaskedTable load_airquality(const std::string& path = "");
