@@ -1,11 +1,14 @@
-// Shared by the fuzz targets: a private scratch directory (in /dev/shm when there is one, so
-// that the loaders' file I/O and the writer's fsync stay cheap) and writing an input there.
+// Shared by the fuzz targets: the one-line error message check, a private scratch directory (in
+// /dev/shm when there is one, so that the loaders' file I/O and the writer's fsync stay cheap) and
+// writing an input there.
 #pragma once
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -27,6 +30,15 @@ inline const std::string& scratch_dir() {
     return d;
   }();
   return *dir;
+}
+
+// An error message must be one line of at most 4096 bytes; aborts (a finding) otherwise.
+inline void check_message(const char* what) {
+  const std::size_t n = std::strlen(what);
+  if (n > 4096 || std::memchr(what, '\n', n)) {
+    std::fprintf(stderr, "bad error message (%zu bytes): %.300s\n", n, what);
+    std::abort();
+  }
 }
 
 // Writes `size` bytes to scratch_dir()/name (replacing it) and returns the path.

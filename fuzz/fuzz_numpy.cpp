@@ -7,17 +7,10 @@
 #include <cstring>
 #include <string_view>
 
+#include "fuzz/fuzz_io.hpp"
 #include "nn/npy.hpp"
 
 namespace {
-
-void check_message(const char* what) {
-  const std::size_t n = std::strlen(what);
-  if (n > 4096 || std::memchr(what, '\n', n)) {
-    std::fprintf(stderr, "bad error message (%zu bytes): %.300s\n", n, what);
-    std::abort();
-  }
-}
 
 void check_array(const sg::nn::NpyArray& a) {
   std::size_t n = 1;
@@ -35,12 +28,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
   try {
     check_array(sg::nn::parse_npy(bytes, "input.npy"));
   } catch (const sg::IOError& e) {
-    check_message(e.what());
+    sg::fuzz::check_message(e.what());
   }
   try {
     for (const auto& [name, a] : sg::nn::parse_npz(bytes, "input.npz")) check_array(a);
   } catch (const sg::IOError& e) {
-    check_message(e.what());
+    sg::fuzz::check_message(e.what());
   }
   return 0;
 }

@@ -15,14 +15,6 @@
 
 namespace {
 
-void check_message(const char* what) {
-  const std::size_t n = std::strlen(what);
-  if (n > 4096 || std::memchr(what, '\n', n)) {
-    std::fprintf(stderr, "bad error message (%zu bytes): %.300s\n", n, what);
-    std::abort();
-  }
-}
-
 bool same(const sg::nn::SafetensorsFile& a, const sg::nn::SafetensorsFile& b) {
   if (a.metadata != b.metadata || a.tensors.size() != b.tensors.size()) return false;
   for (const auto& [name, t] : a.tensors) {
@@ -49,18 +41,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, std::size_t size) {
       std::abort();
     }
   } catch (const sg::IOError& e) {
-    check_message(e.what());
+    sg::fuzz::check_message(e.what());
   }
   try {
     sg::nn::Checkpoint ck;
     sg::nn::load_checkpoint(path, ck);
     if (!ck.config.empty()) (void)sg::cli::from_text(ck.config, path);
   } catch (const sg::IOError& e) {
-    check_message(e.what());
+    sg::fuzz::check_message(e.what());
   } catch (const sg::ValueError&) {
     // Only from state checks of model/optimizer/EMA, which list names one per line; none asked.
   } catch (const sg::cli::ConfigError& e) {
-    check_message(e.what());
+    sg::fuzz::check_message(e.what());
   }
   return 0;
 }

@@ -15,16 +15,6 @@
 namespace sg::nn {
 namespace {
 
-std::string read_file(const std::string& path, const char* who) {
-  errno = 0;
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail<IOError>(who, ": cannot open ", path, ": ", errno ? std::strerror(errno) : "?");
-  std::ostringstream s;
-  s << f.rdbuf();
-  if (f.bad()) fail<IOError>(who, ": read failed: ", path);
-  return s.str();
-}
-
 // Text from a file, fit for a one-line message: at most `max` characters, others as '?'.
 std::string printable(std::string_view text, size_t max = 80) {
   std::string out(text.substr(0, max));
@@ -197,6 +187,16 @@ double element(const char* p, const ElementType& t) {
 
 }  // namespace
 
+std::string read_file_bytes(const std::string& path, const char* who) {
+  errno = 0;
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail<IOError>(who, ": cannot open ", path, ": ", errno ? std::strerror(errno) : "?");
+  std::ostringstream s;
+  s << f.rdbuf();
+  if (f.bad()) fail<IOError>(who, ": read failed: ", path);
+  return s.str();
+}
+
 NpyArray parse_npy(std::string_view bytes, const std::string& name) {
   static constexpr char kMagic[] = "\x93NUMPY";
   if (bytes.size() < 10 || bytes.substr(0, 6) != std::string_view(kMagic, 6))
@@ -246,10 +246,12 @@ NpyArray parse_npy(std::string_view bytes, const std::string& name) {
   return a;
 }
 
-NpyArray load_npy(const std::string& path) { return parse_npy(read_file(path, "load_npy"), path); }
+NpyArray load_npy(const std::string& path) {
+  return parse_npy(read_file_bytes(path, "load_npy"), path);
+}
 
 std::map<std::string, NpyArray> load_npz(const std::string& path) {
-  return parse_npz(read_file(path, "load_npz"), path);
+  return parse_npz(read_file_bytes(path, "load_npz"), path);
 }
 
 std::map<std::string, NpyArray> parse_npz(std::string_view z, const std::string& path) {

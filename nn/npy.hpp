@@ -25,6 +25,9 @@ struct NpyArray {
   std::string descr;           // NumPy's type string, e.g. "<f8", "|b1"
 };
 
+// The whole file at `path` (IOError naming `who` and the path when it cannot be read).
+std::string read_file_bytes(const std::string& path, const char* who);
+
 // `bytes` is a whole .npy file; `name` (a path or "archive.npz:member") goes into messages.
 NpyArray parse_npy(std::string_view bytes, const std::string& name);
 NpyArray load_npy(const std::string& path);

@@ -3,11 +3,8 @@
 #include "nn/tables.hpp"
 
 #include <algorithm>
-#include <cerrno>
 #include <charconv>
 #include <cmath>
-#include <cstring>
-#include <fstream>
 #include <numeric>
 #include <sstream>
 
@@ -16,16 +13,6 @@
 
 namespace sg::nn {
 namespace {
-
-std::string read_text(const std::string& path, const char* who) {
-  errno = 0;
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail<IOError>(who, ": cannot open ", path, ": ", errno ? std::strerror(errno) : "?");
-  std::ostringstream s;
-  s << f.rdbuf();
-  if (f.bad()) fail<IOError>(who, ": read failed: ", path);
-  return s.str();
-}
 
 // One CSV record split into fields; double quotes group commas and "" is a literal quote.
 // Returns false (with `why`) on an unterminated quote or text after a closing quote.
@@ -175,7 +162,7 @@ void check_table(const MaskedTable& t) {
 
 MaskedTable load_csv_table(const std::string& path, const CsvTableOptions& o) {
   const char* who = "load_csv_table";
-  const std::string text = read_text(path, who);
+  const std::string text = read_file_bytes(path, who);
   std::vector<std::string> fields, header;
   std::string why;
   std::vector<double> values, observed;
