@@ -169,14 +169,14 @@ BrownianIncrement BrownianTree::increment(double s, double t) const {
   const TreePoint pt = point(t);
   BrownianIncrement out;
   if (s == t) {
-    out.W = zeros(shape_, o_.dtype);
-    if (levy) out.H = zeros(shape_, o_.dtype);
+    out.W = zeros(shape_, o_.dtype, o_.device);
+    if (levy) out.H = zeros(shape_, o_.dtype, o_.device);
     return out;
   }
   const Tensor w = pt.W - ps.W;
-  out.W = w.to(o_.dtype);
+  out.W = w.to(o_.dtype).to(o_.device);
   // H(s, t) = (J(t) - J(s))/(t - s) - W(s) - W(s, t)/2 (the same formula for s > t)
-  if (levy) out.H = ((pt.J - ps.J) * (1 / (t - s)) - ps.W - w * 0.5).to(o_.dtype);
+  if (levy) out.H = ((pt.J - ps.J) * (1 / (t - s)) - ps.W - w * 0.5).to(o_.dtype).to(o_.device);
   return out;
 }
 

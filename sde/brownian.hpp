@@ -40,6 +40,7 @@ class BrownianMotion {
   virtual BrownianIncrement increment(double s, double t) const = 0;
   virtual const Shape& shape() const = 0;
   virtual DType dtype() const = 0;
+  virtual Device device() const = 0;  // where increment() returns its tensors
   virtual double t0() const = 0;
   virtual double t1() const = 0;
   virtual bool has_levy_area() const = 0;
@@ -55,6 +56,9 @@ class BrownianTree final : public BrownianMotion {
     double tol = 0;  // leaf length; 0: (t1 - t0) / 2^20
     bool levy_area = false;
     DType dtype = DType::f32;
+    // Where increments are returned. The tree itself is drawn and kept on the host in float64,
+    // so a path is the same on every device (bit for bit after the cast).
+    Device device = {};
   };
   BrownianTree(uint64_t seed, Shape shape, double t0, double t1, Options o);
   BrownianTree(uint64_t seed, Shape shape, double t0, double t1)
@@ -63,6 +67,7 @@ class BrownianTree final : public BrownianMotion {
   BrownianIncrement increment(double s, double t) const override;
   const Shape& shape() const override { return shape_; }
   DType dtype() const override { return o_.dtype; }
+  Device device() const override { return o_.device; }
   double t0() const override { return t0_; }
   double t1() const override { return t1_; }
   bool has_levy_area() const override { return o_.levy_area; }

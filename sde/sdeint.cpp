@@ -92,7 +92,7 @@ BrownianIncrement GridBrownian::increment(double s, double t) const {
     return static_cast<int64_t>(k);
   };
   const int64_t a = index(s), b = index(t);
-  if (a == b) return {zeros(path_.shape(), path_.dtype()), {}};
+  if (a == b) return {zeros(path_.shape(), path_.dtype(), path_.device()), {}};
   return {a < b ? path_.increment(a, b) : -path_.increment(b, a), {}};
 }
 
@@ -362,6 +362,10 @@ Result sdeint(const SdeDrift& f, const SdeDiffusion& g, const Tensor& y0, double
   if (W.dtype() != y0.dtype())
     fail<DTypeError>("sdeint: the Brownian motion's dtype ", dtype_name(W.dtype()),
                      " differs from y0's ", dtype_name(y0.dtype()));
+  if (!(W.device() == y0.device()))
+    fail<DeviceError>("sdeint: the Brownian motion's increments are on ", device_name(W.device()),
+                      ", y0 ", describe(y0), " on ", device_name(y0.device()),
+                      " (BrownianTree::Options::device says where)");
   if (!std::isfinite(t0) || !std::isfinite(t1) || !(t0 < t1))
     fail<ValueError>("sdeint: needs finite t0 < t1, got t0 = ", t0, ", t1 = ", t1);
   if (t0 < W.t0() || t1 > W.t1())

@@ -128,6 +128,7 @@ class GridBrownian final : public BrownianMotion {
   BrownianIncrement increment(double s, double t) const override;
   const Shape& shape() const override { return path_.shape(); }
   DType dtype() const override { return path_.dtype(); }
+  Device device() const override { return path_.device(); }
   double t0() const override { return std::min(path_.t0(), path_.t1()); }
   double t1() const override { return std::max(path_.t0(), path_.t1()); }
   bool has_levy_area() const override { return false; }

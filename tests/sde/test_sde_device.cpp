@@ -196,13 +196,46 @@ TEST_CASE("sde device: sdeint on a device BrownianPath stays on the path's devic
       "sdeint on a GridBrownian");
 }
 
-// A zero-length increment of a GridBrownian is built on the CPU whatever the path's device.
 TEST_CASE("sde device: a GridBrownian's zero increment is on its path's device",
-          "[sde][device][em][!mayfail]") {
-  // Blocked by sde/sdeint.cpp:96, `zeros(path_.shape(), path_.dtype())`, which needs
-  // `path_.device()` as its third argument (sdeint.* is edited by others).
+          "[sde][device][em]") {
   const BrownianPath P(9, {3}, 0.0, 1.0, 4, f64, kStandin);
   CHECK(sde::GridBrownian(P).increment(0.5, 0.5).W.device() == kStandin);
+}
+
+// A Brownian tree with Levy area on the device: the same path as on the CPU (it is drawn on
+// the host in float64), and adaptive SRIW1 and Milstein solves on it give the CPU's bits.
+TEST_CASE("sde device: Brownian tree increments and adaptive solves on the device",
+          "[sde][device][tree]") {
+  same_on_both(
+      [&](Device d) {
+        const BrownianTree W(5, {4, 2}, 0.0, 1.0, {.levy_area = true, .dtype = f64, .device = d});
+        CHECK(W.device() == d);
+        const Tensor y0 = full({4, 2}, 1.0, f64, d);
+        std::vector<Tensor> out = {W.increment(0.1, 0.6).W, W.increment(0.1, 0.6).H,
+                                   W.increment(0.3, 0.3).W};
+        for (const sde::Method* m : {&sde::sriw1(), &sde::milstein()}) {
+          const sde::Result r =
+              sde::sdeint([](const Tensor& x, double) { return x * 0.1; },
+                          [](const Tensor& x, double) { return x * 0.4; }, y0, 0.0, 1.0, W,
+                          {.method = m,
+                           .noise = sde::Noise::diagonal,
+                           .adaptive = true,
+                           .rtol = 1e-3,
+                           .atol = 1e-3});
+          CHECK(r.ok());
+          out.push_back(r.y);
+        }
+        return out;
+      },
+      "BrownianTree and adaptive sdeint");
+  const BrownianTree host(5, {4, 2}, 0.0, 1.0, {.dtype = f64});
+  const std::string m = test::message_of<DeviceError>([&] {
+    (void)sde::sdeint([](const Tensor& x, double) { return x; },
+                      [](const Tensor& x, double) { return x; }, ones({4, 2}, f64, kStandin), 0.0,
+                      1.0, host, {.steps = 2});
+  });
+  CHECK(m.find("sdeint") != std::string::npos);
+  CHECK(m.find("standin:0") != std::string::npos);
 }
 
 TEST_CASE("sde device: the samplers run on SamplerOptions::device with the CPU's numbers",
