@@ -69,13 +69,16 @@ inline Operand output_layout(int64_t m, int64_t n, int64_t s0, int64_t s1,
 // A batched row-major product out[..., m, n] = a[..., m, k] b[..., k, n] (batch strides already
 // broadcast to out's batch shape, zero where an operand is broadcast) as cuBLAS strided-batched
 // calls: the batch axes are coalesced; the innermost becomes one call's batch (count and
-// strides), the others are looped over (outer_offsets).
+// strides, zero allowed), the others are looped over (outer_offsets). An innermost axis with a
+// negative stride (a reversed view) is looped over too (count 1): cuBLAS documents no negative
+// batch strides.
 struct Plan {
   Operand a, b, c;  // a.ok / b.ok false: copy that operand to a contiguous matrix and re-plan
   int64_t m = 0, n = 0, k = 0;
   IndexSpace batch;              // operands 0 = a, 1 = b, 2 = out
   int64_t count = 1, outer = 1;  // per call; number of calls
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;
+  int looped = 0;  // batch axes looped over: batch.rank - 1, or batch.rank when count is 1
   bool ok() const { return a.ok && b.ok && c.ok; }
 
   // The cuBLAS call (column-major, swapped operands): gemm(transa, transb, m', n', k', B, lda,
@@ -91,7 +94,7 @@ struct Plan {
   // Element offsets of call o's first matrices (a, b, out).
   void outer_offsets(int64_t o, int64_t (&off)[3]) const {
     off[0] = off[1] = off[2] = 0;
-    for (int d = batch.rank - 2; d >= 0; --d) {
+    for (int d = looped - 1; d >= 0; --d) {
       const int64_t c = o % batch.shape[d];
       o /= batch.shape[d];
       for (int q = 0; q < 3; ++q) off[q] += c * batch.stride[q][d];
@@ -113,11 +116,16 @@ Plan plan(const S& out_shape, const S& a_strides, const S& b_strides, const S& o
   const int64_t* st[3] = {a_strides.begin(), b_strides.begin(), out_strides.begin()};
   p.batch = coalesce(R - 2, out_shape.begin(), 3, st);
   const int last = p.batch.rank - 1;
-  p.count = p.batch.shape[last];
+  const bool inner =
+      p.batch.stride[0][last] >= 0 && p.batch.stride[1][last] >= 0 && p.batch.stride[2][last] >= 0;
+  p.looped = inner ? last : p.batch.rank;
+  p.count = inner ? p.batch.shape[last] : 1;
   p.outer = p.count ? p.batch.numel / p.count : 0;
-  p.stride_a = p.batch.stride[0][last];
-  p.stride_b = p.batch.stride[1][last];
-  p.stride_c = p.batch.stride[2][last];
+  if (inner) {
+    p.stride_a = p.batch.stride[0][last];
+    p.stride_b = p.batch.stride[1][last];
+    p.stride_c = p.batch.stride[2][last];
+  }
   return p;
 }
 

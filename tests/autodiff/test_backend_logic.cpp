@@ -309,10 +309,10 @@ Strided make_operand(std::mt19937& rng, const std::vector<int64_t>& batch,
   }
   s.buf.resize(static_cast<std::size_t>(2 * next + 8));
   s.base = next + 4;
-  for (int d = R - 2; d < R; ++d) {
+  for (int d = 0; d < R; ++d) {
     auto& st = s.strides[static_cast<std::size_t>(d)];
-    if (s.shape[static_cast<std::size_t>(d)] == 1 && pick(0, 2) == 0) st = pick(0, 5);
-    if (pick(0, 7) == 0) st = -st;
+    if (d >= R - 2 && s.shape[static_cast<std::size_t>(d)] == 1 && pick(0, 2) == 0) st = pick(0, 5);
+    if (pick(0, 7) == 0) st = -st;  // reversed (a batch axis: looped over, never copied)
   }
   for (double& v : s.buf) v = pick(-3, 3);
   return s;
@@ -346,7 +346,7 @@ TEST_CASE("gemm layout: the decided cuBLAS arguments give the row-major product"
   // row-major product. Small integers make every sum exact.
   std::mt19937 rng(11);
   auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
-  int copies = 0, transposed = 0, batched = 0;
+  int copies = 0, transposed = 0, batched = 0, looped_all = 0;
   for (int trial = 0; trial < 300; ++trial) {
     const int nb = pick(0, 3);
     std::vector<int64_t> batch;
@@ -382,6 +382,10 @@ TEST_CASE("gemm layout: the decided cuBLAS arguments give the row-major product"
     REQUIRE(p.ok());
     transposed += !p.a.row_major || !p.b.row_major;
     batched += p.count > 1;
+    looped_all += p.count == 1 && p.looped > 0 && p.batch.shape[p.batch.rank - 1] > 1;
+    CHECK(p.stride_a >= 0);
+    CHECK(p.stride_b >= 0);
+    CHECK(p.stride_c >= 0);
     REQUIRE(gemm::check_args(p.transa(), p.transb(), p.cm(), p.cn(), p.k, p.lda(), p.ldb(), p.ldc(),
                              p.count)
                 .empty());
@@ -416,6 +420,7 @@ TEST_CASE("gemm layout: the decided cuBLAS arguments give the row-major product"
   CHECK(copies > 10);
   CHECK(transposed > 50);
   CHECK(batched > 50);
+  CHECK(looped_all > 5);
 }
 
 TEST_CASE("gemm layout: the CPU backend and the matmul op follow it", "[backend_logic]") {
