@@ -16,6 +16,7 @@ namespace sg::obj {
 
 std::vector<Identity> elbo_identities();  // identities_elbo.cpp
 std::vector<Identity> ode_identities();   // identities_ode.cpp
+std::vector<Identity> vdm_identities();   // identities_vdm.cpp
 
 IdentityResult deterministic(std::string name, std::string statement, double est, double ref,
                              double tol) {
@@ -353,6 +354,7 @@ std::vector<Identity> builtin_identities() {
                                {"fd-ssm", fd_ssm},         {"dsm-minimiser", dsm_minimiser}};
   for (Identity& id : elbo_identities()) ids.push_back(std::move(id));
   for (Identity& id : ode_identities()) ids.push_back(std::move(id));
+  for (Identity& id : vdm_identities()) ids.push_back(std::move(id));
   return ids;
 }
 struct Catalogue {
