@@ -14,6 +14,9 @@ struct TrainOptions {
   bool has_config_file = false;
   std::string out;  // run directory
   bool resume = false;
+  // --device: where to train (device_from_flag in experiment.hpp); not part of the
+  // configuration, so a run resumes on any device.
+  std::string device = "cpu";
 };
 // Trains, appending to out/metrics.jsonl, checkpointing to out/checkpoint.safetensors (and
 // out/config.json) every train.checkpoint_every steps and at the end, then draws out/loss.png.
@@ -27,6 +30,7 @@ struct EvalOptions {
   std::string run;                     // run directory (or a checkpoint file)
   std::vector<std::string> overrides;  // sample.* / likelihood.* keys
   std::string out;                     // where pictures and results go; default: the run directory
+  std::string device = "cpu";          // --device: where the model, sampler and ODE run
 };
 // Samples from the checkpoint (sample.method: pc, ode or em) and writes samples.safetensors,
 // samples.png (2-D: samples beside held-out data; digits: an image grid) and sample.json.

@@ -27,14 +27,16 @@ namespace {
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-// A trained experiment: configuration from the checkpoint (plus overrides), weights loaded,
-// EMA weights in place when asked for, in eval mode.
+// A trained experiment: configuration from the checkpoint (plus overrides), weights loaded
+// onto the --device (whatever device trained them), EMA weights in place when asked for, in
+// eval mode.
 struct Loaded {
   std::unique_ptr<Experiment> ex;
   std::string out;
   int64_t step = 0;
 };
 Loaded load_run(const EvalOptions& o, const char* section) {
+  const Device device = device_from_flag(o.device);
   const std::string ckpt = resolve_checkpoint(o.run);
   if (!fs::exists(ckpt)) throw IOError(std::string(section) + ": no checkpoint at " + ckpt);
   const Config stored = config_of_checkpoint(ckpt);
@@ -44,7 +46,7 @@ Loaded load_run(const EvalOptions& o, const char* section) {
   // (or model, SDE) does not use must not be changed.
   check_section(c, stored, "sample", get_string(c, "sample.method"));
   Loaded l;
-  l.ex = std::make_unique<Experiment>(c, &stored);
+  l.ex = std::make_unique<Experiment>(c, &stored, device);
   nn::Module& model = *l.ex->model;
   nn::Ema ema(model, get_double(c, "train.ema"), /*warmup=*/true);
   nn::Checkpoint ck{.model = &model, .ema = &ema};
@@ -78,8 +80,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// `n` samples from the model with the sample.* settings of the configuration (NaN or infinite
-// samples are an error naming how they were drawn); `report` gets method, timing and cost.
+// `n` samples from the model with the sample.* settings of the configuration, drawn on the
+// experiment's device and returned in host memory (NaN or infinite samples are an error naming
+// how they were drawn); `report` gets method, timing and cost.
 Tensor draw_from_model(const Experiment& ex, int64_t n, Generator& gen, json& report) {
   const Config& c = ex.config;
   const std::string method = get_string(c, "sample.method");  // the schema checked sample.*
@@ -90,6 +93,7 @@ Tensor draw_from_model(const Experiment& ex, int64_t n, Generator& gen, json& re
   so.corrector_steps = get_int(c, "sample.corrector_steps");
   so.ode.rtol = get_double(c, "sample.rtol");
   so.ode.atol = get_double(c, "sample.atol");
+  so.device = ex.device;
 
   NoGradGuard no_grad;
   const ScoreModelFn s = [&](const Tensor& x, const Tensor& t) { return ex.score(x, t); };
@@ -111,7 +115,9 @@ Tensor draw_from_model(const Experiment& ex, int64_t n, Generator& gen, json& re
     throw ValueError("sample: " + std::to_string(bad) + " of " + std::to_string(samples.numel()) +
                      " sample values are not finite (" + how + "); nothing was written");
   if (ex.data.images) samples = clamp(samples, -1.0, 1.0);
+  samples = samples.to(Device::cpu());
   report["method"] = method;
+  report["device"] = device_name(ex.device);
   report["seconds"] = secs;
   if (method == "ode")
     report["nfe"] = stats.nfe;
@@ -208,13 +214,16 @@ int run_likelihood(const EvalOptions& o) {
 
   NoGradGuard no_grad;
   const ScoreModelFn s = [&](const Tensor& x, const Tensor& t) { return ex.score(x, t); };
-  const Tensor x = ex.to_model_space(slice(ex.data.test, 0, 0, n), gen);
+  // Held-out data in model space on the device; figures come back to the host.
+  const Tensor x = ex.to_model_space(slice(ex.data.test, 0, 0, n).to(ex.device), gen);
   const bool bpd = ex.data.images;
-  // Per example: nats of the model-space density, or bits/dim on the discrete data.
-  auto score_of = [&](const Tensor& logp) {
-    return bpd ? obj::bits_per_dim(logp.to(DType::f64), ex.data.dims, ex.data.levels,
+  // Per example, in host memory: nats of the model-space density, or bits/dim on the discrete
+  // data.
+  auto score_of = [&](const Tensor& logp_any) {
+    const Tensor logp = logp_any.to(Device::cpu()).to(DType::f64);
+    return bpd ? obj::bits_per_dim(logp, ex.data.dims, ex.data.levels,
                                    full({logp.dim(0)}, ex.logdet_per_example(), DType::f64))
-               : -logp.to(DType::f64);
+               : -logp;
   };
   const char* unit = bpd ? "bits/dim" : "nats";
 
@@ -245,6 +254,7 @@ int run_likelihood(const EvalOptions& o) {
   json report{{"unit", unit},
               {"held_out", n},
               {"checkpoint_step", l.step},
+              {"device", device_name(ex.device)},
               {"probability_flow",
                {{"nll", ode_nll.mean},
                 {"std_error", ode_nll.std_error},
@@ -309,7 +319,7 @@ int run_likelihood(const EvalOptions& o) {
         pts.push_back(-lim + (ix + 0.5) * 2 * lim / grid);
         pts.push_back(-lim + (iy + 0.5) * 2 * lim / grid);
       }
-    const Tensor xs = from_vector(pts, {grid * grid, 2}, x.dtype());
+    const Tensor xs = from_vector(pts, {grid * grid, 2}, x.dtype(), ex.device);
     set_activity("evaluating the density on a " + std::to_string(grid) + " x " +
                  std::to_string(grid) + " grid");
     const LikelihoodResult rg = probability_flow_log_likelihood(*ex.sde, s, xs, t_eps, co);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "autodiff/backend/backend.hpp"
 #include "autodiff/core/error.hpp"
 #include "autodiff/ops/ops.hpp"
 #include "cli/commands.hpp"
@@ -16,6 +17,9 @@
 #include "nn/checkpoint.hpp"
 #include "nn/datasets.hpp"
 #include "objectives/registry.hpp"
+#ifdef SG_WITH_CUDA
+#include "autodiff/backend/cuda/cuda_backend.hpp"
+#endif
 
 namespace sg::cli {
 namespace {
@@ -101,6 +105,42 @@ std::unique_ptr<nn::ScoreModel> make_model(const Config& c, const Dataset& d, Ge
 
 }  // namespace
 
+Device device_from_flag(const std::string& name) {
+  Device d;
+  try {
+    d = parse_device(name);
+  } catch (const ValueError& e) {
+    config_error(std::string("--device: ") + e.what());
+  }
+  const std::string what =
+      "--device '" + name + "': device " + device_name(d) + " does not exist: ";
+  switch (d.type) {
+    case DeviceType::cpu:
+      return d;
+    case DeviceType::standin:
+      if (d.index >= kStandinDevices)
+        config_error(what + "the stand-in devices are standin:0 to standin:" +
+                     std::to_string(kStandinDevices - 1));
+      return d;
+    case DeviceType::cuda: {
+#ifdef SG_WITH_CUDA
+      std::string reason;
+      const int n = cuda::device_count(&reason);
+      if (n == 0) config_error(what + "no CUDA device is usable (" + reason + ")");
+      if (d.index >= n)
+        config_error(what + "this machine has " + std::to_string(n) + " CUDA device" +
+                     (n == 1 ? "" : "s") + " (cuda:0 to cuda:" + std::to_string(n - 1) + ")");
+      return d;
+#else
+      config_error(what +
+                   "this scoregrad was built without CUDA (cmake -DSG_CUDA=ON on a machine "
+                   "with the CUDA toolkit)");
+#endif
+    }
+  }
+  config_error(what + "unknown device type");
+}
+
 Dataset load_dataset(const Config& c) {
   Dataset d;
   d.name = get_choice(c, "data.name", dataset_names());
@@ -148,7 +188,8 @@ Dataset load_dataset(const Config& c) {
   return d;
 }
 
-Experiment::Experiment(const Config& c, const Config* baseline) : config(c) {
+Experiment::Experiment(const Config& c, const Config* baseline, Device dev)
+    : config(c), device(dev) {
   const Config defaults = baseline ? Config() : default_config();
   const Config& base = baseline ? *baseline : defaults;
   data = load_dataset(c);
@@ -162,6 +203,7 @@ Experiment::Experiment(const Config& c, const Config* baseline) : config(c) {
   // from a dead object). Then the stream restarts for training.
   noise = std::make_unique<Generator>(seed);
   model = make_model(c, data, *noise);
+  model->to(device);
   noise->set_state(seed, 0);
 }
 

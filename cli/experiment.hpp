@@ -2,9 +2,16 @@
 // split and its map to model space, the SDE, the score model and its score function, and the
 // run directory's files (checkpoint, resolved configuration, metrics).
 //
-//   Experiment ex(config);                          // data, SDE, model from the config
+//   Experiment ex(config, nullptr, device);         // data, SDE, model from the config
 //   Tensor x = ex.to_model_space(batch, gen);       // digits: dequantize, then 2u - 1
 //   Tensor s = ex.score(x, t);                      // model(x, t) / std(t)
+//
+// Devices: the command computes on one device (--device); the model lives there, training
+// batches and held-out data are moved there, samplers and likelihoods run there, and only
+// results (samples, figures) come back to the host for statistics and files. The data sets
+// stay in host memory. A device is not part of a run's configuration: a checkpoint holds no
+// device, so a run trained on one device resumes, samples and evaluates on any other, with the
+// same numbers wherever the arithmetic is the same (the stand-in device: bitwise).
 #pragma once
 #include <memory>
 #include <string>
@@ -19,6 +26,12 @@
 #include "sde/sde.hpp"
 
 namespace sg::cli {
+
+// The device named by a --device flag: "cpu", "cuda", "cuda:N", "standin" or "standin:N" (the
+// stand-in device is for tests, see autodiff/backend/standin/), after checking that it exists.
+// ConfigError naming the flag and the device otherwise: a malformed name, cuda on a build
+// without CUDA or on a machine without that GPU, standin beyond standin:3.
+Device device_from_flag(const std::string& name);
 
 struct Dataset {
   std::string name;
@@ -41,8 +54,10 @@ class Experiment {
   // defaults; sample and likelihood pass the checkpoint's configuration). ConfigError naming
   // the key otherwise, also for a combination the library refuses (sde.sigma_min >=
   // sde.sigma_max, model.groups not dividing a level's width, ...).
-  explicit Experiment(const Config& c, const Config* baseline = nullptr);
+  // The model is built on the host (its initial weights drawn there) and moved to `device`.
+  explicit Experiment(const Config& c, const Config* baseline = nullptr, Device device = {});
   Config config;
+  Device device;  // where the model lives and the command computes
   Dataset data;
   std::unique_ptr<Sde> sde;
   std::unique_ptr<nn::ScoreModel> model;
@@ -51,8 +66,8 @@ class Experiment {
   // checkpoint, so dropout masks resume exactly too.
   std::unique_ptr<Generator> noise;
 
-  // Raw data -> the space the model works in. Toys: unchanged. Digits: uniform
-  // dequantization u = (x + U) / 17, then y = 2u - 1 in [-1, 1).
+  // Raw data -> the space the model works in, on raw's device. Toys: unchanged. Digits:
+  // uniform dequantization u = (x + U) / 17, then y = 2u - 1 in [-1, 1).
   Tensor to_model_space(const Tensor& raw, Generator& gen) const;
   // log|det d(model space)/d(u)| per example, for bits/dim (digits: D ln 2; toys: 0).
   double logdet_per_example() const;

@@ -36,6 +36,14 @@ void add_shorthands(CLI::App* app, const std::vector<Shorthand>& list,
   }
 }
 
+// --device, the same on train, sample and likelihood (checked when the command runs).
+void add_device_flag(CLI::App* app, std::string& device) {
+  app->add_option("--device", device,
+                  "where to compute: cpu (default), cuda, cuda:N; standin[:N] is a testing "
+                  "device (host memory behind the GPU seam), not a feature")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+}
+
 std::vector<std::string> assignments(const std::vector<std::pair<std::string, std::string>>& values,
                                      const std::vector<std::string>& positional) {
   std::vector<std::string> out;
@@ -67,6 +75,7 @@ int main(int argc, char** argv) {
   t->add_flag("--resume", train.resume,
               "continue from the run directory's checkpoint (start afresh if there is none)");
   t->add_flag("--print-config", print_config, "print the resolved configuration and exit");
+  add_device_flag(t, train.device);
   bool print_schema = false;
   t->add_flag("--print-schema", print_schema,
               "print the options schema (type, range, which model/SDE/objective/method uses each "
@@ -90,6 +99,7 @@ int main(int argc, char** argv) {
   CLI::App* s = app.add_subcommand("sample", "Draw samples from a trained checkpoint");
   s->add_option("run", sample.run, "run directory or checkpoint file")->required();
   s->add_option("-o,--out", sample.out, "where to write samples and pictures (default: the run)");
+  add_device_flag(s, sample.device);
   add_shorthands(s,
                  {{"--method", "sample.method", "pc (predictor-corrector), ode or em"},
                   {"-n,--num", "sample.n", "number of samples"},
@@ -101,6 +111,7 @@ int main(int argc, char** argv) {
       "likelihood", "Held-out likelihood (probability-flow ODE) and ELBO of a checkpoint");
   l->add_option("run", likelihood.run, "run directory or checkpoint file")->required();
   l->add_option("-o,--out", likelihood.out, "where to write results (default: the run)");
+  add_device_flag(l, likelihood.device);
   add_shorthands(l,
                  {{"-n,--num", "likelihood.n", "held-out examples to evaluate"},
                   {"--trace", "likelihood.trace", "auto, exact or hutchinson"},

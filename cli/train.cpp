@@ -64,6 +64,7 @@ void truncate_metrics(const std::string& path, int64_t step) {
 
 int run_train(const TrainOptions& opts) {
   namespace fs = std::filesystem;
+  const Device device = device_from_flag(opts.device);  // before anything is written
   std::error_code ec;
   fs::create_directories(opts.out, ec);
   if (ec)
@@ -92,7 +93,7 @@ int run_train(const TrainOptions& opts) {
   set_activity(
       "building the data set (data.train_size = " + value_at(config, "data.train_size").dump() +
       ", data.test_size = " + value_at(config, "data.test_size").dump() + ") and the model");
-  Experiment ex(config);
+  Experiment ex(config, nullptr, device);
   const obj::ObjectiveInfo& objective = objective_of(config);
   const obj::ObjectiveConfig oc = objective_config(config, objective, *ex.sde);
   // The sample.* keys are for later sampling; checked now so that a mistake shows at once.
@@ -111,7 +112,7 @@ int run_train(const TrainOptions& opts) {
   const uint64_t seed = static_cast<uint64_t>(get_int_in(config, "train.seed", 0, INT64_MAX));
   const std::string optim_name = get_choice(config, "train.optimizer", {"adam", "adamw"});
 
-  nn::Module& model = *ex.model;
+  nn::Module& model = *ex.model;  // on `device`: so are the optimizer's and the EMA's state
   std::unique_ptr<nn::Optimizer> opt;
   if (optim_name == "adamw")
     opt = std::make_unique<nn::AdamW>(model.named_parameters(),
@@ -123,6 +124,7 @@ int run_train(const TrainOptions& opts) {
   Generator& gen = *ex.noise;  // at (seed, 0), as Generator(seed); the model's dropout uses it
   Generator loader_gen(seed ^ 0x9e3779b97f4a7c15ULL);
   nn::DataLoader loader(ex.data.train, batch, loader_gen, /*shuffle=*/true, /*drop_last=*/true);
+  loader.to(device);  // the data set stays in host memory; each batch is moved
   const nn::WarmupCosine schedule{.base_lr = lr,
                                   .min_lr = min_lr,
                                   .warmup_steps = warmup,
@@ -197,7 +199,8 @@ int run_train(const TrainOptions& opts) {
   std::cerr << "train: " << ex.data.name << " (" << ex.data.train.dim(0) << " train / "
             << ex.data.test.dim(0) << " held out), " << model.num_parameters()
             << " parameters, objective " << objective.name << ", sde " << ex.sde->name() << ", "
-            << steps << " steps of batch " << batch << "\n";
+            << steps << " steps of batch " << batch
+            << (device.is_cpu() ? "" : " on " + device_name(device)) << "\n";
   std::ofstream metrics(metrics_path(opts.out), std::ios::app);
   const auto params = [&] { return model.parameters(); };
   const obj::TimeScoreFn score = [&](const Tensor& x, const Tensor& t) { return ex.score(x, t); };
