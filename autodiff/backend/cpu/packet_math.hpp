@@ -30,6 +30,11 @@ Packet<T> exp_packet(const Packet<T>& x) {
   return ei::pload<Packet<T>>(lanes);
 }
 
+// Whether Packet<T> is the ISA vector of `Elem` with `Bytes` bytes (compared by element type
+// and size: is_same on __m512 & co. drops their alignment attributes and warns).
+template <class T, class Elem, std::size_t Bytes>
+inline constexpr bool is_packet = std::is_same_v<T, Elem> && sizeof(Packet<T>) == Bytes;
+
 // Square root, correctly rounded as std::sqrt at every input. Eigen's psqrt under
 // EIGEN_FAST_MATH (its default) is an rsqrt estimate plus Newton steps: NaN at +inf, 0 for
 // subnormals, 1-2 bits off elsewhere. The ISA's own instruction is exact and as fast.
@@ -37,16 +42,16 @@ template <class T>
 Packet<T> sqrt_packet(const Packet<T>& x) {
   using P = Packet<T>;
 #if defined(EIGEN_VECTORIZE_AVX512)
-  if constexpr (std::is_same_v<P, __m512>) return _mm512_sqrt_ps(x);
-  if constexpr (std::is_same_v<P, __m512d>) return _mm512_sqrt_pd(x);
+  if constexpr (is_packet<T, float, 64>) return _mm512_sqrt_ps(x);
+  if constexpr (is_packet<T, double, 64>) return _mm512_sqrt_pd(x);
 #endif
 #if defined(EIGEN_VECTORIZE_AVX)
-  if constexpr (std::is_same_v<P, __m256>) return _mm256_sqrt_ps(x);
-  if constexpr (std::is_same_v<P, __m256d>) return _mm256_sqrt_pd(x);
+  if constexpr (is_packet<T, float, 32>) return _mm256_sqrt_ps(x);
+  if constexpr (is_packet<T, double, 32>) return _mm256_sqrt_pd(x);
 #endif
 #if defined(EIGEN_VECTORIZE_SSE2)
-  if constexpr (std::is_same_v<P, __m128>) return _mm_sqrt_ps(x);
-  if constexpr (std::is_same_v<P, __m128d>) return _mm_sqrt_pd(x);
+  if constexpr (is_packet<T, float, 16>) return _mm_sqrt_ps(x);
+  if constexpr (is_packet<T, double, 16>) return _mm_sqrt_pd(x);
 #endif
   alignas(64) T lanes[kLanes<T>];
   ei::pstore(lanes, x);
