@@ -56,9 +56,9 @@ Tensor attack_loss(const AttackModel& m, const Tensor& x, const Tensor& labels,
   check_model("attack_loss", m, x, labels);
   const Classifier& f = *m.classifier;
   if (!m.purifier) return sum(cross_entropy(f(x), labels));
-  const Tensor u = unit_noise.defined() ? unit_noise : Tensor();
-  if (!u.defined()) fail<ValueError>("attack_loss: a purifier needs its unit noise");
-  return sum(cross_entropy(f(m.purifier->purify_with_noise(x, u, grad_enabled())), labels));
+  if (!unit_noise.defined()) fail<ValueError>("attack_loss: a purifier needs its unit noise");
+  return sum(
+      cross_entropy(f(m.purifier->purify_with_noise(x, unit_noise, grad_enabled())), labels));
 }
 
 Tensor loss_gradient(const AttackModel& m, const Tensor& x, const Tensor& labels, Generator& gen) {
