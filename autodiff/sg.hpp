@@ -4,6 +4,7 @@
 #include "autodiff/core/rng.hpp"
 #include "autodiff/core/tensor.hpp"
 #include "autodiff/ops/ops.hpp"
+#include "autodiff/ops/sort.hpp"
 #include "autodiff/tape/autograd.hpp"
 #include "autodiff/tape/forward.hpp"
 #include "autodiff/transforms/transforms.hpp"

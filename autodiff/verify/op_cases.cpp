@@ -517,6 +517,15 @@ std::vector<OpCase> build() {
   c.push_back({comp, "logsumexp", {{3, 4}}, [](V x) { return logsumexp(x[0], {1}); }});
   c.push_back({comp, "softmax", {{3, 4}}, [](V x) { return softmax(x[0], -1); }});
   c.push_back({comp, "log_softmax", {{3, 4}}, [](V x) { return log_softmax(x[0], 0); }});
+  // Order statistics: gathers through a host-computed permutation (weights make the order
+  // matter to the result).
+  c.push_back({comp, "sort (descending, weighted)", {{3, 5}}, [](V x) {
+                 const Tensor w = arange(5, x[0].dtype(), x[0].device()) + 1.0;
+                 return square(sort(x[0], 1, true) * w);
+               }});
+  c.push_back({comp, "quantile (0.1, 0.5, 0.93)", {{6, 3}}, [](V x) {
+                 return square(quantile(x[0], {0.1, 0.5, 0.93}, 0));
+               }});
   c.push_back({comp, "stack", {{2, 3}, {2, 3}}, [](V x) {
                  return square(stack({x[0], x[1]}, 1));
                }});
