@@ -233,7 +233,15 @@ Config default_config() {
       "time_sampling": "uniform",
       "projection": "rademacher",
       "projections": 1,
-      "fd_eps": 0.1
+      "fd_eps": 0.1,
+      "schedule": "learned_endpoints",
+      "gamma_min": -13.3,
+      "gamma_max": 5.0,
+      "levels": 256,
+      "timesteps": 0,
+      "antithetic": true,
+      "fourier_features": false,
+      "schedule_gradient": "automatic"
     },
     "train": {
       "steps": 2000,

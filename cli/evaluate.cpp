@@ -18,6 +18,7 @@
 #include "nn/checkpoint.hpp"
 #include "nn/optim.hpp"
 #include "objectives/elbo.hpp"
+#include "objectives/vdm.hpp"
 #include "sde/likelihood.hpp"
 #include "sde/sampling.hpp"
 
@@ -34,6 +35,7 @@ struct Loaded {
   std::unique_ptr<Experiment> ex;
   std::string out;
   int64_t step = 0;
+  Config stored;  // the checkpoint's configuration
 };
 Loaded load_run(const EvalOptions& o, const char* section) {
   const Device device = device_from_flag(o.device);
@@ -61,8 +63,10 @@ Loaded load_run(const EvalOptions& o, const char* section) {
   std::string use_ema = section;  // built in two steps: GCC 12 -Wrestrict false positive
   use_ema += ".use_ema";
   if (get_bool(c, use_ema)) ema.apply_to(model);
+  l.ex->check_schedule(std::string(section) + ": " + ckpt);
   model.eval();
   l.step = ck.step;
+  l.stored = stored;
   fs::path out = o.out.empty()
                      ? (fs::is_directory(o.run) ? fs::path(o.run) : fs::path(ckpt).parent_path())
                      : fs::path(o.out);
@@ -103,6 +107,22 @@ Tensor draw_from_model(const Experiment& ex, int64_t n, Generator& gen, json& re
   set_activity("sampling " + std::to_string(n) + " examples of shape " +
                ex.data.example_shape.str() + " with " + method);
   const auto t0 = std::chrono::steady_clock::now();
+  if (ex.vdm) {  // VDM's ancestral sampler (Experiment allows no other), then the decoder's argmax
+    const obj::ObjectiveConfig oc = objective_config(c, objective_of(c), *ex.sde);
+    const Tensor levels = obj::vdm_sample(ex.vdm->schedule, ex.vdm_network(), sample_shape, gen,
+                                          obj::vdm_options(oc), so.steps, DType::f32, ex.device);
+    if (const int64_t bad = count_non_finite(levels); bad > 0)
+      throw ValueError("sample: " + std::to_string(bad) + " of " + std::to_string(levels.numel()) +
+                       " sample values are not finite (ancestral, sample.steps = " +
+                       std::to_string(so.steps) + "); nothing was written");
+    report["method"] = method;
+    report["device"] = device_name(ex.device);
+    report["seconds"] = seconds_since(t0);
+    report["steps"] = so.steps;
+    report["network_evaluations"] = so.steps;
+    report["space"] = "levels";  // the decoder's most likely level, 0 .. objective.levels - 1
+    return levels.to(Device::cpu());
+  }
   ode::Result stats;
   Tensor samples = method == "pc"   ? sample_pc(*ex.sde, s, sample_shape, gen, so)
                    : method == "em" ? sample_reverse_em(*ex.sde, s, sample_shape, gen, so)
@@ -177,7 +197,13 @@ int run_sample(const EvalOptions& o) {
   std::cout << "sampled " << n << " with " << method << " in " << report["seconds"].get<double>()
             << " s\n";
   Generator data_gen(1);
-  const Tensor held_out = ex.to_model_space(ex.data.test, data_gen);
+  Tensor held_out = ex.to_model_space(ex.data.test, data_gen);
+  Tensor picture = samples;  // in model space
+  if (ex.vdm) {  // levels: pictured encoded in [-1, 1], beside the held-out data's levels
+    const int64_t levels = get_int(c, "objective.levels");
+    picture = obj::vdm_encode(samples, levels);
+    held_out = obj::vdm_encode(ex.data.test, levels);
+  }
   if (!ex.data.images) {
     const SampleQuality q = sample_quality(ex, samples, gen);
     report["mmd2"] = q.to_json();
@@ -188,15 +214,88 @@ int run_sample(const EvalOptions& o) {
   }
   nn::save_safetensors(path_in(l.out, "samples.safetensors"), {{"samples", samples}},
                        {{"method", method}, {"config", to_text(c)}});
-  draw_samples(samples, held_out, ex.data.images, path_in(l.out, "samples.png"),
+  draw_samples(picture, held_out, ex.data.images, path_in(l.out, "samples.png"),
                "samples (" + method + ")");
   nn::write_file_atomic(path_in(l.out, "sample.json"), report.dump(2) + "\n");
   std::cout << "wrote " << path_in(l.out, "samples.png") << "\n";
   return 0;
 }
 
+namespace {
+// objective vdm: the negative VLB of held-out data in bits/dim (the run's objective.timesteps:
+// continuous or discrete time), likelihood.elbo_draws draws of (eps0, t, eps) per example
+// averaged, with its standard error over the examples and the three terms' means.
+int vdm_likelihood(const Loaded& l, const Config& stored) {
+  const Experiment& ex = *l.ex;
+  const Config& c = ex.config;
+  // The probability-flow ODE's and the density map's settings have nothing to do here.
+  for (const char* key : {"likelihood.rtol", "likelihood.atol", "likelihood.t_eps",
+                          "likelihood.trace", "likelihood.grid"})
+    if (value_at(c, key) != value_at(stored, key))
+      throw ConfigError("configuration key '" + std::string(key) +
+                        "' = " + value_at(c, key).dump() +
+                        " is not used by the VLB of a vdm run (no ODE, no density map); remove "
+                        "it or leave it at " +
+                        value_at(stored, key).dump());
+  const int64_t n =
+      std::min(get_int_in(c, "likelihood.n", 1, int64_t{1} << 30), ex.data.test.dim(0));
+  const int64_t draws = get_int_in(c, "likelihood.elbo_draws", 1, 100000);
+  Generator gen(static_cast<uint64_t>(get_int_in(c, "likelihood.seed", 0, INT64_MAX)));
+  const obj::VdmOptions vo = obj::vdm_options(objective_config(c, objective_of(c), *ex.sde));
+  NoGradGuard no_grad;
+  const Tensor x = slice(ex.data.test, 0, 0, n).to(ex.device);  // the levels
+  set_activity("evaluating the VLB of " + std::to_string(n) + " held-out examples");
+  const auto t0 = std::chrono::steady_clock::now();
+  Tensor prior, recon, diffusion;  // nats per example, summed over the draws (host, float64)
+  const auto add = [](Tensor& acc, const Tensor& v) {
+    const Tensor h = v.to(Device::cpu()).to(DType::f64);
+    acc = acc.defined() ? acc + h : h;
+  };
+  for (int64_t k = 0; k < draws; ++k) {
+    const obj::VdmTerms t = obj::vdm_terms(ex.vdm->schedule, ex.vdm_network(), x, gen, vo);
+    add(prior, t.prior), add(recon, t.recon), add(diffusion, t.diffusion);
+  }
+  const double secs = seconds_since(t0);
+  const auto bpd = [&](const Tensor& nats) {
+    return obj::mean_and_std_error(
+        obj::vdm_bits_per_dim(nats / static_cast<double>(draws), ex.data.dims));
+  };
+  const obj::MeanEstimate total = bpd(prior + recon + diffusion), p = bpd(prior), r = bpd(recon),
+                          d = bpd(diffusion);
+  json report{{"unit", "bits/dim"},
+              {"held_out", n},
+              {"checkpoint_step", l.step},
+              {"device", device_name(ex.device)},
+              {"vlb",
+               {{"nll_bound", total.mean},
+                {"std_error", total.std_error},
+                {"prior", p.mean},
+                {"reconstruction", r.mean},
+                {"diffusion", d.mean},
+                {"diffusion_std_error", d.std_error},
+                {"draws", draws},
+                {"timesteps", vo.timesteps},
+                {"seconds", secs}}}};
+  for (double v : {total.mean, total.std_error, p.mean, r.mean, d.mean})
+    if (!std::isfinite(v))
+      throw ValueError("likelihood: a held-out figure is not finite (" + report.dump() +
+                       "); nothing was written");
+  std::printf("held-out bits/dim (%lld examples, lower is better):\n", static_cast<long long>(n));
+  std::printf(
+      "  VDM VLB bound (-VLB)  %.4f +- %.4f   (%s, %lld draws per example, %.1f s)\n", total.mean,
+      total.std_error,
+      vo.timesteps == 0 ? "continuous time" : ("T = " + std::to_string(vo.timesteps)).c_str(),
+      static_cast<long long>(draws), secs);
+  std::printf("    prior %.4f, reconstruction %.4f, diffusion %.4f +- %.4f\n", p.mean, r.mean,
+              d.mean, d.std_error);
+  nn::write_file_atomic(path_in(l.out, "likelihood.json"), report.dump(2) + "\n");
+  return 0;
+}
+}  // namespace
+
 int run_likelihood(const EvalOptions& o) {
   Loaded l = load_run(o, "likelihood");
+  if (l.ex->vdm) return vdm_likelihood(l, l.stored);
   Experiment& ex = *l.ex;
   const Config& c = ex.config;
   const int64_t n =

@@ -103,7 +103,42 @@ std::unique_ptr<nn::ScoreModel> make_model(const Config& c, const Dataset& d, Ge
   }
 }
 
+// objective vdm: what the command cannot do with the configuration (see Experiment).
+void check_vdm_setup(const Config& c, const Config& base, const Dataset& d,
+                     const obj::ObjectiveConfig& oc, const std::string& kind) {
+  if (!d.images || d.levels <= 0)
+    config_error(
+        "configuration key 'objective.name' = \"vdm\" needs discrete data (data.name = "
+        "digits); data.name = \"" +
+        d.name + "\" is continuous");
+  if (oc.levels != static_cast<int64_t>(d.levels))
+    config_error("configuration key 'objective.levels' = " + std::to_string(oc.levels) +
+                 " does not match the data: " + d.name + " has " +
+                 std::to_string(static_cast<int64_t>(d.levels)) + " levels (set objective.levels=" +
+                 std::to_string(static_cast<int64_t>(d.levels)) + ")");
+  if (oc.fourier_features)
+    config_error("configuration key 'objective.fourier_features' = true: the " + kind +
+                 " model reads and predicts as many channels as the data has, so it cannot take "
+                 "the Fourier-feature channels of z; leave it at false");
+  if (oc.schedule != obj::VdmSchedule::vp)
+    for (const OptionSpec& spec : option_schema())
+      if (spec.key.starts_with("sde.") && value_at(c, spec.key) != value_at(base, spec.key))
+        config_error("configuration key '" + spec.key + "' = " + value_at(c, spec.key).dump() +
+                     " is not used by objective.name = \"vdm\" with objective.schedule = \"" +
+                     obj::name_of(oc.schedule) +
+                     "\" (only the vp schedule uses the SDE); remove it or leave it at " +
+                     value_at(base, spec.key).dump());
+  if (get_string(c, "sample.method") != "ancestral")
+    config_error("configuration key 'sample.method' = " + value_at(c, "sample.method").dump() +
+                 " cannot sample a vdm run: set sample.method=ancestral (VDM's ancestral "
+                 "sampler, sample.steps steps)");
+}
+
 }  // namespace
+
+VdmModel::VdmModel(std::unique_ptr<nn::ScoreModel> network,
+                   std::unique_ptr<obj::NoiseSchedule> gamma)
+    : net(child("net", std::move(network))), schedule(child("schedule", std::move(gamma))) {}
 
 Device device_from_flag(const std::string& name) {
   Device d;
@@ -203,6 +238,23 @@ Experiment::Experiment(const Config& c, const Config* baseline, Device dev)
   // from a dead object). Then the stream restarts for training.
   noise = std::make_unique<Generator>(seed);
   model = make_model(c, data, *noise);
+  if (get_string(c, "objective.name") == "vdm") {
+    const obj::ObjectiveConfig oc = objective_config(c, objective_of(c), *sde);
+    check_vdm_setup(c, base, data, oc, model_kind(c, data));
+    std::unique_ptr<obj::NoiseSchedule> schedule;
+    try {
+      schedule = obj::make_vdm_schedule(oc, *noise);
+    } catch (const obj::OptionError& e) {
+      config_error("configuration key 'objective." + e.option + "': " + e.what());
+    }
+    auto joint = std::make_unique<VdmModel>(std::move(model), std::move(schedule));
+    vdm = joint.get();
+    model = std::move(joint);
+  } else if (get_string(c, "sample.method") == "ancestral") {
+    config_error(
+        "configuration key 'sample.method' = \"ancestral\" is the sampler of "
+        "objective.name = \"vdm\"; a score model samples with pc, ode or em");
+  }
   model->to(device);
   noise->set_state(seed, 0);
 }
@@ -219,6 +271,20 @@ double Experiment::logdet_per_example() const {
 Tensor Experiment::score(const Tensor& x, const Tensor& t) const {
   const Tensor std = sde->marginal(t).second;
   return (*model)(x, t) / batch_view(std, x);
+}
+
+obj::TimeScoreFn Experiment::vdm_network() const {
+  if (!vdm) fail<ValueError>("Experiment::vdm_network: objective.name is not vdm");
+  return [this](const Tensor& z, const Tensor& c) { return vdm->net(z, c); };
+}
+
+void Experiment::check_schedule(const std::string& where) const {
+  if (!vdm) return;
+  try {
+    obj::check_monotone(vdm->schedule);
+  } catch (const obj::ScheduleError& e) {
+    throw IOError(where + " holds a noise schedule that is not increasing: " + e.what());
+  }
 }
 
 const obj::ObjectiveInfo& objective_of(const Config& c) {
@@ -249,6 +315,15 @@ obj::ObjectiveConfig objective_config(const Config& c, const obj::ObjectiveInfo&
   oc.sampling = get_string(c, "objective.time_sampling") == "importance"
                     ? obj::TimeSampling::importance
                     : obj::TimeSampling::uniform;
+  oc.schedule = obj::vdm_schedule_from_name(get_string(c, "objective.schedule"));
+  oc.gamma_min = get_double(c, "objective.gamma_min");
+  oc.gamma_max = get_double(c, "objective.gamma_max");
+  oc.levels = get_int(c, "objective.levels");
+  oc.timesteps = get_int(c, "objective.timesteps");
+  oc.antithetic = get_bool(c, "objective.antithetic");
+  oc.fourier_features = get_bool(c, "objective.fourier_features");
+  oc.schedule_gradient =
+      obj::schedule_gradient_from_name(get_string(c, "objective.schedule_gradient"));
   try {
     obj::check_config(info, oc);
   } catch (const obj::OptionError& e) {

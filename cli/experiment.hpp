@@ -23,9 +23,21 @@
 #include "nn/networks.hpp"
 #include "nn/optim.hpp"
 #include "objectives/registry.hpp"
+#include "objectives/vdm_schedule.hpp"
 #include "sde/sde.hpp"
 
 namespace sg::cli {
+
+// objective vdm: the network and the noise schedule trained with it, as one module, so that the
+// optimizer, the EMA, the checkpoint and device moves hold both: parameters "net.<network's>"
+// and "schedule.<schedule's>". Called as the network: (z, c) -> net(z, c), c the conditioning.
+class VdmModel : public nn::ScoreModel {
+ public:
+  VdmModel(std::unique_ptr<nn::ScoreModel> network, std::unique_ptr<obj::NoiseSchedule> gamma);
+  Tensor operator()(const Tensor& z, const Tensor& c) const override { return net(z, c); }
+  nn::ScoreModel& net;
+  obj::NoiseSchedule& schedule;
+};
 
 // The device named by a --device flag: "cpu", "cuda", "cuda:N", "standin" or "standin:N" (the
 // stand-in device is for tests, see autodiff/backend/standin/), after checking that it exists.
@@ -55,12 +67,18 @@ class Experiment {
   // the key otherwise, also for a combination the library refuses (sde.sigma_min >=
   // sde.sigma_max, model.groups not dividing a level's width, ...).
   // The model is built on the host (its initial weights drawn there) and moved to `device`.
+  // With objective.name = vdm the objective's keys are checked here too, the model is a VdmModel
+  // (its schedule's weights drawn after the network's) and ConfigErrors name what VDM cannot
+  // use: continuous data, objective.levels other than the data's, objective.fourier_features
+  // (neither network reads the extra channels), sde.* changed with a schedule other than vp,
+  // sample.method other than ancestral (which only vdm runs use).
   explicit Experiment(const Config& c, const Config* baseline = nullptr, Device device = {});
   Config config;
   Device device;  // where the model lives and the command computes
   Dataset data;
   std::unique_ptr<Sde> sde;
   std::unique_ptr<nn::ScoreModel> model;
+  VdmModel* vdm = nullptr;  // objective vdm: `model` as its network and schedule
   // The training generator (train.seed, restarted after initialising the model): the model's
   // dropout draws from it, and train uses it for the objective's noise and saves it in the
   // checkpoint, so dropout masks resume exactly too.
@@ -73,6 +91,11 @@ class Experiment {
   double logdet_per_example() const;
   // s(x, t) = model(x, t) / std(t): the network predicts -noise, the score scales with 1/std.
   Tensor score(const Tensor& x, const Tensor& t) const;
+  // objective vdm: the network behind the base-measure skip, net(z, c) (obj::vdm_loss's fn).
+  obj::TimeScoreFn vdm_network() const;
+  // objective vdm: ScheduleError from obj::check_monotone as an IOError naming `where` (a
+  // checkpoint whose schedule does not increase); nothing for other objectives.
+  void check_schedule(const std::string& where) const;
 };
 
 // The objective named by objective.name (ConfigError listing the registered ones otherwise),

@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
   add_shorthands(t,
                  {{"--data", "data.name", "dataset: a 2-D toy or digits"},
                   {"--model", "model.kind", "auto, mlp or unet"},
-                  {"--objective", "objective.name", "dsm, ssm, ssm-vr, fd-ssm, ism or elbo"},
+                  {"--objective", "objective.name", "dsm, ssm, ssm-vr, fd-ssm, ism, elbo or vdm"},
                   {"--sde", "sde.name", "vp, subvp or ve"},
                   {"--steps", "train.steps", "optimizer steps"},
                   {"--batch", "train.batch", "batch size"},
@@ -100,12 +100,13 @@ int main(int argc, char** argv) {
   s->add_option("run", sample.run, "run directory or checkpoint file")->required();
   s->add_option("-o,--out", sample.out, "where to write samples and pictures (default: the run)");
   add_device_flag(s, sample.device);
-  add_shorthands(s,
-                 {{"--method", "sample.method", "pc (predictor-corrector), ode or em"},
-                  {"-n,--num", "sample.n", "number of samples"},
-                  {"--steps", "sample.steps", "discretization steps (pc, em)"},
-                  {"--seed", "sample.seed", "sampling seed"}},
-                 sample_short);
+  add_shorthands(
+      s,
+      {{"--method", "sample.method", "pc (predictor-corrector), ode, em, or ancestral (vdm runs)"},
+       {"-n,--num", "sample.n", "number of samples"},
+       {"--steps", "sample.steps", "discretization steps (pc, em, ancestral)"},
+       {"--seed", "sample.seed", "sampling seed"}},
+      sample_short);
   s->add_option("overrides", sample_overrides, "key.sub=value assignments");
   CLI::App* l = app.add_subcommand(
       "likelihood", "Held-out likelihood (probability-flow ODE) and ELBO of a checkpoint");

@@ -89,11 +89,20 @@ std::vector<OptionSpec> make_schema() {
       choice("objective.projection", {"rademacher", "gaussian", "sphere"}, obj),
       integer("objective.projections", 1, 1024, obj),
       number("objective.fd_eps", 0, 10, true, obj),
+      choice("objective.schedule",
+             {"fixed", "learned_scalar", "monotone_net", "learned_endpoints", "vp"}, obj),
+      number("objective.gamma_min", -1e4, 1e4, false, obj),  // and < gamma_max
+      number("objective.gamma_max", -1e4, 1e4, false, obj),
+      integer("objective.levels", 2, 65536, obj),  // and the data's levels
+      integer("objective.timesteps", 0, double(int64_t{1} << 30), obj),
+      boolean("objective.antithetic", obj),
+      boolean("objective.fourier_features", obj),
+      choice("objective.schedule_gradient", {"automatic", "vlb", "variance"}, obj),
 
-      choice("sample.method", {"pc", "ode", "em"}),
+      choice("sample.method", {"pc", "ode", "em", "ancestral"}),  // ancestral: vdm runs only
       integer("sample.n", 1, double(int64_t{1} << 30)),
-      integer("sample.steps", 1, double(int64_t{1} << 30), method, {"pc", "em"}),
-      number("sample.t_eps", 0, 0.5, true),
+      integer("sample.steps", 1, double(int64_t{1} << 30), method, {"pc", "em", "ancestral"}),
+      number("sample.t_eps", 0, 0.5, true, method, {"pc", "ode", "em"}),
       number("sample.snr", 0, 10, false, method, {"pc"}),
       integer("sample.corrector_steps", 0, 1000, method, {"pc"}),
       number("sample.rtol", 1e-12, 1, false, method, {"ode"}),

@@ -111,6 +111,15 @@ int run_train(const TrainOptions& opts) {
   const int64_t ckpt_every = get_int_in(config, "train.checkpoint_every", 1, int64_t{1} << 40);
   const uint64_t seed = static_cast<uint64_t>(get_int_in(config, "train.seed", 0, INT64_MAX));
   const std::string optim_name = get_choice(config, "train.optimizer", {"adam", "adamw"});
+  // objective vdm: the schedule trains with the network (its parameters "schedule.*" in the
+  // optimizer, the EMA and the checkpoint) through vdm_value_and_grad, which gives its interior
+  // the variance gradient (objective.schedule_gradient).
+  VdmModel* const vdm = ex.vdm;
+  if (vdm && wd != 0 && vdm->schedule.num_parameters() > 0)
+    throw ConfigError(
+        "configuration key 'train.weight_decay' = " + std::to_string(wd) +
+        " would decay the learned noise schedule's parameters (objective.schedule = " +
+        vdm->schedule.name() + ") towards 0; leave it at 0 with objective vdm");
 
   nn::Module& model = *ex.model;  // on `device`: so are the optimizer's and the EMA's state
   std::unique_ptr<nn::Optimizer> opt;
@@ -146,6 +155,7 @@ int run_train(const TrainOptions& opts) {
                         " (give --steps " + std::to_string(step) + " or more to continue it)");
     if (const std::string bad = first_non_finite_weight(model, ema); !bad.empty())
       throw IOError("train --resume: " + ckpt_path + " holds non-finite values in '" + bad + "'");
+    ex.check_schedule("train --resume: " + ckpt_path);
     auto it = ck.extra.find("loader");
     if (it == ck.extra.end())
       throw IOError("train --resume: " + ckpt_path + " holds no data loader state");
@@ -204,6 +214,25 @@ int run_train(const TrainOptions& opts) {
   std::ofstream metrics(metrics_path(opts.out), std::ios::app);
   const auto params = [&] { return model.parameters(); };
   const obj::TimeScoreFn score = [&](const Tensor& x, const Tensor& t) { return ex.score(x, t); };
+  const obj::VdmOptions vdm_opts = obj::vdm_options(oc);
+  const obj::TimeScoreFn vdm_net = vdm ? ex.vdm_network() : obj::TimeScoreFn();
+  // One step's loss and gradients (aligned with params()): the registry's objective on model-
+  // space data, or VDM on the data's levels (the network's gradients, then the schedule's).
+  const auto loss_and_grads = [&](const Tensor& batch) -> std::pair<Tensor, std::vector<Tensor>> {
+    if (!vdm) {
+      const Tensor loss = objective.fn(score, ex.to_model_space(batch, gen), gen, oc);
+      return {loss, grad(loss, params())};
+    }
+    obj::VdmStep st = obj::vdm_value_and_grad(vdm->schedule, vdm_net, vdm->net.parameters(), batch,
+                                              gen, vdm_opts);
+    std::vector<Tensor> grads = std::move(st.net_grads);
+    grads.insert(grads.end(), st.schedule_grads.begin(), st.schedule_grads.end());
+    const std::vector<Tensor> ps = params();
+    for (size_t k = 0; k < grads.size(); ++k)  // a parameter the loss does not reach
+      if (!grads[k].defined()) grads[k] = zeros_like(ps[k]);
+    return {st.loss, grads};
+  };
+  ex.check_schedule("train: the initial schedule");
   Progress bar("train", step, steps);
   double loss_sum = 0, running = NAN;
   int64_t loss_count = 0;
@@ -214,13 +243,11 @@ int run_train(const TrainOptions& opts) {
                "-dimensional data, objective " + objective.name + ")");
   while (step < steps) {
     opt->set_lr(schedule.lr(step));
-    const Tensor x = ex.to_model_space(loader.next_batch().data, gen);
-    const Tensor loss = objective.fn(score, x, gen, oc);
+    auto [loss, grads] = loss_and_grads(loader.next_batch().data);
     const double l = loss.item();
     if (!std::isfinite(l))
       throw ValueError("train: the loss is " + std::to_string(l) + " at step " +
                        std::to_string(step + 1) + kept());
-    std::vector<Tensor> grads = grad(loss, params());
     const double norm = clip > 0 ? nn::clip_grad_norm(grads, clip) : NAN;
     if (clip > 0 && !std::isfinite(norm))
       throw ValueError("train: the gradient norm is " + std::to_string(norm) + " at step " +
@@ -240,6 +267,9 @@ int run_train(const TrainOptions& opts) {
              {"lr", opt->lr()},
              {"time_s", bar.seconds()}};
       if (!std::isnan(norm)) m["grad_norm"] = norm;
+      if (vdm)  // the loss is -VLB in nats per example; also in bits/dim
+        m["bpd"] = loss_sum / static_cast<double>(loss_count) /
+                   (static_cast<double>(ex.data.dims) * std::log(2.0));
       metrics << m.dump() << "\n" << std::flush;
       loss_sum = 0, loss_count = 0;
     }

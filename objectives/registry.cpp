@@ -1,4 +1,4 @@
-// The objective registry and the built-in objectives: dsm, ssm, ssm-vr, ism, fd-ssm, elbo.
+// The objective registry and the built-in objectives: dsm, ssm, ssm-vr, ism, fd-ssm, elbo, vdm.
 #include "objectives/registry.hpp"
 
 #include <algorithm>
@@ -20,6 +20,22 @@ const char* name_of(Projection p) {
 const char* name_of(Weighting w) { return w == Weighting::likelihood ? "likelihood" : "variance"; }
 const char* name_of(TimeSampling t) {
   return t == TimeSampling::importance ? "importance" : "uniform";
+}
+const char* bool_name(bool b) { return b ? "true" : "false"; }
+constexpr VdmSchedule kSchedules[] = {VdmSchedule::fixed, VdmSchedule::learned_scalar,
+                                      VdmSchedule::monotone_net, VdmSchedule::learned_endpoints,
+                                      VdmSchedule::vp};
+constexpr ScheduleGradient kScheduleGradients[] = {
+    ScheduleGradient::automatic, ScheduleGradient::vlb, ScheduleGradient::variance};
+// The value of `E` named `name` among `all`, or an OptionError naming `option` and the choices.
+template <class E, std::size_t N>
+E from_name(const E (&all)[N], const std::string& name, const char* option) {
+  std::string list;
+  for (E e : all) {
+    if (name == name_of(e)) return e;
+    list += (list.empty() ? "" : ", ") + std::string(name_of(e));
+  }
+  throw OptionError(option, cat("unknown ", option, " '", name, "' (", list, ")"));
 }
 std::string number(double v) {
   std::ostringstream s;
@@ -115,6 +131,28 @@ std::vector<ObjectiveInfo> builtins() {
                 dims;
        },
        {{"t_eps", {}}, {"time_sampling", {}}}},
+      // The negative VLB of discrete data (Kingma et al. 2021), nats per example: s is the
+      // network behind the base-measure skip, x the data's levels, cfg.noise_schedule the
+      // schedule (make_vdm_schedule).
+      {"vdm",
+       "variational diffusion model: negative VLB of discrete data (nats per example) with a "
+       "learned noise schedule",
+       false,
+       [](const TimeScoreFn& s, const Tensor& x, Generator& g, const ObjectiveConfig& c) {
+         if (!c.noise_schedule)
+           fail<ValueError>(
+               "objective vdm: the configuration has no noise schedule (build one "
+               "with make_vdm_schedule)");
+         return vdm_loss(*c.noise_schedule, s, x, g, vdm_options(c));
+       },
+       {{"schedule", {}},
+        {"gamma_min", {}},
+        {"gamma_max", {}},
+        {"levels", {}},
+        {"timesteps", {}},
+        {"antithetic", {}},
+        {"fourier_features", {}},
+        {"schedule_gradient", {}}}},
   };
   for (ObjectiveInfo& info : list) info = checked(std::move(info));
   return list;
@@ -122,9 +160,75 @@ std::vector<ObjectiveInfo> builtins() {
 
 }  // namespace
 
+const char* name_of(VdmSchedule s) {
+  switch (s) {
+    case VdmSchedule::fixed:
+      return "fixed";
+    case VdmSchedule::learned_scalar:
+      return "learned_scalar";
+    case VdmSchedule::monotone_net:
+      return "monotone_net";
+    case VdmSchedule::vp:
+      return "vp";
+    case VdmSchedule::learned_endpoints:
+      break;
+  }
+  return "learned_endpoints";
+}
+VdmSchedule vdm_schedule_from_name(const std::string& name) {
+  return from_name(kSchedules, name, "schedule");
+}
+const char* name_of(ScheduleGradient g) {
+  return g == ScheduleGradient::vlb        ? "vlb"
+         : g == ScheduleGradient::variance ? "variance"
+                                           : "automatic";
+}
+ScheduleGradient schedule_gradient_from_name(const std::string& name) {
+  return from_name(kScheduleGradients, name, "schedule_gradient");
+}
+
+std::unique_ptr<NoiseSchedule> make_vdm_schedule(const ObjectiveConfig& c, Generator& gen) {
+  const ScheduleRange range{c.gamma_min, c.gamma_max};
+  const MonotoneNetOptions net{.range = range};
+  try {
+    switch (c.schedule) {
+      case VdmSchedule::fixed:
+        return std::make_unique<FixedLinearSchedule>(range);
+      case VdmSchedule::learned_scalar:
+        return std::make_unique<LearnedScalarSchedule>(range);
+      case VdmSchedule::monotone_net:
+        return std::make_unique<MonotoneNetSchedule>(net, gen);
+      case VdmSchedule::learned_endpoints:
+        return std::make_unique<LearnedEndpointsSchedule>(net, gen);
+      case VdmSchedule::vp:
+        break;
+    }
+  } catch (const ScheduleError& e) {
+    throw OptionError(e.field, e.what());
+  }
+  // The VP SDE's own range: gamma_min / gamma_max do not apply (check_config keeps them at
+  // their defaults for this schedule).
+  const auto* vp = dynamic_cast<const VpSde*>(c.sde);
+  if (!vp || dynamic_cast<const SubVpSde*>(c.sde))
+    throw OptionError("schedule", cat("schedule vp maps the VP SDE's beta schedule to gamma: it "
+                                      "needs the SDE vp, got ",
+                                      c.sde ? c.sde->name() : std::string("none")));
+  return std::make_unique<VpSchedule>(*vp);
+}
+
+VdmOptions vdm_options(const ObjectiveConfig& c) {
+  return {.levels = c.levels,
+          .timesteps = c.timesteps,
+          .antithetic = c.antithetic,
+          .fourier_features = c.fourier_features,
+          .schedule_gradient = c.schedule_gradient};
+}
+
 const std::vector<std::string>& objective_option_names() {
-  static const std::vector<std::string> names = {"t_eps",      "fd_eps",    "projections",
-                                                 "projection", "weighting", "time_sampling"};
+  static const std::vector<std::string> names = {
+      "t_eps",         "fd_eps",     "projections",      "projection",       "weighting",
+      "time_sampling", "schedule",   "gamma_min",        "gamma_max",        "levels",
+      "timesteps",     "antithetic", "fourier_features", "schedule_gradient"};
   return names;
 }
 
@@ -135,6 +239,14 @@ std::string option_value(const ObjectiveConfig& c, const std::string& option) {
   if (option == "projection") return name_of(c.projection);
   if (option == "weighting") return name_of(c.weighting);
   if (option == "time_sampling") return name_of(c.sampling);
+  if (option == "schedule") return name_of(c.schedule);
+  if (option == "gamma_min") return number(c.gamma_min);
+  if (option == "gamma_max") return number(c.gamma_max);
+  if (option == "levels") return std::to_string(c.levels);
+  if (option == "timesteps") return std::to_string(c.timesteps);
+  if (option == "antithetic") return bool_name(c.antithetic);
+  if (option == "fourier_features") return bool_name(c.fourier_features);
+  if (option == "schedule_gradient") return name_of(c.schedule_gradient);
   fail<ValueError>("unknown objective setting '", option, "'");
 }
 
@@ -150,6 +262,36 @@ void check_config(const ObjectiveInfo& info, const ObjectiveConfig& c) {
   if (!(c.t_eps > 0 && c.t_eps < T)) refuse("t_eps", "must lie in (0, T)");
   if (!(std::isfinite(c.fd_eps) && c.fd_eps > 0)) refuse("fd_eps", "must be finite and > 0");
   if (c.projections < 1) refuse("projections", "must be >= 1");
+  if (!std::isfinite(c.gamma_min)) refuse("gamma_min", "must be finite");
+  if (!std::isfinite(c.gamma_max)) refuse("gamma_max", "must be finite");
+  if (!(c.gamma_min < c.gamma_max))
+    refuse("gamma_min", "must be below gamma_max = " + number(c.gamma_max) + " (gamma increases)");
+  if (c.levels < 2) refuse("levels", "must be >= 2");
+  if (c.timesteps < 0) refuse("timesteps", "must be >= 0 (0: continuous time)");
+  // Only learned_endpoints has an interior to train on the variance (in continuous time);
+  // fixed and vp have no parameters to train at all.
+  const bool learned = c.schedule != VdmSchedule::fixed && c.schedule != VdmSchedule::vp;
+  if (c.schedule_gradient != ScheduleGradient::automatic && !learned)
+    refuse("schedule_gradient", "has nothing to train: schedule " +
+                                    std::string(name_of(c.schedule)) + " has no parameters");
+  if (c.schedule_gradient == ScheduleGradient::variance) {
+    if (c.schedule != VdmSchedule::learned_endpoints)
+      refuse("schedule_gradient",
+             "needs schedule learned_endpoints (the only schedule whose "
+             "interior is apart from its endpoints)");
+    if (c.timesteps != 0)
+      refuse("schedule_gradient",
+             "needs continuous time (timesteps = 0): in discrete time the "
+             "schedule's interior changes the VLB");
+  }
+  // The vp schedule takes its range from the SDE: a range set beside it would be ignored.
+  if (c.schedule == VdmSchedule::vp)
+    for (const char* o : {"gamma_min", "gamma_max"})
+      if (option_value(c, o) != option_value(ObjectiveConfig{}, o))
+        refuse(o,
+               "is not used by schedule vp (its range is the VP SDE's); leave it at its "
+               "default " +
+                   option_value(ObjectiveConfig{}, o));
   const ObjectiveConfig defaults;
   std::string used;
   for (const ObjectiveOption& o : info.options) used += (used.empty() ? "" : ", ") + o.name;

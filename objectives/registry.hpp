@@ -16,12 +16,21 @@
 //     {{"t_eps"}, {"weighting"}, {"time_sampling"}, {"projections"}}});
 #pragma once
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "objectives/objectives.hpp"
+#include "objectives/vdm.hpp"
 
 namespace sg::obj {
+
+// The noise schedules of objective "vdm" (objectives/vdm_schedule.hpp), by their names.
+enum class VdmSchedule { fixed, learned_scalar, monotone_net, learned_endpoints, vp };
+const char* name_of(VdmSchedule s);
+VdmSchedule vdm_schedule_from_name(const std::string& name);  // OptionError "schedule" if unknown
+const char* name_of(ScheduleGradient g);
+ScheduleGradient schedule_gradient_from_name(const std::string& name);  // OptionError
 
 struct ObjectiveConfig {
   const Sde* sde = nullptr;  // required by every time-conditioned objective
@@ -31,13 +40,25 @@ struct ObjectiveConfig {
   Projection projection = Projection::rademacher;
   Weighting weighting = Weighting::variance;
   TimeSampling sampling = TimeSampling::uniform;
+  // vdm: the schedule to build (make_vdm_schedule) and the loss's options (vdm_options).
+  VdmSchedule schedule = VdmSchedule::learned_endpoints;
+  double gamma_min = -13.3, gamma_max = 5.0;  // the schedule's range at initialisation
+  int64_t levels = 256;                       // the data's levels (the digits: 17)
+  int64_t timesteps = 0;                      // 0: continuous time
+  bool antithetic = true;
+  bool fourier_features = false;
+  ScheduleGradient schedule_gradient = ScheduleGradient::automatic;
+  // The schedule module the vdm loss uses (required by vdm; owned and trained by the caller).
+  NoiseSchedule* noise_schedule = nullptr;
 };
 
 using Objective = std::function<Tensor(const TimeScoreFn& s, const Tensor& x, Generator& gen,
                                        const ObjectiveConfig& cfg)>;
 
 // A setting of ObjectiveConfig that an objective honours, by name: "t_eps", "fd_eps",
-// "projections", "projection", "weighting" or "time_sampling" (the `sde` is always needed),
+// "projections", "projection", "weighting", "time_sampling", or vdm's "schedule", "gamma_min",
+// "gamma_max", "levels", "timesteps", "antithetic", "fourier_features", "schedule_gradient" (the
+// `sde` is always needed; vdm needs the `noise_schedule` too),
 // with, for a choice, the values the objective supports (empty: all of them).
 struct ObjectiveOption {
   std::string name;
@@ -65,7 +86,8 @@ struct OptionError : ValueError {
 };
 // Refuses (OptionError) a setting `info` does not declare that differs from ObjectiveConfig{}'s
 // default, a choice outside the values it declares, and out-of-range values: t_eps in (0, T),
-// fd_eps finite and > 0, projections >= 1. The registry's objectives run it on every call.
+// fd_eps finite and > 0, projections >= 1, gamma_min < gamma_max (both finite), levels >= 2,
+// timesteps >= 0. The registry's objectives run it on every call.
 void check_config(const ObjectiveInfo& info, const ObjectiveConfig& cfg);
 
 // Adds (or replaces) an objective; returns its position. Its fn is wrapped to call
@@ -73,6 +95,16 @@ void check_config(const ObjectiveInfo& info, const ObjectiveConfig& cfg);
 std::size_t register_objective(ObjectiveInfo info);
 const ObjectiveInfo& find_objective(const std::string& name);  // ValueError listing the names
 std::vector<std::string> objective_names();
+
+// Objective "vdm" (the negative VLB in nats per example, objectives/vdm.hpp): s is the network
+// net(z, c) behind the base-measure skip, x the data's integer levels. Its fn returns the loss,
+// whose gradient trains every schedule parameter on the VLB; a training loop that wants the
+// variance-minimising schedule gradient calls vdm_value_and_grad with vdm_options(cfg).
+// The schedule cfg names (range gamma_min..gamma_max; vp: the VP SDE cfg.sde with t_eps 1e-5),
+// its monotone networks' weights drawn from gen; OptionError naming "schedule", "gamma_min" or
+// "gamma_max" for what the schedule refuses (vp without a VpSde, gamma_min >= gamma_max).
+std::unique_ptr<NoiseSchedule> make_vdm_schedule(const ObjectiveConfig& cfg, Generator& gen);
+VdmOptions vdm_options(const ObjectiveConfig& cfg);
 
 // A per-sample objective J applied to the perturbed data of an SDE, weighted over time:
 //   (1 / (T - t_eps)) int_{t_eps}^T lambda(t) E J(s(., t), x_t) dt,

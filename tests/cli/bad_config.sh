@@ -1,19 +1,6 @@
 # Bad configuration gives a one-line error naming the key and exit status 2, never a crash.
 source "$(dirname "$0")/common.bash" "$@"
 
-expect_config_error() {  # expect_config_error "fragment" command...
-  local fragment=$1
-  shift
-  set +e
-  "$@" > out.txt 2> err.txt
-  local status=$?
-  set -e
-  [ $status -eq 2 ] || fail "$* exited $status (expected 2): $(cat err.txt)"
-  [ "$(wc -l < err.txt)" -eq 1 ] || fail "$*: error is not one line: $(cat err.txt)"
-  grep -q -- "$fragment" err.txt || fail "$*: error does not mention $fragment: $(cat err.txt)"
-  echo "ok: $(cat err.txt)"
-}
-
 expect_config_error "train.stpes" "$SG" train -o r train.stpes=10
 expect_config_error "'train.steps' expects an integer" "$SG" train -o r train.steps=ten
 expect_config_error "'train.steps' expects an integer" "$SG" train -o r --steps 1.5

@@ -19,3 +19,26 @@ json_get() {
 for k in sys.argv[2].split("."): v=v[k]
 print(v)' "$1" "$2"
 }
+# expect_config_error "fragment" command...: status 2 and a one-line error mentioning fragment.
+expect_config_error() {
+  local fragment=$1
+  shift
+  set +e
+  "$@" > out.txt 2> err.txt
+  local status=$?
+  set -e
+  [ $status -eq 2 ] || fail "$* exited $status (expected 2): $(cat err.txt)"
+  [ "$(wc -l < err.txt)" -eq 1 ] || fail "$*: error is not one line: $(cat err.txt)"
+  grep -q -- "$fragment" err.txt || fail "$*: error does not mention $fragment: $(cat err.txt)"
+  echo "ok: $(cat err.txt)"
+}
+# expect_status CODE command...: runs the command (errexit off) and fails unless it exits CODE.
+expect_status() {
+  local want=$1
+  shift
+  set +e
+  "$@"
+  local status=$?
+  set -e
+  [ $status -eq "$want" ] || fail "$* exited $status (expected $want)"
+}
