@@ -308,6 +308,11 @@ std::map<std::string, NpyArray> parse_npz(std::string_view z, const std::string&
       if (csize != usize) bad("stored member " + member + " has two sizes");
       raw.assign(z.substr(data, csize));
     } else if (method == 8) {
+      // Deflate expands at most 1032:1, so a larger claimed size is a lie (and would make a
+      // tiny file allocate gigabytes).
+      if (usize > csize * 1032 + 1024)
+        bad("member " + member + " claims " + std::to_string(usize) + " bytes from " +
+            std::to_string(csize) + " compressed");
       raw.resize(usize);
       z_stream s{};
       if (inflateInit2(&s, -MAX_WBITS) != Z_OK) bad("zlib initialisation failed");

@@ -118,3 +118,15 @@ TEST_CASE("npy: malformed files are IOErrors naming the file", "[npy]") {
   CHECK(error_of("key.npy", key).find("unknown key 'dtype'") != std::string::npos);
   CHECK_THROWS_AS(load_npy("/nonexistent/x.npy"), IOError);
 }
+
+TEST_CASE("npz: a deflated member claiming more than deflate can expand is refused", "[npy]") {
+  // Rewrite the central directory's uncompressed size of the first member to 4,000,000,000.
+  std::string zip = bytes_of(fixture("series_compressed.npz"));
+  const size_t dir = zip.find(std::string("PK\x01\x02", 4));
+  REQUIRE(dir != std::string::npos);
+  const uint32_t claimed = 4000000000u;
+  for (int i = 0; i < 4; ++i) zip[dir + 24 + i] = static_cast<char>((claimed >> (8 * i)) & 0xff);
+  const std::string m =
+      test::message_of<IOError>([&] { (void)load_npz(write_temp("bomb.npz", zip)); });
+  CHECK(m.find("claims 4000000000 bytes") != std::string::npos);
+}
