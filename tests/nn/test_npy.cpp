@@ -3,7 +3,6 @@
 // and corrupted copies (truncated, padded, bad magic, bad CRC, bad header) as IOErrors.
 #include <catch2/catch.hpp>
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -16,8 +15,7 @@ using namespace sg::nn;
 
 namespace {
 std::string fixture(const std::string& name) {
-  return (std::filesystem::path(__FILE__).parent_path().parent_path() / "data" / "npy" / name)
-      .string();
+  return std::string(SG_TEST_DATA_DIR) + "/npy/" + name;
 }
 std::string bytes_of(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
