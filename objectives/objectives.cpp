@@ -8,6 +8,7 @@
 #include "autodiff/ops/ops.hpp"
 #include "autodiff/tape/autograd.hpp"
 #include "autodiff/transforms/transforms.hpp"
+#include "objectives/time_sampler.hpp"
 
 namespace sg::obj {
 namespace {
@@ -212,35 +213,11 @@ Tensor ncsn_dsm(const TimeScoreFn& s, const Tensor& x, const Tensor& sigmas, Gen
 
 std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, double t_eps,
                                                  Generator& gen, DType dtype, Device device) {
-  // The grid is log-spaced from t_eps: t_eps = 0 would put its first edge at log 0.
   if (!(t_eps > 0 && t_eps < sde.T()))
     fail<ValueError>("sample_importance_time: t_eps must lie in (0, ", sde.T(), "), got ", t_eps);
   if (n < 0) fail<ValueError>("sample_importance_time: n must be >= 0, got ", n);
-  // Piecewise-constant density on a log-spaced grid: q = r(mid_k) / Z on bin k, r = g^2/std^2.
-  // The grid and the inversion are host work; only the draws (t, q) go to `device`.
-  constexpr int64_t K = 4096;
-  const Tensor edges = exp(linspace(std::log(t_eps), std::log(sde.T()), K + 1, DType::f64));
-  const std::vector<double> e = edges.to_vector();
-  std::vector<double> mids(K);
-  for (int64_t k = 0; k < K; ++k) mids[k] = 0.5 * (e[k] + e[k + 1]);
-  const Tensor tm = from_vector(mids, {K}, DType::f64);
-  const Tensor g = sde.diffusion(tm);
-  const Tensor r = g * g / square(sde.marginal(tm).second);
-  const std::vector<double> rv = r.to_vector();
-  std::vector<double> cdf(K + 1, 0.0);
-  for (int64_t k = 0; k < K; ++k) cdf[k + 1] = cdf[k] + rv[k] * (e[k + 1] - e[k]);
-  const double Z = cdf[K];
-  const std::vector<double> u = rand({n}, gen, DType::f64).to_vector();
-  std::vector<double> t(n), q(n);
-  for (int64_t i = 0; i < n; ++i) {
-    const double target = u[i] * Z;
-    int64_t k = std::upper_bound(cdf.begin(), cdf.end(), target) - cdf.begin() - 1;
-    k = std::clamp<int64_t>(k, 0, K - 1);
-    const double frac = rv[k] > 0 ? (target - cdf[k]) / (rv[k] * (e[k + 1] - e[k])) : 0.5;
-    t[i] = e[k] + std::clamp(frac, 0.0, 1.0) * (e[k + 1] - e[k]);
-    q[i] = rv[k] / Z;
-  }
-  return {from_vector(t, {n}, dtype, device), from_vector(q, {n}, dtype, device)};
+  // Huang's density conditioned on [t_eps, T]: q(t) = (g^2/std^2)(t) / int_{t_eps}^{T} g^2/std^2.
+  return HuangTimeSampler(sde, t_eps).sample_between(t_eps, sde.T(), n, gen, dtype, device);
 }
 
 // (1/(T - t_eps)) int lambda(t) E ½ |s(x_t, t) + z/std|^2 dt, estimated per sample

@@ -102,9 +102,9 @@ Tensor geometric_sigmas(double sigma_begin, double sigma_end, int64_t levels,
 //   (1 / (T - t_eps)) int_{t_eps}^{T} lambda(t) E ½ |s(x_t, t) + z / std(t)|^2 dt
 // lambda(t) = std(t)^2 (variance weighting, the score_sde default) or g(t)^2 (likelihood
 // weighting, the -ELBO's score-matching term). Time is uniform on [t_eps, T] or importance-
-// sampled from q(t) proportional to g^2 / std^2 (a piecewise-constant density on a log grid;
-// the estimator divides by the density actually sampled, so it is unbiased for the same
-// integral).
+// sampled (sample_importance_time) from q(t) proportional to g^2 / std^2 on [t_eps, T]; the
+// estimator divides by q, so it is unbiased for the same integral: weight lambda / (std^2 q
+// (T - t_eps)), for likelihood weighting the constant int_{t_eps}^{T} (g^2/std^2) / (T - t_eps).
 enum class Weighting { variance, likelihood };
 enum class TimeSampling { uniform, importance };
 struct SdeDsmOptions {
@@ -116,8 +116,10 @@ Tensor dsm_sde(const TimeScoreFn& s, const Sde& sde, const Tensor& x, Generator&
                SdeDsmOptions o = {});
 
 // Draws t in [t_eps, T] from q(t) proportional to g(t)^2 / std(t)^2 and returns (t, q(t)), both
-// on `device`. t_eps must lie in (0, T) (ValueError: the density is not integrable down to 0
-// for VP).
+// on `device`: Huang's time density (HuangTimeSampler, time_sampler.hpp, exact inverse CDF for
+// VP, sub-VP and VE) conditioned on [t_eps, T], the range the estimators integrate over. t_eps
+// must lie in (0, T) (ValueError: the density is not integrable down to 0 for VP). The whole
+// density over [0, T], flat below t_eps, is HuangTimeSampler::sample.
 std::pair<Tensor, Tensor> sample_importance_time(const Sde& sde, int64_t n, double t_eps,
                                                  Generator& gen, DType dtype = DType::f32,
                                                  Device device = {});
