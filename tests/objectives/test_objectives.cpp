@@ -113,6 +113,8 @@ TEST_CASE("every objective passes a parameter gradient check in float64",
   }
   SECTION("registered objectives") {
     for (const std::string& name : objective_names()) {
+      // vdm needs discrete data and its noise-schedule module: tests/objectives/test_vdm.cpp.
+      if (name == "vdm") continue;
       INFO(name);
       expect_ok(check_params(net, [&](Generator& g) {
         return find_objective(name).fn([&](auto& z, auto& tt) { return net(z, tt); }, x, g,

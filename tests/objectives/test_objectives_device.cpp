@@ -113,6 +113,9 @@ TEST_CASE("device: every registered objective's training step gives the CPU's lo
   const VeSde ve;
   int runs = 0;
   for (const std::string& name : names) {
+    // vdm needs discrete data and its noise-schedule module; its loss, schedule and network
+    // gradients and sampler are compared on the stand-in device in test_vdm.cpp.
+    if (name == "vdm") continue;
     const ObjectiveInfo& info = find_objective(name);
     for (const auto& [sde_name, sde] : std::vector<std::pair<std::string, const Sde*>>{
              {"vp", &vp}, {"subvp", &subvp}, {"ve", &ve}}) {
