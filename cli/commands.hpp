@@ -47,6 +47,23 @@ struct VerifyOptions {
 // The identity catalogue and the op table's gradient checks; non-zero exit on any failure.
 int run_verify(const VerifyOptions& o);
 
+struct PurifyOptions {
+  Config config;  // resolved: purify_default_config() + file + overrides
+  std::string out;
+  std::string device = "cpu";  // --device: where the classifiers, purifier and attacks run
+};
+// Adversarial purification on the digits (purify/, docs/purification.md): per seed, trains (or
+// loads with classifier.from / score.from) the classifier and the purifier's score model,
+// checkpointing both to out/{classifier,score}_seed<s>.safetensors, then measures clean and
+// robust accuracy of the undefended and the purified classifier under PGD, transfer PGD,
+// BPDA+EOT and full-gradient+EOT at each attack.epsilons; writes out/results.json,
+// out/results.md (means and standard errors over the seeds), out/config.json and
+// out/purify.png (clean, attacked and purified digits).
+int run_purify(const PurifyOptions& o);
+// The purify command's own configuration tree and its options schema (as a Markdown table).
+Config purify_default_config();
+std::string purify_schema_table();
+
 // What the command is doing now, in words ("sampling 4000 examples of shape [2] with pc"): the
 // subcommands set it before each large allocation so that running out of memory is reported as
 // "out of memory while <activity>" instead of a bare std::bad_alloc.

@@ -8,6 +8,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <limits>
@@ -70,14 +71,22 @@ std::string join(const std::string& prefix, const std::string& key) {
   return prefix.empty() ? key : prefix + "." + key;
 }
 
+// A list of numbers (where the default holds a non-integer; its values are kept as doubles, so
+// it stays one), else a list of integers.
+bool number_list(const json& d) {
+  return d.is_array() &&
+         std::any_of(d.begin(), d.end(), [](const json& e) { return e.is_number_float(); });
+}
+
 // Does `v` fit where the default is `d`? Integers fit where numbers are expected.
 bool same_kind(const json& d, const json& v) {
   if (d.is_number_float()) return v.is_number();
   if (d.is_number_integer()) return is_int64(v);
   if (d.is_array()) {
     if (!v.is_array()) return false;
+    const bool numbers = number_list(d);
     for (const auto& e : v)
-      if (!is_int64(e)) return false;
+      if (numbers ? !e.is_number() : !is_int64(e)) return false;
     return true;
   }
   return kind_of(d) == kind_of(v);
@@ -100,7 +109,13 @@ void merge_into(json& base, const json& overlay, const std::string& prefix,
       error(where + ": key '" + key + "' expects " + kind_of(slot) + ", got " +
             kind_of(it.value()) + " (" + json_excerpt(it.value()) + ")");
     } else {
-      slot = slot.is_number_float() ? json(it.value().get<double>()) : it.value();
+      if (number_list(slot)) {
+        json doubles = json::array();
+        for (const json& e : it.value()) doubles.push_back(e.get<double>());
+        slot = doubles;
+      } else {
+        slot = slot.is_number_float() ? json(it.value().get<double>()) : it.value();
+      }
     }
   }
 }

@@ -36,7 +36,7 @@ void add_shorthands(CLI::App* app, const std::vector<Shorthand>& list,
   }
 }
 
-// --device, the same on train, sample and likelihood (checked when the command runs).
+// --device, the same on train, sample, likelihood and purify (checked when the command runs).
 void add_device_flag(CLI::App* app, std::string& device) {
   app->add_option("--device", device,
                   "where to compute: cpu (default), cuda, cuda:N; standin[:N] is a testing "
@@ -51,6 +51,23 @@ std::vector<std::string> assignments(const std::vector<std::pair<std::string, st
     if (!value.empty()) out.push_back(key + "=" + value);
   out.insert(out.end(), positional.begin(), positional.end());
   return out;
+}
+
+// --print-schema / --print-config: prints and returns 0; otherwise -1, once the output
+// directory the subcommand needs is given (ConfigError if not).
+int print_or_check(bool print_schema, const std::string& schema, bool print_config,
+                   const Config& config, const std::string& out, const char* sub) {
+  if (print_schema) {
+    std::printf("%s", schema.c_str());
+    return 0;
+  }
+  if (print_config) {
+    std::printf("%s\n", to_text(config).c_str());
+    return 0;
+  }
+  if (out.empty())
+    throw ConfigError(std::string(sub) + ": an output directory is required (-o DIR)");
+  return -1;
 }
 
 }  // namespace
@@ -120,6 +137,31 @@ int main(int argc, char** argv) {
                  lik_short);
   l->add_option("overrides", lik_overrides, "key.sub=value assignments");
 
+  // ---- purify
+  PurifyOptions purify;
+  std::string purify_file, purify_from;
+  std::vector<std::string> purify_overrides;
+  std::vector<std::pair<std::string, std::string>> purify_short;
+  bool purify_print_config = false, purify_print_schema = false;
+  CLI::App* p = app.add_subcommand(
+      "purify",
+      "Adversarial purification on the digits: train (or load) a classifier and the purifier's "
+      "score model, attack both, write the accuracy table over seeds");
+  p->add_option("-c,--config", purify_file, "configuration file (.json, .yaml or .yml)");
+  p->add_option("-o,--out", purify.out, "run directory (checkpoints, results, picture)");
+  p->add_option("--from", purify_from,
+                "load both pieces from this run directory (classifier.from and score.from)");
+  p->add_flag("--print-config", purify_print_config, "print the resolved configuration and exit");
+  p->add_flag("--print-schema", purify_print_schema,
+              "print the purify options schema as a Markdown table and exit");
+  add_device_flag(p, purify.device);
+  add_shorthands(p,
+                 {{"--seeds", "seeds", "seeds, a JSON list: [0,1,2]"},
+                  {"-n,--num", "data.n", "held-out images attacked"},
+                  {"--eot", "attack.eot", "EOT draws per attack gradient"}},
+                 purify_short);
+  p->add_option("overrides", purify_overrides, "key.sub=value assignments, applied last");
+
   // ---- verify
   VerifyOptions verify;
   bool ops_only = false, identities_only = false;
@@ -149,15 +191,10 @@ int main(int argc, char** argv) {
       train.config = default_config();
       if (!config_file.empty()) merge_file(train.config, config_file);
       for (const auto& a : train.overrides) apply_override(train.config, a);
-      if (print_schema) {
-        std::printf("%s", schema_table().c_str());
-        return 0;
-      }
-      if (print_config) {
-        std::printf("%s\n", to_text(train.config).c_str());
-        return 0;
-      }
-      if (train.out.empty()) throw ConfigError("train: an output directory is required (-o DIR)");
+      if (const int r = print_or_check(print_schema, schema_table(), print_config, train.config,
+                                       train.out, "train");
+          r >= 0)
+        return r;
       return run_train(train);
     }
     if (s->parsed()) {
@@ -167,6 +204,20 @@ int main(int argc, char** argv) {
     if (l->parsed()) {
       likelihood.overrides = assignments(lik_short, lik_overrides);
       return run_likelihood(likelihood);
+    }
+    if (p->parsed()) {
+      purify.config = purify_default_config();
+      if (!purify_file.empty()) merge_file(purify.config, purify_file);
+      std::vector<std::string> overrides;
+      if (!purify_from.empty())
+        overrides = {"classifier.from=" + purify_from, "score.from=" + purify_from};
+      for (const auto& a : assignments(purify_short, purify_overrides)) overrides.push_back(a);
+      for (const auto& a : overrides) apply_override(purify.config, a);
+      if (const int r = print_or_check(purify_print_schema, purify_schema_table(),
+                                       purify_print_config, purify.config, purify.out, "purify");
+          r >= 0)
+        return r;
+      return run_purify(purify);
     }
     if (v->parsed()) {
       verify.ops = !identities_only;

@@ -173,8 +173,11 @@ std::string range_problem(const OptionSpec& spec, const json& v) {
       if (!v.is_number()) return "expects a number, got " + v.dump();
       if (!in_range(spec, v.get<double>())) return "is outside " + interval(spec);
       return "";
-    case T::int_list: {
-      if (!v.is_array()) return "expects a list of integers, got " + v.dump();
+    case T::int_list:
+    case T::number_list: {
+      if (!v.is_array())
+        return std::string("expects a list of ") +
+               (spec.type == T::int_list ? "integers" : "numbers") + ", got " + v.dump();
       if (v.empty() || static_cast<int64_t>(v.size()) > spec.max_entries)
         return "must have 1 to " + std::to_string(spec.max_entries) + " entries";
       for (std::size_t i = 0; i < v.size(); ++i)
@@ -196,25 +199,38 @@ std::string range_problem(const OptionSpec& spec, const json& v) {
   return "";
 }
 
+namespace {
+void check_spec(const OptionSpec& spec, const Config& c, const Config& baseline,
+                const std::string& selected) {
+  const json& v = value_at(c, spec.key);
+  if (const std::string p = range_problem(spec, v); !p.empty())
+    throw ConfigError("configuration key '" + spec.key + "' = " + v.dump() + " " + p);
+  if (option_used(spec, selected) || v == value_at(baseline, spec.key)) return;
+  const std::vector<std::string> users = users_of(spec);
+  throw ConfigError("configuration key '" + spec.key + "' = " + v.dump() + " is not used by " +
+                    spec.selector + " = \"" + selected + "\" (only by " +
+                    (users.empty() ? std::string("none") : join(users)) +
+                    "); remove it or leave it at " + value_at(baseline, spec.key).dump());
+}
+}  // namespace
+
 void check_section(const Config& c, const Config& baseline, const std::string& section,
                    const std::string& selected) {
-  for (const OptionSpec& spec : option_schema()) {
-    if (!spec.key.starts_with(section + ".")) continue;
-    const json& v = value_at(c, spec.key);
-    if (const std::string p = range_problem(spec, v); !p.empty())
-      throw ConfigError("configuration key '" + spec.key + "' = " + v.dump() + " " + p);
-    if (option_used(spec, selected) || v == value_at(baseline, spec.key)) continue;
-    const std::vector<std::string> users = users_of(spec);
-    throw ConfigError("configuration key '" + spec.key + "' = " + v.dump() + " is not used by " +
-                      spec.selector + " = \"" + selected + "\" (only by " +
-                      (users.empty() ? std::string("none") : join(users)) +
-                      "); remove it or leave it at " + value_at(baseline, spec.key).dump());
-  }
+  for (const OptionSpec& spec : option_schema())
+    if (spec.key.starts_with(section + ".")) check_spec(spec, c, baseline, selected);
 }
 
-std::string schema_table() {
+void check_keys(const std::vector<OptionSpec>& schema, const Config& c, const Config& baseline) {
+  for (const OptionSpec& spec : schema)
+    check_spec(spec, c, baseline,
+               spec.selector.empty() ? std::string() : get_string(c, spec.selector));
+}
+
+std::string schema_table() { return schema_table(option_schema()); }
+
+std::string schema_table(const std::vector<OptionSpec>& schema) {
   std::string out = "| key | type | allowed | used by |\n|---|---|---|---|\n";
-  for (const OptionSpec& spec : option_schema()) {
+  for (const OptionSpec& spec : schema) {
     std::string type, allowed;
     switch (spec.type) {
       case T::integer:
@@ -224,7 +240,8 @@ std::string schema_table() {
         type = "number", allowed = interval(spec);
         break;
       case T::int_list:
-        type = "list of integers";
+      case T::number_list:
+        type = spec.type == T::int_list ? "list of integers" : "list of numbers";
         allowed = "1-" + std::to_string(spec.max_entries) + " entries in " + interval(spec);
         break;
       case T::choice:

@@ -18,16 +18,17 @@
 
 namespace sg::cli {
 
-enum class OptionType { integer, number, boolean, choice, int_list, text };
+enum class OptionType { integer, number, boolean, choice, int_list, number_list, text };
 
 struct OptionSpec {
   std::string key;  // dotted, e.g. "model.groups"
   OptionType type;
-  // integer, number and each entry of an int_list: [lo, hi], or (lo, hi] with lo_open.
+  // integer, number and each entry of an int_list or number_list: [lo, hi], or (lo, hi] with
+  // lo_open.
   double lo = 0, hi = 0;
   bool lo_open = false;
   std::vector<std::string> choices;  // choice: the allowed values
-  int64_t max_entries = 0;           // int_list: 1..max_entries entries
+  int64_t max_entries = 0;           // int_list, number_list: 1..max_entries entries
   // The key whose value decides who uses this one ("model.kind", "sde.name", "objective.name",
   // "sample.method", "data.name"), and the values that use it. An empty selector: always used.
   // For objective.* keys the registry decides (used_by is empty).
@@ -51,8 +52,12 @@ std::string range_problem(const OptionSpec& spec, const nlohmann::json& value);
 // its value in `baseline`. ConfigError naming the key otherwise.
 void check_section(const Config& c, const Config& baseline, const std::string& section,
                    const std::string& selected);
+// The same for the keys of another command's schema (scoregrad purify's): every spec's key in
+// range, and unless option_used(spec, value of its selector in c), equal to its baseline value.
+void check_keys(const std::vector<OptionSpec>& schema, const Config& c, const Config& baseline);
 
 // The schema as a Markdown table (key, type, range or choices, used by), as docs/cli.md shows.
 std::string schema_table();
+std::string schema_table(const std::vector<OptionSpec>& schema);
 
 }  // namespace sg::cli

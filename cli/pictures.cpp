@@ -90,4 +90,16 @@ void draw_density(const std::vector<double>& logp, int n, double lo, double hi, 
   viz::hconcat({model, viz::heatmap(hist, n, n, o)}, 16).save_png(png);
 }
 
+void draw_image_panels(const std::vector<Tensor>& panels, const std::vector<std::string>& titles,
+                       const std::string& png) {
+  std::vector<viz::Image> grids;
+  for (std::size_t i = 0; i < panels.size(); ++i) {
+    const Tensor& x = panels[i];
+    grids.push_back(viz::image_grid(x.to_vector(), static_cast<int>(x.dim(0)),
+                                    static_cast<int>(x.dim(-2)), static_cast<int>(x.dim(-1)),
+                                    {.cols = 4, .scale = 6, .lo = 0, .hi = 1, .title = titles[i]}));
+  }
+  viz::hconcat(grids, 16).save_png(png);
+}
+
 }  // namespace sg::cli

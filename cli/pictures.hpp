@@ -21,4 +21,9 @@ void draw_samples(const Tensor& samples, const Tensor& data, bool images, const 
 void draw_density(const std::vector<double>& logp, int n, double lo, double hi, const Tensor& data,
                   const std::string& png, const std::string& title);
 
+// Digits in [0, 1] (each [n, 1, h, w]) as titled grids side by side, e.g. clean, attacked and
+// purified images of the same samples.
+void draw_image_panels(const std::vector<Tensor>& panels, const std::vector<std::string>& titles,
+                       const std::string& png);
+
 }  // namespace sg::cli

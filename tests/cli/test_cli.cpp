@@ -174,6 +174,7 @@ std::vector<nlohmann::json> other_values(const OptionSpec& spec, const nlohmann:
     case OptionType::boolean:
       return {!current.get<bool>()};
     case OptionType::int_list:
+    case OptionType::number_list:
       return {nlohmann::json::array({1, 1})};
     case OptionType::text:
       return {"x"};
