@@ -74,7 +74,8 @@ DsmTrainReport train_score(ScoreNet& h, const Tensor& data, DsmTrainOptions o) {
   DsmTrainReport report;
   for (int64_t step = 0; step < o.steps; ++step) {
     const Tensor loss = obj::ncsn_dsm(s, loader.next_batch().data, sigmas, noise);
-    opt.step(grad(loss, h.parameters()));
+    // An energy net's output bias does not reach its score -grad E: its gradient is zero.
+    opt.step(grad(loss, h.parameters(), {.allow_unused = h.is_energy()}));
     report.loss.push_back(loss.item());
   }
   h.eval();

@@ -2,7 +2,8 @@
 # table's shape (4 rows: undefended PGD, purified transfer / BPDA+EOT / full-gradient+EOT; a
 # clean column and one per epsilon), every accuracy and standard error finite and in [0, 1],
 # checkpoints and picture in the run directory; a second run loading those checkpoints (--from)
-# reproduces the table; the stand-in device gives the CPU's numbers; bad configurations are
+# reproduces the table; the stand-in device gives the CPU's numbers; the other choices (cnn,
+# energy score model, binary noise, l2, vote, 4x4 digits) run, one seed; bad configurations are
 # refused with status 2 and one line naming the problem; the schema in docs/cli.md is the code's.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$(dirname "$0")/common.bash" "$@"
@@ -53,6 +54,23 @@ ok "--from run: the loaded classifier and score model reproduce the table exactl
 python3 -c 'import json,sys; a,b=(json.load(open(f)) for f in sys.argv[1:]); sys.exit(a["rows"]!=b["rows"] or b["device"]!="standin:1")' \
   run/results.json standin/results.json || fail "the stand-in device's table differs from the CPU's"
 ok "--device standin:1: the same table as the CPU"
+
+# The other choices end to end, one seed (no standard error: null).
+"$SG" purify -o variant "${ARGS[@]}" --seeds '[3]' classifier.kind=cnn classifier.channels=4 \
+  score.energy=true purifier.noise=binary purifier.aggregation=vote attack.norm=l2 \
+  'attack.epsilons=[0.5,2]' attack.random_start=false data.pool=2 > /dev/null 2> variant.err ||
+  fail "the cnn / energy / binary / l2 / vote / pool 2 run failed: $(cat variant.err)"
+python3 - variant/results.json << 'EOF2' || fail "variant results: $(cat variant/results.json)"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["norm"] == "l2" and r["aggregation"] == "vote" and r["shape"] == [1, 4, 4], r
+for x in r["rows"]:
+    for s in [x["clean"]] + x["robust"]:
+        assert s["se"] is None and len(s["per_seed"]) == 1 and 0 <= s["mean"] <= 1, s
+    if "by_aggregation" in x["clean"]:
+        assert x["clean"]["mean"] == x["clean"]["by_aggregation"]["vote"]["mean"], x
+EOF2
+ok "cnn classifier, energy score model, binary noise, l2 PGD, vote aggregation, 4x4 digits, one seed: standard errors null"
 
 # Bad input: status 2, one line naming the key.
 expect_config_error "outside the data range" "$SG" purify -o bad "${ARGS[@]}" 'attack.epsilons=[0.1,1.5]'
