@@ -3,12 +3,13 @@
 # clean column and one per epsilon), every accuracy and standard error finite and in [0, 1],
 # checkpoints and picture in the run directory; a second run loading those checkpoints (--from)
 # reproduces the table; the stand-in device gives the CPU's numbers; the other choices (cnn,
-# energy score model, binary noise, l2, vote, 4x4 digits) run, one seed; bad configurations are
+# energy score model, binary noise, l2, vote, 4x4 digits) run, one seed; every key set to another
+# value changes the run; bad configurations are
 # refused with status 2 and one line naming the problem; the schema in docs/cli.md is the code's.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$(dirname "$0")/common.bash" "$@"
 export OMP_NUM_THREADS=1
-ARGS=(-c "$ROOT/configs/digits_purify.yaml" --seeds '[0,1]' -n 24 classifier.epochs=2
+ARGS=(-c "$ROOT/configs/digits_purify.yaml" --seeds '[0,1]' -n 24 classifier.epochs=1
       score.steps=20 attack.steps=2 attack.eot=2 'attack.epsilons=[0.1,0.3]' purifier.max_iter=3
       purifier.copies=2)
 
@@ -71,6 +72,40 @@ for x in r["rows"]:
         assert x["clean"]["mean"] == x["clean"]["by_aggregation"]["vote"]["mean"], x
 EOF2
 ok "cnn classifier, energy score model, binary noise, l2 PGD, vote aggregation, 4x4 digits, one seed: standard errors null"
+
+# Every key is honoured: set to another value (one seed), the run's results, picture or
+# checkpoints change. (classifier.channels: with kind cnn; classifier.from, score.from: above.)
+ONE=("${ARGS[@]}" --seeds '[0]')
+signature() {  # results.json without its timing, the picture, the checkpoints
+  python3 -c 'import json,sys,hashlib; r=json.load(open(sys.argv[1]+"/results.json")); r.pop("seconds")
+h=hashlib.sha256(json.dumps(r,sort_keys=True).encode())
+for f in ("purify.png","classifier_seed0.safetensors","score_seed0.safetensors"): h.update(open(sys.argv[1]+"/"+f,"rb").read())
+print(h.hexdigest())' "$1"
+}
+# An entry "context|change" compares context + change with context alone (the tiny score model's
+# steps sit at purifier.max_step unless lambda is small, where eta and min_step cannot show).
+i=0
+for kv in data.test_fraction=0.3 data.split_seed=2 data.n=20 data.pool=2 classifier.kind=cnn \
+  'classifier.hidden=[16]' classifier.epochs=3 classifier.batch=32 classifier.lr=0.01 \
+  score.hidden=64 score.layers=1 score.energy=true score.steps=21 score.batch=64 score.lr=0.002 \
+  score.sigma_begin=3 score.sigma_end=0.05 score.levels=10 purifier.sigma_rand=0.1 \
+  purifier.noise=binary purifier.lambda=0.001 'purifier.lambda=0.001|purifier.eta=1' \
+  'purifier.lambda=0.001|purifier.min_step=0.01' purifier.max_step=0.01 \
+  purifier.stopping_alpha=0.5 purifier.max_iter=5 purifier.copies=3 purifier.aggregation=logits \
+  attack.norm=l2 'attack.epsilons=[0.1,0.2]' attack.steps=3 attack.step_scale=1 \
+  attack.random_start=false attack.eot=3 'seeds=[1]' 'classifier.kind=cnn|classifier.channels=8'; do
+  i=$((i + 1))
+  context=${kv%%|*} change=${kv#*|}
+  [ "$context" = "$kv" ] && context=""
+  ref=key-base
+  [ -z "$context" ] || ref=key-$i-ref
+  # shellcheck disable=SC2086
+  { [ -e "$ref" ] || "$SG" purify -o "$ref" "${ONE[@]}" $context > /dev/null 2> "key-$i.err"; } &&
+    "$SG" purify -o "key-$i" "${ONE[@]}" $context $change > /dev/null 2>> "key-$i.err" ||
+    fail "$kv: $(cat "key-$i.err")"
+  [ "$(signature "key-$i")" != "$(signature "$ref")" ] || fail "$kv changed nothing"
+done
+ok "each of $i keys set to another value changes the run (results, picture or checkpoints)"
 
 # Bad input: status 2, one line naming the key.
 expect_config_error "outside the data range" "$SG" purify -o bad "${ARGS[@]}" 'attack.epsilons=[0.1,1.5]'
