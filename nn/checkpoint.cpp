@@ -56,6 +56,10 @@ const char* st_dtype(DType t) {
       return "I64";
     case DType::b8:
       return "BOOL";
+    case DType::bf16:
+      return "BF16";
+    case DType::f16:
+      return "F16";
   }
   return "?";
 }
@@ -64,6 +68,8 @@ std::optional<DType> parse_dtype(const std::string& s) {
   if (s == "F64") return DType::f64;
   if (s == "I64") return DType::i64;
   if (s == "BOOL") return DType::b8;
+  if (s == "BF16") return DType::bf16;
+  if (s == "F16") return DType::f16;
   return std::nullopt;
 }
 
@@ -380,7 +386,7 @@ SafetensorsFile parse_safetensors(const std::string& path, const std::string& wh
     const auto dtype = parse_dtype(dt);
     if (!dtype)
       bad(where, "unsupported dtype '", text_excerpt(dt, kQuote),
-          "' (scoregrad reads F32, F64, I64, BOOL)");
+          "' (scoregrad reads F32, F64, BF16, F16, I64, BOOL)");
     if (!v.contains("shape") || !v["shape"].is_array())
       bad(where, "missing or non-array \"shape\"");
     const json& js = v["shape"];

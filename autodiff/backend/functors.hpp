@@ -8,13 +8,8 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include "autodiff/core/half.hpp"  // SG_HD, bfloat16, float16
 #include "autodiff/ops/op_list.hpp"
-
-#if defined(__CUDACC__)
-#define SG_HD __host__ __device__
-#else
-#define SG_HD
-#endif
 
 namespace sg {
 
@@ -108,15 +103,31 @@ SG_HD inline T fabs_(T x) {
 // static_cast<D>(s) made total: a float outside int64's range saturates and NaN gives 0
 // (C++ leaves those undefined). The cast op refuses such values before any kernel runs;
 // this keeps the kernels themselves defined on every input.
+// bfloat16 and float16 go through float (exact widening); narrowing to them rounds once from
+// the source's exact value (an int64 is first rounded to double).
 template <class D, class S>
 SG_HD inline D convert(S s) {
-  if constexpr (std::is_floating_point_v<S> && std::is_same_v<D, int64_t>) {
-    const S lo = S(-9223372036854775807.0 - 1.0);  // -2^63, exact in float and double
-    if (s != s) return 0;
-    if (s < lo) return INT64_MIN;
-    if (s >= -lo) return INT64_MAX;
+  if constexpr (is_half_v<S>) {
+    if constexpr (std::is_same_v<D, S>) {
+      return s;
+    } else {
+      return convert<D>(to_float(s));
+    }
+  } else if constexpr (is_half_v<D>) {
+    if constexpr (std::is_same_v<S, float> || std::is_same_v<S, double>) {
+      return to_half<D>(s);
+    } else {
+      return to_half<D>(static_cast<double>(s));
+    }
+  } else {
+    if constexpr (std::is_floating_point_v<S> && std::is_same_v<D, int64_t>) {
+      const S lo = S(-9223372036854775807.0 - 1.0);  // -2^63, exact in float and double
+      if (s != s) return 0;
+      if (s < lo) return INT64_MIN;
+      if (s >= -lo) return INT64_MAX;
+    }
+    return static_cast<D>(s);
   }
-  return static_cast<D>(s);
 }
 
 struct Neg {

@@ -4,9 +4,13 @@
 #include <cstdint>
 #include <string>
 
+#include "autodiff/core/half.hpp"
+
 namespace sg {
 
-enum class DType : uint8_t { f32, f64, i64, b8 };
+// bf16 and f16 are storage types (2 bytes; see half.hpp): kernels compute in float32 and round
+// once on store, and reductions and GEMMs accumulate in float32 or wider.
+enum class DType : uint8_t { f32, f64, i64, b8, bf16, f16 };
 // standin is a testing device, not a feature: host memory behind the same backend seam as
 // CUDA, never readable as host pointers, so code that should follow its inputs' device but
 // builds CPU tensors fails with DeviceError in tests (see backend/standin/).
@@ -23,9 +27,24 @@ struct Device {
 };
 
 inline constexpr std::size_t itemsize(DType t) {
-  return t == DType::f32 ? 4 : t == DType::b8 ? 1 : 8;
+  switch (t) {
+    case DType::f32:
+      return 4;
+    case DType::b8:
+      return 1;
+    case DType::bf16:
+    case DType::f16:
+      return 2;
+    case DType::f64:
+    case DType::i64:
+      break;
+  }
+  return 8;
 }
-inline constexpr bool is_floating(DType t) { return t == DType::f32 || t == DType::f64; }
+inline constexpr bool is_half(DType t) { return t == DType::bf16 || t == DType::f16; }
+inline constexpr bool is_floating(DType t) {
+  return t == DType::f32 || t == DType::f64 || is_half(t);
+}
 inline constexpr const char* dtype_name(DType t) {
   switch (t) {
     case DType::f32:
@@ -36,6 +55,10 @@ inline constexpr const char* dtype_name(DType t) {
       return "int64";
     case DType::b8:
       return "bool";
+    case DType::bf16:
+      return "bfloat16";
+    case DType::f16:
+      return "float16";
   }
   return "?";
 }
@@ -63,10 +86,19 @@ template <>
 struct dtype_of<bool> {
   static constexpr DType value = DType::b8;
 };
+template <>
+struct dtype_of<bfloat16> {
+  static constexpr DType value = DType::bf16;
+};
+template <>
+struct dtype_of<float16> {
+  static constexpr DType value = DType::f16;
+};
 template <class T>
 inline constexpr DType dtype_v = dtype_of<T>::value;
 
-// Calls f(T{}) with T the C++ type of `t`.
+// Calls f(T{}) with T the C++ type of `t` (bfloat16 and float16 included: callers that compute
+// must widen them, see half.hpp).
 template <class F>
 decltype(auto) visit_dtype(DType t, F&& f) {
   switch (t) {
@@ -76,14 +108,21 @@ decltype(auto) visit_dtype(DType t, F&& f) {
       return f(double{});
     case DType::i64:
       return f(int64_t{});
+    case DType::bf16:
+      return f(bfloat16{});
+    case DType::f16:
+      return f(float16{});
     case DType::b8:
       break;
   }
   return f(bool{});
 }
+// The floating types float, double, bfloat16, float16 (anything else is taken as float).
 template <class F>
 decltype(auto) visit_floating(DType t, F&& f) {
   if (t == DType::f64) return f(double{});
+  if (t == DType::bf16) return f(bfloat16{});
+  if (t == DType::f16) return f(float16{});
   return f(float{});
 }
 

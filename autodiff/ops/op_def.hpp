@@ -94,5 +94,9 @@ Backend& backend_of(const Tensor& t);
 void check_same_device(const char* op, std::span<const Tensor> in);
 void check_same_dtype(const char* op, std::span<const Tensor> in);
 void check_floating(const char* op, const Tensor& t);
+// Type promotion for the 2-byte dtypes: when floating tensors of different dtypes meet and one of
+// them is bfloat16 or float16, each is cast to the widest of them (float32 for bfloat16 with
+// float16), as in PyTorch. Any other mix is returned unchanged (and refused by the op).
+std::vector<Tensor> promote_halves(std::span<const Tensor> in);
 
 }  // namespace sg

@@ -85,6 +85,22 @@ void check_same_dtype(const char* op, std::span<const Tensor> in) {
       fail<DTypeError>(op, ": mixed dtypes ", all, "; cast one explicitly");
     }
 }
+std::vector<Tensor> promote_halves(std::span<const Tensor> in) {
+  std::vector<Tensor> out(in.begin(), in.end());
+  bool half = false, mixed = false;
+  for (const Tensor& t : in) {
+    if (!t.defined() || !is_floating(t.dtype())) return out;  // the op reports it
+    half |= is_half(t.dtype());
+    mixed |= t.dtype() != in[0].dtype();
+  }
+  if (!half || !mixed) return out;
+  DType to = DType::f32;
+  for (const Tensor& t : in)
+    if (t.dtype() == DType::f64) to = DType::f64;
+  for (Tensor& t : out)
+    if (t.dtype() != to) t = cast(t, to);
+  return out;
+}
 void check_floating(const char* op, const Tensor& t) {
   if (!is_floating(t.dtype()))
     fail<DTypeError>(op, ": expected a floating tensor, got ", describe(t));

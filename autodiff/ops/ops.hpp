@@ -10,6 +10,7 @@
 
 #include "autodiff/core/rng.hpp"
 #include "autodiff/core/tensor.hpp"
+#include "autodiff/ops/autocast.hpp"  // AutocastGuard, GradScaler
 
 namespace sg {
 

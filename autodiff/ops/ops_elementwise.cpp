@@ -256,8 +256,15 @@ const OpDef kOps[] = {
      /*nondiff_inputs=*/1u},
 };
 
+// Two operands after type promotion (promote_halves), recorded as primitive `id`.
+Tensor binary(OpId id, const Tensor& a, const Tensor& b, const Attrs& attrs = {}) {
+  if (!a.defined() || !b.defined() || a.dtype() == b.dtype()) return apply(id, {a, b}, attrs);
+  const Tensor ab[] = {a, b};
+  const std::vector<Tensor> p = promote_halves(ab);
+  return apply(id, {p[0], p[1]}, attrs);
+}
 Tensor cmp(BinaryOp k, const Tensor& a, const Tensor& b) {
-  return apply(OpId::compare, {a, b}, Attrs{.kind = static_cast<uint8_t>(k)});
+  return binary(OpId::compare, a, b, Attrs{.kind = static_cast<uint8_t>(k)});
 }
 // A scalar operand takes the tensor's dtype and device.
 Tensor like(const Tensor& x, double v) { return scalar(v, x.dtype(), x.device()); }
@@ -297,13 +304,13 @@ Tensor sigmoid(const Tensor& x) { return apply(OpId::sigmoid, {x}); }
 Tensor erf(const Tensor& x) { return apply(OpId::erf, {x}); }
 Tensor pow(const Tensor& x, double p) { return apply(OpId::pow_scalar, {x}, Attrs{.scalar = p}); }
 
-Tensor add(const Tensor& a, const Tensor& b) { return apply(OpId::add, {a, b}); }
-Tensor sub(const Tensor& a, const Tensor& b) { return apply(OpId::sub, {a, b}); }
-Tensor mul(const Tensor& a, const Tensor& b) { return apply(OpId::mul, {a, b}); }
-Tensor div(const Tensor& a, const Tensor& b) { return apply(OpId::div, {a, b}); }
-Tensor pow(const Tensor& a, const Tensor& b) { return apply(OpId::pow, {a, b}); }
-Tensor maximum(const Tensor& a, const Tensor& b) { return apply(OpId::maximum, {a, b}); }
-Tensor minimum(const Tensor& a, const Tensor& b) { return apply(OpId::minimum, {a, b}); }
+Tensor add(const Tensor& a, const Tensor& b) { return binary(OpId::add, a, b); }
+Tensor sub(const Tensor& a, const Tensor& b) { return binary(OpId::sub, a, b); }
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(OpId::mul, a, b); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary(OpId::div, a, b); }
+Tensor pow(const Tensor& a, const Tensor& b) { return binary(OpId::pow, a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return binary(OpId::maximum, a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return binary(OpId::minimum, a, b); }
 Tensor eq(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::eq, a, b); }
 Tensor ne(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::ne, a, b); }
 Tensor lt(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::lt, a, b); }
@@ -311,7 +318,10 @@ Tensor le(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::le, a, b); }
 Tensor gt(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::gt, a, b); }
 Tensor ge(const Tensor& a, const Tensor& b) { return cmp(BinaryOp::ge, a, b); }
 Tensor where(const Tensor& c, const Tensor& a, const Tensor& b) {
-  return apply(OpId::where, {c, a, b});
+  if (!a.defined() || !b.defined() || a.dtype() == b.dtype()) return apply(OpId::where, {c, a, b});
+  const Tensor ab[] = {a, b};
+  const std::vector<Tensor> p = promote_halves(ab);
+  return apply(OpId::where, {c, p[0], p[1]});
 }
 Tensor where(const Tensor& c, const Tensor& a, double b) { return where(c, a, like(a, b)); }
 

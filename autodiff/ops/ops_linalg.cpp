@@ -4,6 +4,7 @@
 // convolution ops are closed under differentiation and every order comes free.
 #include "autodiff/backend/conv_geometry.hpp"
 #include "autodiff/backend/gemm_layout.hpp"
+#include "autodiff/ops/autocast.hpp"
 #include "autodiff/ops/op_table.hpp"
 
 namespace sg {
@@ -137,6 +138,10 @@ Tensor conv_fwd(std::span<const Tensor> in, const Attrs& at, const Meta& m) {
   return out;
 }
 
+// The matmul primitive on rank >= 2 operands, without autocast (rules use it: a backward pass
+// keeps its forward's dtypes).
+Tensor matmul_op(const Tensor& a, const Tensor& b) { return apply(OpId::matmul, {a, b}); }
+
 // The three ops in terms of each other, with the attributes of the op being differentiated.
 Tensor conv_op(OpId id, const Tensor& a, const Tensor& b, const Attrs& at, Shape extent = {}) {
   Attrs next;
@@ -151,10 +156,10 @@ const OpDef kOps[] = {
     // C = A B:  dA = g B^T, dB = A^T g;  dC = dA B + A dB
     {OpId::matmul, "matmul", 2, matmul_shape, matmul_fwd,
      [](const RuleCtx& c, int i, const Tensor& g) {
-       return i == 0 ? matmul(g, c.in[1].mT()) : matmul(c.in[0].mT(), g);
+       return i == 0 ? matmul_op(g, c.in[1].mT()) : matmul_op(c.in[0].mT(), g);
      },
      [](const RuleCtx& c, int i, const Tensor& t) {
-       return i == 0 ? matmul(t, c.in[1]) : matmul(c.in[0], t);
+       return i == 0 ? matmul_op(t, c.in[1]) : matmul_op(c.in[0], t);
      }},
     // y = conv(x, w):  dx = conv_transpose(g, w), dw = weight_grad(x, g);  dy = conv(dx, w) +
     // conv(x, dw)
@@ -197,7 +202,9 @@ const OpDef kOps[] = {
 
 std::span<const OpDef> linalg_ops() { return kOps; }
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+// Under autocast (autocast.hpp) float32 operands of matmul and the convolutions become half.
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = detail::autocast_to_half(a_in), b = detail::autocast_to_half(b_in);
   if (a.rank() == 0 || b.rank() == 0)
     fail<ShapeError>("matmul: lhs ", a.shape().str(), " and rhs ", b.shape().str(),
                      ": scalars cannot be multiplied");
@@ -209,12 +216,13 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 }
 
 Tensor conv2d(const Tensor& x, const Tensor& w, int64_t stride, int64_t padding) {
-  return conv_op(OpId::conv2d, x, w, Attrs{.a = {stride, stride, padding, padding}});
+  return conv_op(OpId::conv2d, detail::autocast_to_half(x), detail::autocast_to_half(w),
+                 Attrs{.a = {stride, stride, padding, padding}});
 }
 Tensor conv_transpose2d(const Tensor& g, const Tensor& w, int64_t stride, int64_t padding,
                         int64_t height, int64_t width) {
-  return conv_op(OpId::conv_transpose2d, g, w, Attrs{.a = {stride, stride, padding, padding}},
-                 {height, width});
+  return conv_op(OpId::conv_transpose2d, detail::autocast_to_half(g), detail::autocast_to_half(w),
+                 Attrs{.a = {stride, stride, padding, padding}}, {height, width});
 }
 Tensor conv2d_weight_grad(const Tensor& x, const Tensor& g, int64_t kernel_h, int64_t kernel_w,
                           int64_t stride, int64_t padding) {

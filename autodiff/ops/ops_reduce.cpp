@@ -3,6 +3,7 @@
 // them: mean, var, logsumexp, softmax, and the engine's sum_to.
 #include <cmath>
 
+#include "autodiff/ops/autocast.hpp"
 #include "autodiff/ops/op_table.hpp"
 
 namespace sg {
@@ -113,14 +114,30 @@ Tensor min(const Tensor& x, const Shape& axes, bool keepdim) {
   return reduce(OpId::min, "min", x, axes, keepdim);
 }
 
+namespace {
+// The float32 list of autocast (autocast.hpp): f on a 2-byte x runs on x widened to float32;
+// the result stays float32 under autocast and is rounded back once otherwise.
+template <class F>
+Tensor in_float32(const Tensor& x, F&& f) {
+  if (!is_half(x.dtype())) return f(x);
+  Tensor r = f(cast(x, DType::f32));
+  return detail::autocast_active() ? r : cast(r, x.dtype());
+}
+}  // namespace
+
 // mean = sum / n
 Tensor mean(const Tensor& x, const Shape& axes, bool keepdim) {
   check_floating("mean", x);
-  return sum(x, axes, keepdim) / static_cast<double>(count(x, axes));
+  return in_float32(x, [&](const Tensor& y) {
+    return sum(y, axes, keepdim) / static_cast<double>(count(y, axes));
+  });
 }
 // var = sum (x - mean)^2 / (n - correction)
-Tensor var(const Tensor& x, const Shape& axes, int64_t correction, bool keepdim) {
-  check_floating("var", x);
+Tensor var(const Tensor& x_in, const Shape& axes, int64_t correction, bool keepdim) {
+  check_floating("var", x_in);
+  if (is_half(x_in.dtype()))
+    return in_float32(x_in, [&](const Tensor& y) { return var(y, axes, correction, keepdim); });
+  const Tensor& x = x_in;
   const int64_t n = count(x, axes);
   if (n - correction <= 0)
     fail<ValueError>("var: ", n, " elements with correction ", correction,
@@ -143,6 +160,8 @@ Tensor shifted(const Tensor& x, const Shape& axes, Tensor* m_out = nullptr) {
 // logsumexp = m + log sum e^(x - m), m = max x held constant (the result does not depend on m)
 Tensor logsumexp(const Tensor& x, const Shape& axes, bool keepdim) {
   check_floating("logsumexp", x);
+  if (is_half(x.dtype()))
+    return in_float32(x, [&](const Tensor& y) { return logsumexp(y, axes, keepdim); });
   Tensor m;
   const Tensor z = shifted(x, axes, &m);
   Tensor r = log(sum(exp(z), axes, true)) + m;
@@ -155,12 +174,15 @@ Tensor logsumexp(const Tensor& x, const Shape& axes, bool keepdim) {
 // sum's log(2) rounds to 0.75, at 1e300 to 0).
 Tensor log_softmax(const Tensor& x, int64_t axis) {
   check_floating("log_softmax", x);
+  if (is_half(x.dtype()))
+    return in_float32(x, [&](const Tensor& y) { return log_softmax(y, axis); });
   const Tensor z = shifted(x, {axis});
   return z - log(sum(exp(z), {axis}, true));
 }
 // softmax = e^(x - m) / sum e^(x - m)
 Tensor softmax(const Tensor& x, int64_t axis) {
   check_floating("softmax", x);
+  if (is_half(x.dtype())) return in_float32(x, [&](const Tensor& y) { return softmax(y, axis); });
   const Tensor e = exp(shifted(x, {axis}));
   return e / sum(e, {axis}, true);
 }

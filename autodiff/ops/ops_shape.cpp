@@ -339,7 +339,8 @@ Tensor pad(const Tensor& x, const Shape& before, const Shape& after, double valu
 Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   if (xs.empty()) fail<ValueError>("concat: no tensors");
   const int ax = normalize_axis(axis, xs[0].rank(), "concat");
-  return apply(OpId::concat, std::span<const Tensor>(xs), Attrs{.axis = ax});
+  const std::vector<Tensor> p = promote_halves(xs);
+  return apply(OpId::concat, std::span<const Tensor>(p), Attrs{.axis = ax});
 }
 Tensor stack(const std::vector<Tensor>& xs, int64_t axis) {
   if (xs.empty()) fail<ValueError>("stack: no tensors");

@@ -5,6 +5,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -197,6 +198,54 @@ void binary_row(const F& f, const T* a, int64_t sa, const T* b, int64_t sb, R* y
   for (int64_t i = 0; i < n; ++i) y[i] = f(a[i * sa], b[i * sb]);
 }
 
+// ---- bfloat16 / float16: widened to float32 a tile at a time, rounded once on store -----------
+constexpr int64_t kHalfTile = 256;
+template <class H>
+void load_tile(const H* s, int64_t ss, float* d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = to_float(s[i * ss]);
+}
+template <class H>
+void store_tile(const float* s, H* d, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) d[i] = to_half<H>(s[i]);
+}
+template <class H, class F>
+void unary_row_half(const F& f, const H* x, int64_t sx, H* y, int64_t n) {
+  float a[kHalfTile], r[kHalfTile];
+  for (int64_t i = 0; i < n; i += kHalfTile) {
+    const int64_t m = std::min(kHalfTile, n - i);
+    load_tile(x + i * sx, sx, a, m);
+    unary_row<float>(f, a, 1, r, m);
+    store_tile(r, y + i, m);
+  }
+}
+// R is H (arithmetic) or bool (comparisons, written directly).
+template <class H, class R, class F>
+void binary_row_half(const F& f, const H* a, int64_t sa, const H* b, int64_t sb, R* y, int64_t n) {
+  float x[kHalfTile], z[kHalfTile], r[kHalfTile];
+  for (int64_t i = 0; i < n; i += kHalfTile) {
+    const int64_t m = std::min(kHalfTile, n - i);
+    load_tile(a + i * sa, sa, x, m);
+    load_tile(b + i * sb, sb, z, m);
+    if constexpr (std::is_same_v<R, bool>) {
+      binary_row<float, bool>(f, x, 1, z, 1, y + i, m);
+    } else {
+      binary_row<float, float>(f, x, 1, z, 1, r, m);
+      store_tile(r, y + i, m);
+    }
+  }
+}
+// Element i of a random draw in a 2-byte dtype: the float32 draw rounded once, except uniforms,
+// which keep only as many bits as H holds (k / 2^(M+1)), so that they stay in [0, 1).
+template <class H>
+H half_sample(RandomKind kind, uint64_t seed, uint64_t ctr, double p) {
+  float v = philox::sample<float>(kind, seed, ctr, p);
+  if (kind == RandomKind::uniform) {
+    constexpr float grid = float(1 << (half_detail::Format<H>::M + 1));
+    v = std::floor(v * grid) / grid;
+  }
+  return to_half<H>(v);
+}
+
 template <class S, class D>
 void copy_row(const S* s, int64_t ss, D* d, int64_t sd, int64_t n) {
   for (int64_t i = 0; i < n; ++i) d[i * sd] = fn::convert<D>(s[i * ss]);
@@ -233,8 +282,8 @@ double blocked_sum(const T* x, int64_t n) {
 // write disjoint outputs and chunks share one buffer; otherwise each chunk sums into its own
 // buffer (at most kSumBuffer doubles in all) and the buffers are added in chunk order.
 constexpr int64_t kSumChunkElems = 1 << 16, kSumBuffer = 1 << 20;
-template <class T>
-void sum_floating(const Loop<2>& L, T* out, int64_t out_n) {
+template <class T, class O = T>
+void sum_floating(const Loop<2>& L, O* out, int64_t out_n) {
   const int64_t nrows = L.rows(), n = L.shape.back();
   const bool row_to_one = L.strides[1].back() == 0 && L.strides[0].back() == 1;
   // x a contiguous [rows, n] block summed over its rows (axis 0 of a matrix, a bias gradient)
@@ -279,7 +328,7 @@ void sum_floating(const Loop<2>& L, T* out, int64_t out_n) {
   for (int64_t o = 0; o < out_n; ++o) {
     double s = 0;
     for (int64_t c = 0; c < buffers; ++c) s += acc[static_cast<std::size_t>(c * out_n + o)];
-    out[o] = static_cast<T>(s);
+    out[o] = fn::convert<O>(s);
   }
 }
 
@@ -459,10 +508,29 @@ class CpuBackend final : public Backend {
           unary_row<T>(f, reinterpret_cast<const T*>(p[0]), st[0], reinterpret_cast<T*>(p[1]), n);
         });
       };
+      auto run_half = [&](auto z) {
+        using H = decltype(z);
+        const H* xp = static_cast<const H*>(x.data);
+        H* yp = static_cast<H*>(out.data);
+        if (flat) {
+          parallel_range(out.shape.numel(), [&](int64_t a, int64_t b) {
+            unary_row_half<H>(f, xp + a, 1, yp + a, b - a);
+          });
+          return;
+        }
+        L.run([&](char** p, const int64_t* st, int64_t n) {
+          unary_row_half<H>(f, reinterpret_cast<const H*>(p[0]), st[0], reinterpret_cast<H*>(p[1]),
+                            n);
+        });
+      };
       if (x.dtype == DType::f32) {
         run(float{});
       } else if (x.dtype == DType::f64) {
         run(double{});
+      } else if (x.dtype == DType::bf16) {
+        run_half(bfloat16{});
+      } else if (x.dtype == DType::f16) {
+        run_half(float16{});
       } else if constexpr (takes_integers<decltype(f)>) {
         if (x.dtype == DType::i64) run(int64_t{});
       } else {
@@ -484,7 +552,21 @@ class CpuBackend final : public Backend {
         using T = decltype(z);
         const T* ap = static_cast<const T*>(a.data);
         const T* bp = static_cast<const T*>(b.data);
-        if constexpr (cmp) {
+        if constexpr (is_half_v<T>) {
+          using R = std::conditional_t<cmp, bool, T>;
+          if (flat) {
+            R* y = static_cast<R*>(out.data);
+            parallel_range(total, [&](int64_t i0, int64_t i1) {
+              binary_row_half<T, R>(f, ap + i0 * fa, fa, bp + i0 * fb, fb, y + i0, i1 - i0);
+            });
+            return;
+          }
+          L.run([&](char** p, const int64_t* st, int64_t n) {
+            binary_row_half<T, R>(f, reinterpret_cast<const T*>(p[0]), st[0],
+                                  reinterpret_cast<const T*>(p[1]), st[1],
+                                  reinterpret_cast<R*>(p[2]), n);
+          });
+        } else if constexpr (cmp) {
           if (flat) {
             bool* y = static_cast<bool*>(out.data);
             parallel_range(total, [&](int64_t i0, int64_t i1) {
@@ -539,10 +621,30 @@ class CpuBackend final : public Backend {
     KView ob = out;  // output strides broadcast over x.shape: zero on reduced axes
     for (int d = 0; d < x.shape.rank(); ++d)
       if (out.shape[d] == 1 && x.shape[d] != 1) ob.strides[d] = 0;
+    if (is_half(x.dtype)) {
+      // Widened to float32 (exact); sums accumulate in double and round once into the half.
+      ScratchPtr keep_x(nullptr, release_storage), keep_o(nullptr, release_storage);
+      const KView xf = widened(x, keep_x);
+      if (op == ReduceOp::sum) {
+        const auto L = make_loop<2>(x.shape, {&xf, &ob});
+        visit_floating(x.dtype, [&](auto z) {
+          using H = decltype(z);
+          if constexpr (is_half_v<H>)
+            sum_floating<float, H>(L, static_cast<H*>(out.data), out.shape.numel());
+        });
+        return;
+      }
+      const KView of = scratch_f32(out.shape, keep_o);
+      reduce(op, xf, of);
+      copy(of, out);
+      return;
+    }
     auto L = make_loop<2>(x.shape, {&x, &ob});
     visit_any(x.dtype, [&](auto z) {
       using T = decltype(z);
-      if constexpr (!std::is_same_v<T, bool>) {
+      if constexpr (is_half_v<T>) {
+        // handled above
+      } else if constexpr (!std::is_same_v<T, bool>) {
         T* o0 = reinterpret_cast<T*>(out.data);
         if constexpr (std::is_floating_point_v<T>) {
           if (op == ReduceOp::sum) {
@@ -638,6 +740,10 @@ class CpuBackend final : public Backend {
   }
 
   void matmul(const KView& a_in, const KView& b_in, const KView& out) override {
+    if (is_half(out.dtype)) {
+      matmul_half(a_in, b_in, out);
+      return;
+    }
     const int R = out.shape.rank();
     const int64_t m = out.shape[R - 2], n = out.shape[R - 1], k = a_in.shape[R - 1];
     // The shared layout decision (gemm_layout.hpp): each matrix row- or column-major with its
@@ -655,7 +761,7 @@ class CpuBackend final : public Backend {
       }
       return off;
     };
-    visit_floating(out.dtype, [&](auto z) {
+    visit_real(out.dtype, [&](auto z) {
       using T = decltype(z);
       const T* ap = static_cast<const T*>(a.data);
       const T* bp = static_cast<const T*>(b.data);
@@ -715,6 +821,13 @@ class CpuBackend final : public Backend {
   }
 
   void scatter_add(const KView& idx, const KView& src, int axis, const KView& out) override {
+    if (is_half(out.dtype)) {  // added in float32, each output rounded once
+      ScratchPtr ks(nullptr, release_storage), ko(nullptr, release_storage);
+      const KView of = widened(out, ko);
+      scatter_add(idx, widened(src, ks), axis, of);
+      copy(of, out);
+      return;
+    }
     const int64_t size = out.shape[axis];
     KView os = out;
     os.shape = src.shape;
@@ -723,7 +836,7 @@ class CpuBackend final : public Backend {
     const int64_t ax_stride = out.strides[axis];
     visit_any(out.dtype, [&](auto z) {
       using T = decltype(z);
-      if constexpr (!std::is_same_v<T, bool>) {
+      if constexpr (!std::is_same_v<T, bool> && !is_half_v<T>) {
         L.run(
             [&](char** p, const int64_t* st, int64_t n) {
               const int64_t* ib = reinterpret_cast<const int64_t*>(p[0]);
@@ -745,17 +858,40 @@ class CpuBackend final : public Backend {
   // over the whole batch, and col2im (conv_geometry.hpp).
   void conv2d(ConvPass pass, const ConvGeom& g, const KView& a, const KView& b,
               const KView& out) override {
+    if (is_half(out.dtype)) {
+      // bfloat16 through oneDNN (float32 accumulation); otherwise widened to float32, convolved
+      // there, and rounded once.
+      if (cpu::dnnl_conv2d_half(pass, g, out.dtype, a.data, b.data, out.data)) return;
+      ScratchPtr ka(nullptr, release_storage), kb(nullptr, release_storage),
+          ko(nullptr, release_storage);
+      const KView of = scratch_f32(out.shape, ko);
+      conv2d(pass, g, widened(a, ka), widened(b, kb), of);
+      copy(of, out);
+      return;
+    }
     if (out.dtype == DType::f32 &&
         cpu::dnnl_conv2d(pass, g, static_cast<const float*>(a.data),
                          static_cast<const float*>(b.data), static_cast<float*>(out.data)))
       return;
-    visit_floating(out.dtype, [&](auto z) { conv2d_by_gemm<decltype(z)>(pass, g, a, b, out); });
+    visit_real(out.dtype, [&](auto z) { conv2d_by_gemm<decltype(z)>(pass, g, a, b, out); });
   }
 
   void random(RandomKind kind, double p, uint64_t seed, uint64_t offset,
               const KView& out) override {
     const int64_t n = out.shape.numel();
-    visit_floating(out.dtype, [&](auto z) {
+    if (is_half(out.dtype)) {
+      visit_floating(out.dtype, [&](auto z) {
+        using H = decltype(z);
+        if constexpr (is_half_v<H>) {
+          H* y = static_cast<H*>(out.data);
+          parallel_range(n, [&](int64_t a, int64_t b) {
+            for (int64_t i = a; i < b; ++i) y[i] = half_sample<H>(kind, seed, offset + i, p);
+          });
+        }
+      });
+      return;
+    }
+    visit_real(out.dtype, [&](auto z) {
       using T = decltype(z);
       T* y = static_cast<T*>(out.data);
       parallel_range(n, [&](int64_t a, int64_t b) {
@@ -787,6 +923,60 @@ class CpuBackend final : public Backend {
   template <class F>
   static void visit_any(DType t, F&& f) {
     visit_dtype(t, std::forward<F>(f));
+  }
+  // float or double (2-byte dtypes are widened before they get here).
+  template <class F>
+  static void visit_real(DType t, F&& f) {
+    if (t == DType::f64) {
+      f(double{});
+    } else {
+      f(float{});
+    }
+  }
+  // A contiguous float32 buffer of `shape` (uninitialised), kept alive by `keep`.
+  KView scratch_f32(const Shape& shape, ScratchPtr& keep) {
+    keep.reset(allocate(static_cast<std::size_t>(shape.numel()) * sizeof(float)));
+    return KView{keep->data, shape, contiguous_strides(shape), DType::f32};
+  }
+  // v widened (exactly) to a contiguous float32 copy.
+  KView widened(const KView& v, ScratchPtr& keep) {
+    const KView f = scratch_f32(v.shape, keep);
+    copy(v, f);
+    return f;
+  }
+  // Half GEMMs: bfloat16 through oneDNN's matmul (float32 accumulation) one product at a time;
+  // otherwise (float16, no oneDNN) the operands widened to float32, the float32 GEMM, and one
+  // rounding on store.
+  void matmul_half(const KView& a_in, const KView& b_in, const KView& out) {
+    const int R = out.shape.rank();
+    const int64_t m = out.shape[R - 2], n = out.shape[R - 1], k = a_in.shape[R - 1];
+    if (out.dtype == DType::bf16 && m > 0 && n > 0 && k > 0) {
+      ScratchPtr tmp_a(nullptr, release_storage), tmp_b(nullptr, release_storage);
+      const KView a = gemm_view(a_in, m, k, tmp_a), b = gemm_view(b_in, k, n, tmp_b);
+      Shape batch = out.shape;
+      batch.resize(R - 2);
+      const Shape cs = contiguous_strides(batch);
+      const int64_t nb = batch.numel();
+      auto* ap = static_cast<const bfloat16*>(a.data);
+      auto* bp = static_cast<const bfloat16*>(b.data);
+      auto* cp = static_cast<bfloat16*>(out.data);
+      bool ok = true;
+      for (int64_t bi = 0; bi < nb && ok; ++bi) {
+        int64_t oa = 0, ob = 0;
+        for (int d = R - 3; d >= 0; --d) {
+          oa += (bi / cs[d]) % batch[d] * a.strides[d];
+          ob += (bi / cs[d]) % batch[d] * b.strides[d];
+        }
+        ok = cpu::dnnl_gemm_half(DType::bf16, m, n, k, ap + oa, a.strides[R - 2], a.strides[R - 1],
+                                 bp + ob, b.strides[R - 2], b.strides[R - 1], cp + bi * m * n);
+      }
+      if (ok) return;
+    }
+    ScratchPtr ka(nullptr, release_storage), kb(nullptr, release_storage),
+        ko(nullptr, release_storage);
+    const KView of = scratch_f32(out.shape, ko);
+    matmul(widened(a_in, ka), widened(b_in, kb), of);
+    copy(of, out);
   }
   // Rows of a reduction loop write distinct outputs when the output advances on every outer axis.
   static bool rows_distinct(const Loop<2>& L) {
