@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autodiff/ops/ops.hpp"
+#include "nn/checkpoint.hpp"
 #include "viz/plot.hpp"
 
 namespace sg::cli {
@@ -99,7 +100,8 @@ void draw_image_panels(const std::vector<Tensor>& panels, const std::vector<std:
                                     static_cast<int>(x.dim(-2)), static_cast<int>(x.dim(-1)),
                                     {.cols = 4, .scale = 6, .lo = 0, .hi = 1, .title = titles[i]}));
   }
-  viz::hconcat(grids, 16).save_png(png);
+  const std::vector<uint8_t> bytes = viz::hconcat(grids, 16).encode_png();
+  nn::write_file_atomic(png, std::string(bytes.begin(), bytes.end()));
 }
 
 }  // namespace sg::cli

@@ -22,7 +22,7 @@ void draw_density(const std::vector<double>& logp, int n, double lo, double hi, 
                   const std::string& png, const std::string& title);
 
 // Digits in [0, 1] (each [n, 1, h, w]) as titled grids side by side, e.g. clean, attacked and
-// purified images of the same samples.
+// purified images of the same samples; the PNG is written atomically.
 void draw_image_panels(const std::vector<Tensor>& panels, const std::vector<std::string>& titles,
                        const std::string& png);
 

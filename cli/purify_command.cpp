@@ -388,12 +388,6 @@ int run_purify(const PurifyOptions& opts) {
                    cls_stored.back().path + ") were trained on " + cs.str());
   }
 
-  std::error_code ec;
-  fs::create_directories(opts.out, ec);
-  if (ec)
-    throw IOError("purify: cannot create the output directory " + opts.out + ": " + ec.message());
-  nn::write_file_atomic((fs::path(opts.out) / "config.json").string(), to_text(c) + "\n");
-
   set_activity("loading the digits");
   const DigitsSplit split = digits_split({.test_fraction = get_double(c, "data.test_fraction"),
                                           .seed = uint64_t(get_int(c, "data.split_seed")),
@@ -408,6 +402,12 @@ int run_purify(const PurifyOptions& opts) {
       config_error(std::string("configuration key '") + key +
                    "' = " + std::to_string(get_int(c, key)) + " exceeds the " +
                    std::to_string(split.train_x.dim(0)) + " training images");
+  std::error_code ec;
+  fs::create_directories(opts.out, ec);
+  if (ec)
+    throw IOError("purify: cannot create the output directory " + opts.out + ": " + ec.message());
+  nn::write_file_atomic((fs::path(opts.out) / "config.json").string(), to_text(c) + "\n");
+
   const Tensor train_x = pooled(split.train_x, pool);
   const Tensor x = pooled(slice(split.test_x, 0, 0, n), pool), y = slice(split.test_y, 0, 0, n);
 

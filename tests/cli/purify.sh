@@ -118,6 +118,8 @@ expect_config_error "unknown key 'attack.epsilon'" "$SG" purify -o bad "${ARGS[@
 expect_config_error "'purifier.aggregation'" "$SG" purify -o bad "${ARGS[@]}" purifier.aggregation=mean
 expect_config_error "'seeds' holds 1 twice" "$SG" purify -o bad "${ARGS[@]}" --seeds '[1,1]'
 expect_config_error "--device" "$SG" purify -o bad "${ARGS[@]}" --device gpu
+expect_config_error "'data.n' = 1000 exceeds the 449 held-out images" \
+  "$SG" purify -o bad "${ARGS[@]}" -n 1000
 "$SG" purify -o pooled "${ARGS[@]}" data.pool=2 > /dev/null 2>&1 || fail "data.pool=2 failed"
 expect_config_error "trained on different data shapes" \
   "$SG" purify -o bad "${ARGS[@]}" data.pool=2 classifier.from=pooled score.from=run
