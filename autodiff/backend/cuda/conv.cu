@@ -38,8 +38,12 @@ void launch_im2col(DType t, const ConvGeom& g, const void* x, void* cols, cudaSt
   if (n == 0) return;
   visit_floating(t, [&](auto z) {
     using T = decltype(z);
-    im2col_kernel<T>
-        <<<grid_for(n), kThreads, 0, s>>>(g, static_cast<const T*>(x), static_cast<T*>(cols), L, n);
+    if constexpr (is_half_v<T>) {
+      throw_dtype_error("cuda conv2d", t);
+    } else {
+      im2col_kernel<T><<<grid_for(n), kThreads, 0, s>>>(g, static_cast<const T*>(x),
+                                                        static_cast<T*>(cols), L, n);
+    }
   });
   SG_CUDA_CHECK(cudaGetLastError());
 }
@@ -50,8 +54,12 @@ void launch_swap_outer(DType t, const void* x, void* y, int64_t A, int64_t B, in
   if (n == 0) return;
   visit_floating(t, [&](auto z) {
     using T = decltype(z);
-    swap_outer_kernel<T>
-        <<<grid_for(n), kThreads, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y), A, B, P, n);
+    if constexpr (is_half_v<T>) {
+      throw_dtype_error("cuda conv2d", t);
+    } else {
+      swap_outer_kernel<T><<<grid_for(n), kThreads, 0, s>>>(static_cast<const T*>(x),
+                                                            static_cast<T*>(y), A, B, P, n);
+    }
   });
   SG_CUDA_CHECK(cudaGetLastError());
 }
@@ -61,8 +69,12 @@ void launch_fold(DType t, const ConvGeom& g, const void* cols, void* x, cudaStre
   if (n == 0) return;
   visit_floating(t, [&](auto z) {
     using T = decltype(z);
-    fold_kernel<T>
-        <<<grid_for(n), kThreads, 0, s>>>(g, static_cast<const T*>(cols), static_cast<T*>(x), n);
+    if constexpr (is_half_v<T>) {
+      throw_dtype_error("cuda conv2d", t);
+    } else {
+      fold_kernel<T>
+          <<<grid_for(n), kThreads, 0, s>>>(g, static_cast<const T*>(cols), static_cast<T*>(x), n);
+    }
   });
   SG_CUDA_CHECK(cudaGetLastError());
 }

@@ -88,7 +88,9 @@ void launch_binary(BinaryOp op, DType t, const void* a, const void* b, void* y, 
       using T = decltype(z);
       const T* pa = static_cast<const T*>(a);
       const T* pb = static_cast<const T*>(b);
-      if constexpr (cmp) {
+      if constexpr (is_half_v<T>) {
+        throw_dtype_error("cuda binary", t);  // refused by the backend before it gets here
+      } else if constexpr (cmp) {
         for_each<3>(it, BinaryBody<T, bool, F>{f, pa, pb, static_cast<bool*>(y)}, s);
       } else if constexpr (std::is_floating_point_v<T> ||
                            (std::is_same_v<T, int64_t> && takes_integers<F>)) {

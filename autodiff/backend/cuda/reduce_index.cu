@@ -241,7 +241,7 @@ void launch_reduce(ReduceOp op, DType t, const void* x, void* y, const ReduceIte
   if (r.keep.numel == 0) return;
   visit_dtype(t, [&](auto z) {
     using T = decltype(z);
-    if constexpr (std::is_same_v<T, bool>) {
+    if constexpr (std::is_same_v<T, bool> || is_half_v<T>) {
       throw_dtype_error("cuda reduce", t);
     } else {
       const T* px = static_cast<const T*>(x);
@@ -271,7 +271,7 @@ void launch_scatter_add(DType t, const void* idx, const void* src, void* y, cons
   if (a.it.numel == 0) return;
   visit_dtype(t, [&](auto z) {
     using T = decltype(z);
-    if constexpr (std::is_same_v<T, bool>) {
+    if constexpr (std::is_same_v<T, bool> || is_half_v<T>) {
       throw_dtype_error("cuda scatter_add", t);
     } else {
       launch_index(a.it,
@@ -314,8 +314,12 @@ void launch_scatter_add_sorted(DType t, const void* idx, const void* src, void* 
                                                 vals_out, static_cast<int>(n), 0, bits, s));
   visit_floating(t, [&](auto z) {
     using T = decltype(z);
-    scatter_runs_kernel<T><<<grid_for(n), kThreads, 0, s>>>(
-        keys_out, vals_out, static_cast<const T*>(src), static_cast<T*>(y), n, sentinel);
+    if constexpr (is_half_v<T>) {
+      throw_dtype_error("cuda scatter_add", t);
+    } else {
+      scatter_runs_kernel<T><<<grid_for(n), kThreads, 0, s>>>(
+          keys_out, vals_out, static_cast<const T*>(src), static_cast<T*>(y), n, sentinel);
+    }
   });
   SG_CUDA_CHECK(cudaGetLastError());
 }
