@@ -352,6 +352,11 @@ int run_purify(const PurifyOptions& opts) {
         "configuration keys 'purifier.min_step', 'purifier.max_step': min_step must not "
         "exceed max_step");
   const PurifierOptions pur_opts = purifier_options(c);
+  try {  // the library's own checks of the purifier's options, before any work
+    Purifier(ScoreFn([](const Tensor& v) { return v; }), shape, pur_opts);
+  } catch (const ValueError& e) {
+    config_error(std::string("purifier: ") + e.what());
+  }
   const std::string aggregation = get_string(c, "purifier.aggregation");
   const int64_t steps = get_int(c, "attack.steps"), eot = get_int(c, "attack.eot");
   const double step_scale = get_double(c, "attack.step_scale");
@@ -461,12 +466,7 @@ int run_purify(const PurifyOptions& opts) {
                         .loss.back();
                   });
     tick("score model, " + tag);
-    std::unique_ptr<Purifier> pur;
-    try {
-      pur = std::make_unique<Purifier>(h, pur_opts);
-    } catch (const ValueError& e) {
-      config_error(std::string("purifier: ") + e.what());
-    }
+    const auto pur = std::make_unique<Purifier>(h, pur_opts);
     check_compatible("purify", *clf, *pur);
 
     // Evaluation: every draw from generators of this seed.
