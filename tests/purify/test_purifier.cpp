@@ -245,4 +245,22 @@ TEST_CASE("ScoreNet: h(x) or -grad E(x); NCSN DSM training lowers the loss", "[p
   INFO("DSM loss " << first << " -> " << last);
   CHECK(last < 0.9 * first);  // measured 2.01 -> 1.63 (a sigma-free h cannot reach 0)
   CHECK_THROWS_AS(train_score(d, data, {.sigma_begin = 0.01, .sigma_end = 0.1}), ValueError);
+  // An energy net trains too: its output bias never reaches -dE/dx, so it gets no gradient
+  // (it used to stop training with a GradError) and stays where it was; the loss falls.
+  ScoreNet en({1, 2, 2}, {.hidden = 8, .layers = 1, .act = nn::Activation::silu, .energy = true},
+              gen);
+  std::vector<std::pair<std::string, Tensor>> before;
+  for (auto& [n, p] : en.named_parameters()) before.emplace_back(n, p->clone());
+  const DsmTrainReport re = train_score(
+      en, data, {.sigma_begin = 1, .sigma_end = 0.05, .levels = 10, .steps = 150, .batch = 64});
+  double efirst = 0, elast = 0;
+  for (int i = 0; i < 20; ++i) efirst += re.loss[i] / 20, elast += re.loss[130 + i] / 20;
+  INFO("energy DSM loss " << efirst << " -> " << elast);
+  CHECK(std::isfinite(elast));
+  CHECK(elast < efirst);
+  int moved = 0;
+  const auto after = en.named_parameters();
+  for (size_t k = 0; k < after.size(); ++k)
+    moved += max(abs(*after[k].second - before[k].second)).item() > 0;
+  CHECK(moved == static_cast<int>(after.size()) - 1);  // all but the output bias
 }
