@@ -188,8 +188,12 @@ TEST_CASE("half: tensor casts agree with the scalar conversions on every pattern
     const Tensor f = cast(bits, DType::f32);
     const Tensor back = cast(f, t), back_strided = cast(f.reshape({256, 256}).mT(), t);
     const auto* q = static_cast<const uint16_t*>(back.raw_data());
-    const auto* r = static_cast<const uint16_t*>(contiguous(back_strided.mT()).raw_data());
+    const Tensor back_t = contiguous(back_strided.mT());
+    const auto* r = static_cast<const uint16_t*>(back_t.raw_data());
     const float* fv = f.data<float>();
+    // The elementwise tiles (widen, float32 kernel, narrow) on every pattern: -(-x) is x.
+    const Tensor nn = neg(neg(bits));
+    const auto* nb = static_cast<const uint16_t*>(nn.raw_data());
     for (uint32_t b = 0; b < 65536; ++b) {
       const float want =
           t == DType::bf16 ? to_float(bfloat16{uint16_t(b)}) : to_float(float16{uint16_t(b)});
@@ -200,6 +204,7 @@ TEST_CASE("half: tensor casts agree with the scalar conversions on every pattern
       REQUIRE(std::memcmp(&fv[b], &want, 4) == 0);
       REQUIRE(q[b] == b);
       REQUIRE(r[b] == b);
+      REQUIRE(nb[b] == b);
     }
     // float64 -> half over a dense sweep of doubles, rounded once.
     std::vector<double> d;

@@ -1,5 +1,6 @@
 // The CPU backend: Eigen for GEMM and SIMD packets, OpenMP across cores for large arrays,
 // plain loops inline for small ones. Elementwise math comes from the shared functors.
+#include <immintrin.h>
 #include <omp.h>
 
 #include <Eigen/Core>
@@ -200,13 +201,49 @@ void binary_row(const F& f, const T* a, int64_t sa, const T* b, int64_t sb, R* y
 
 // ---- bfloat16 / float16: widened to float32 a tile at a time, rounded once on store -----------
 constexpr int64_t kHalfTile = 256;
+// Contiguous runs: float16 through F16C's conversions (IEEE round to nearest even, the same
+// results as half.hpp: test_half checks every pattern through these loops); bfloat16 widening is
+// a shift, and its narrowing the carry form of round-to-nearest-even (NaN kept apart).
+template <class H>
+void widen_run(const H* s, float* d, int64_t n) {
+  int64_t i = 0;
+#if defined(__F16C__)
+  if constexpr (std::is_same_v<H, float16>)
+    for (; i + 8 <= n; i += 8)
+      _mm256_storeu_ps(d + i,
+                       _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+#endif
+  for (; i < n; ++i) d[i] = to_float(s[i]);
+}
+inline bfloat16 bf16_rne(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return {static_cast<uint16_t>((u >> 16) | 0x40u)};
+  return {static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};
+}
+template <class H>
+void narrow_run(const float* s, H* d, int64_t n) {
+  int64_t i = 0;
+  if constexpr (std::is_same_v<H, bfloat16>) {
+    for (; i < n; ++i) d[i] = bf16_rne(s[i]);
+  }
+#if defined(__F16C__)
+  if constexpr (std::is_same_v<H, float16>)
+    for (; i + 8 <= n; i += 8)
+      _mm_storeu_si128(
+          reinterpret_cast<__m128i*>(d + i),
+          _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#endif
+  for (; i < n; ++i) d[i] = to_half<H>(s[i]);
+}
 template <class H>
 void load_tile(const H* s, int64_t ss, float* d, int64_t n) {
+  if (ss == 1) return widen_run(s, d, n);
   for (int64_t i = 0; i < n; ++i) d[i] = to_float(s[i * ss]);
 }
 template <class H>
 void store_tile(const float* s, H* d, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) d[i] = to_half<H>(s[i]);
+  narrow_run(s, d, n);
 }
 template <class H, class F>
 void unary_row_half(const F& f, const H* x, int64_t sx, H* y, int64_t n) {
@@ -248,6 +285,11 @@ H half_sample(RandomKind kind, uint64_t seed, uint64_t ctr, double p) {
 
 template <class S, class D>
 void copy_row(const S* s, int64_t ss, D* d, int64_t sd, int64_t n) {
+  if constexpr (is_half_v<S> && std::is_same_v<D, float>) {
+    if (ss == 1 && sd == 1) return widen_run(s, d, n);
+  } else if constexpr (std::is_same_v<S, float> && is_half_v<D>) {
+    if (ss == 1 && sd == 1) return narrow_run(s, d, n);
+  }
   for (int64_t i = 0; i < n; ++i) d[i * sd] = fn::convert<D>(s[i * ss]);
 }
 
