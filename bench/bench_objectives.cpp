@@ -67,6 +67,8 @@ void BM_transformer_fwd_bwd(benchmark::State& state) {
 
 const int registered = [] {
   for (const std::string& name : obj::objective_names()) {
+    if (name == "vdm")  // needs discrete data and its schedule module: bench_vdm.cpp times it
+      continue;
     benchmark::RegisterBenchmark(("obj_mlp/" + name).c_str(), BM_objective_mlp, name)
         ->ArgName("D")
         ->Arg(2)
