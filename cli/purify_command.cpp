@@ -109,6 +109,7 @@ std::vector<OptionSpec> make_purify_schema() {
       num("attack.step_scale", 0, 100, true),
       boolean("attack.random_start"),
       integer("attack.eot", 1, 1024),
+      choice("attack.clip_gradient", {"exact", "straight_through"}),
       {.key = "seeds", .type = T::int_list, .lo = 0, .hi = big, .max_entries = 64},
   };
 }
@@ -313,7 +314,7 @@ Config purify_default_config() {
                  "min_step": 1e-5, "max_step": 0.1, "stopping_alpha": 0.001, "max_iter": 10,
                  "copies": 4, "aggregation": "softmax"},
     "attack": {"norm": "linf", "epsilons": [0.05, 0.1, 0.2], "steps": 10, "step_scale": 2.5,
-               "random_start": true, "eot": 4},
+               "random_start": true, "eot": 4, "clip_gradient": "exact"},
     "seeds": [0, 1, 2]
   })");
 }
@@ -361,6 +362,9 @@ int run_purify(const PurifyOptions& opts) {
   const int64_t steps = get_int(c, "attack.steps"), eot = get_int(c, "attack.eot");
   const double step_scale = get_double(c, "attack.step_scale");
   const bool random_start = get_bool(c, "attack.random_start");
+  const std::string clip_name = get_string(c, "attack.clip_gradient");
+  const ClipGradient clip_gradient =
+      clip_name == "straight_through" ? ClipGradient::straight_through : ClipGradient::exact;
   const EnsembleOptions ens{.copies = get_int(c, "purifier.copies")};
   const std::string cls_from = get_string(c, "classifier.from"),
                     score_from = get_string(c, "score.from");
@@ -493,8 +497,12 @@ int run_purify(const PurifyOptions& opts) {
       for (const auto& [row, mode, name] :
            {std::tuple{2, GradientMode::bpda, "BPDA+EOT, "},
             std::tuple{3, GradientMode::full, "full gradient+EOT, "}}) {
-        xf = pgd({.classifier = clf.get(), .purifier = pur.get(), .gradient = mode, .eot = eot}, x,
-                 y, g_att, po);
+        xf = pgd({.classifier = clf.get(),
+                  .purifier = pur.get(),
+                  .gradient = mode,
+                  .eot = eot,
+                  .clip_gradient = clip_gradient},
+                 x, y, g_att, po);
         a[row][1 + e] = purified_accuracy(*clf, *pur, xf, y, g_pur, ens);
         tick(name + at);
       }
@@ -548,7 +556,8 @@ int run_purify(const PurifyOptions& opts) {
        << "over " << seeds.size() << " seed" << (seeds.size() == 1 ? "" : "s") << " ("
        << value_at(c, "seeds").dump() << "). PGD " << norm_name << ", " << steps << " steps of "
        << step_scale << " eps / " << steps << (random_start ? ", random start" : "") << "; EOT "
-       << eot << "; purifier sigma_rand " << pur_opts.sigma_rand << ", " << pur_opts.max_iter
+       << eot << " (full gradient: clips " << clip_name << ")"
+       << "; purifier sigma_rand " << pur_opts.sigma_rand << ", " << pur_opts.max_iter
        << " iterations, " << ens.copies << "-copy ensemble, " << aggregation << " aggregation.\n\n";
   const std::string table = head.str() + md;
   json results{{"seeds", seeds},
@@ -557,6 +566,7 @@ int run_purify(const PurifyOptions& opts) {
                {"norm", norm_name},
                {"epsilons", epsilons},
                {"aggregation", aggregation},
+               {"clip_gradient", clip_name},
                {"device", device_name(device)},
                {"seconds", bar.seconds()},
                {"rows", rows_json}};

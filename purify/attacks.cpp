@@ -57,8 +57,8 @@ Tensor attack_loss(const AttackModel& m, const Tensor& x, const Tensor& labels,
   const Classifier& f = *m.classifier;
   if (!m.purifier) return sum(cross_entropy(f(x), labels));
   if (!unit_noise.defined()) fail<ValueError>("attack_loss: a purifier needs its unit noise");
-  return sum(
-      cross_entropy(f(m.purifier->purify_with_noise(x, unit_noise, grad_enabled())), labels));
+  return sum(cross_entropy(
+      f(m.purifier->purify_with_noise(x, unit_noise, grad_enabled(), m.clip_gradient)), labels));
 }
 
 Tensor loss_gradient(const AttackModel& m, const Tensor& x, const Tensor& labels, Generator& gen) {
@@ -79,7 +79,7 @@ Tensor loss_gradient(const AttackModel& m, const Tensor& x, const Tensor& labels
       g = grad(sum(cross_entropy(f(xp), labels)), {xp})[0];
     } else {  // dL(x; u)/dx through the recorded purification
       const Tensor xt = x.detach().requires_grad_();
-      const Tensor xp = m.purifier->purify(xt, gen, true);
+      const Tensor xp = m.purifier->purify(xt, gen, true, m.clip_gradient);
       g = grad(sum(cross_entropy(f(xp), labels)), {xt})[0];
     }
     g = g.detach();

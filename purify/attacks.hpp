@@ -6,7 +6,10 @@
 //            classifier's input gradient at the purified point, d purify/dx ~ I,
 //   full   - the exact gradient through the recorded purification loop (every score
 //            evaluation, the adaptive step sizes and the clipping), with the stopping rule's
-//            per-sample decisions held fixed at the ones the forward pass made;
+//            per-sample decisions held fixed at the ones the forward pass made; with
+//            clip_gradient = straight_through the purifier's clips are differentiated as the
+//            identity instead (their zero derivative at clipped pixels, most of a digit's
+//            background, would otherwise block the gradient there);
 // each averaged over `eot` independent draws of the purifier's randomness (EOT: an unbiased
 // estimate of the gradient of the expected loss E_u CE(f(purify(x, u)), y)).
 //
@@ -38,11 +41,13 @@ struct AttackModel {
   const Purifier* purifier = nullptr;          // null: the undefended classifier
   GradientMode gradient = GradientMode::bpda;  // with a purifier; direct without one
   int64_t eot = 1;                             // purifications averaged per gradient (>= 1)
+  // full (and attack_loss): how the purifier's clips are differentiated (purifier.hpp)
+  ClipGradient clip_gradient = ClipGradient::exact;
 };
 
 // The attacked objective for one draw u of the purifier's randomness (unit noise like x):
 //   L(x; u) = sum_b CE(f(P(x_b; u_b)), y_b),   or sum_b CE(f(x_b), y_b) without a purifier.
-// Recorded (differentiable in x) when grad mode is on.
+// Recorded (differentiable in x, the clips as m.clip_gradient says) when grad mode is on.
 Tensor attack_loss(const AttackModel& m, const Tensor& x, const Tensor& labels,
                    const Tensor& unit_noise = {});
 // (1/eot) sum_e g_e, one fresh draw of u per term:

@@ -118,10 +118,19 @@ Tensor Purifier::draw_noise(const Tensor& x, Generator& gen) const {
   return o_.noise == NoiseKind::gaussian ? randn_like(x, gen) : rademacher_like(x, gen);
 }
 
+// exact: clamp(x, lo, hi).  straight-through: c + (x - x'), c = clamp(x) and x' = x held fixed:
+// x - x' is +0 for every finite x, so the value is c's (a -0 from clamp would read +0, equal),
+// and d/dx = 1 everywhere.
+Tensor Purifier::clip(const Tensor& x, ClipGradient mode) const {
+  if (mode == ClipGradient::exact || !x.requires_grad()) return clamp(x, o_.lo, o_.hi);
+  const Tensor held = x.detach();
+  return clamp(held, o_.lo, o_.hi) + (x - held);
+}
+
 // x' = clip(x + sigma_rand c u, lo, hi)
-Tensor Purifier::randomize(const Tensor& x, const Tensor& u) const {
+Tensor Purifier::randomize(const Tensor& x, const Tensor& u, ClipGradient mode) const {
   const double c = o_.noise == NoiseKind::binary ? std::sqrt(2.0 / std::numbers::pi) : 1.0;
-  return clamp(x + u * (o_.sigma_rand * c), o_.lo, o_.hi);
+  return clip(x + u * (o_.sigma_rand * c), mode);
 }
 
 // z = <g, s(x + eta g)> / <g, g>;  step = clamp(lambda eta / (1 - z), min_step, max_step)
@@ -132,7 +141,8 @@ Tensor Purifier::adaptive_step(const Tensor& x, const Tensor& g) const {
   return clamp((o_.lambda * o_.eta) / (1.0 - z), o_.min_step, o_.max_step);
 }
 
-PurifyTrace Purifier::trace(const Tensor& x, const Tensor& u, bool record) const {
+PurifyTrace Purifier::trace(const Tensor& x, const Tensor& u, bool record,
+                            ClipGradient mode) const {
   check_input("purify", x);
   sg::detail::check_device("purify", "x", x, "noise", u);
   if (!(u.shape() == x.shape()))
@@ -144,7 +154,7 @@ PurifyTrace Purifier::trace(const Tensor& x, const Tensor& u, bool record) const
   else
     off.emplace();
   PurifyTrace t;
-  Tensor xp = randomize(x, u);
+  Tensor xp = randomize(x, u, mode);
   t.iterates.push_back(xp);
   Tensor active = ones({x.dim(0)}, x.dtype(), x.device());  // 1 while a sample runs
   for (int64_t i = 0; i < o_.max_iter; ++i) {
@@ -154,7 +164,7 @@ PurifyTrace Purifier::trace(const Tensor& x, const Tensor& u, bool record) const
     active = active * cast(step > o_.stopping_alpha, x.dtype());
     if (sum(active).item() == 0) break;
     const Tensor taken = step * active;
-    xp = clamp(xp + per_batch(taken, xp) * g, o_.lo, o_.hi);  // x <- clip(x + step g)
+    xp = clip(xp + per_batch(taken, xp) * g, mode);  // x <- clip(x + step g)
     t.steps.push_back(taken);
     t.iterates.push_back(xp);
   }
@@ -162,12 +172,13 @@ PurifyTrace Purifier::trace(const Tensor& x, const Tensor& u, bool record) const
   return t;
 }
 
-Tensor Purifier::purify_with_noise(const Tensor& x, const Tensor& u, bool record) const {
-  return trace(x, u, record).x;
+Tensor Purifier::purify_with_noise(const Tensor& x, const Tensor& u, bool record,
+                                   ClipGradient mode) const {
+  return trace(x, u, record, mode).x;
 }
-Tensor Purifier::purify(const Tensor& x, Generator& gen, bool record) const {
+Tensor Purifier::purify(const Tensor& x, Generator& gen, bool record, ClipGradient mode) const {
   check_input("purify", x);
-  return purify_with_noise(x, draw_noise(x, gen), record);
+  return purify_with_noise(x, draw_noise(x, gen), record, mode);
 }
 
 // ---- ensembles -----------------------------------------------------------------------------

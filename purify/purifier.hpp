@@ -16,6 +16,9 @@
 // attack can differentiate through every step (purify/attacks.hpp). The stopping rule's
 // decisions (and the early exit once every sample has stopped) are comparisons: they carry no
 // gradient, so the recorded loop's derivative is that of the branch taken, held fixed.
+// The clips to [lo, hi] (after the noise and after every step) are differentiated exactly
+// (zero derivative where a pixel is clipped) or, with ClipGradient::straight_through, as the
+// identity: y = clip(x) held fixed + (x - x held fixed), the same values, derivative 1.
 // Every tensor the purifier builds follows x's device and dtype.
 #pragma once
 #include <cstdint>
@@ -88,6 +91,11 @@ struct PurifierOptions {
   double lo = 0, hi = 1;         // the data range, clipped to after every move
 };
 
+// How a recorded purification differentiates its clips to [lo, hi]: exactly (d clip/dx = 0
+// where a pixel is clipped, 1 inside), or as the identity (straight-through, d/dx = 1
+// everywhere). The values are the same either way; without recording the option is moot.
+enum class ClipGradient { exact, straight_through };
+
 // One purification, with its per-iteration record.
 struct PurifyTrace {
   Tensor x;                      // the purified batch
@@ -104,17 +112,24 @@ class Purifier {
   // Unit noise for randomize: N(0, I) or {+-1}^D, like x (its device and dtype).
   Tensor draw_noise(const Tensor& x, Generator& gen) const;
   // x' = clip(x + sigma_rand c u, lo, hi), c = 1 (gaussian) or sqrt(2/pi) (binary).
-  Tensor randomize(const Tensor& x, const Tensor& unit_noise) const;
+  Tensor randomize(const Tensor& x, const Tensor& unit_noise,
+                   ClipGradient clip = ClipGradient::exact) const;
+  // clip(x, lo, hi), its derivative exact or straight-through (ClipGradient).
+  Tensor clip(const Tensor& x, ClipGradient clip = ClipGradient::exact) const;
   // Per sample ([B]):  z = <g, s(x + eta g)> / <g, g>,  step = clamp(lambda eta / (1 - z)).
   // For s = -A(x - b): 1 - z = eta g^T A g / |g|^2, so step = lambda |g|^2 / g^T A g, lambda
   // times the exact line minimiser along g (a Cauchy step). <g, g> = 0 gives z = 0.
   Tensor adaptive_step(const Tensor& x, const Tensor& g) const;
 
   // randomize, then up to max_iter adaptive steps x <- clip(x + step g, lo, hi), g = s(x).
-  // Without `record` nothing is put on the tape (the result is a constant).
-  Tensor purify(const Tensor& x, Generator& gen, bool record = false) const;
-  Tensor purify_with_noise(const Tensor& x, const Tensor& unit_noise, bool record = false) const;
-  PurifyTrace trace(const Tensor& x, const Tensor& unit_noise, bool record = false) const;
+  // Without `record` nothing is put on the tape (the result is a constant); with it, `clip`
+  // says how the clips are differentiated (the values do not depend on it).
+  Tensor purify(const Tensor& x, Generator& gen, bool record = false,
+                ClipGradient clip = ClipGradient::exact) const;
+  Tensor purify_with_noise(const Tensor& x, const Tensor& unit_noise, bool record = false,
+                           ClipGradient clip = ClipGradient::exact) const;
+  PurifyTrace trace(const Tensor& x, const Tensor& unit_noise, bool record = false,
+                    ClipGradient clip = ClipGradient::exact) const;
 
   const Shape& data_shape() const { return shape_; }
   const PurifierOptions& options() const { return o_; }

@@ -4,7 +4,8 @@
 # checkpoints and picture in the run directory; a second run loading those checkpoints (--from)
 # reproduces the table; the stand-in device gives the CPU's numbers; the other choices (cnn,
 # energy score model, binary noise, l2, vote, 4x4 digits) run, one seed; every key set to another
-# value changes the run; bad configurations are
+# value changes the run (attack.clip_gradient=straight_through included: only the full-gradient
+# row and the picture can change); bad configurations are
 # refused with status 2 and one line naming the problem; the schema in docs/cli.md is the code's.
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 source "$(dirname "$0")/common.bash" "$@"
@@ -93,7 +94,7 @@ for kv in data.test_fraction=0.3 data.split_seed=2 data.n=20 data.pool=2 classif
   'purifier.lambda=0.001|purifier.min_step=0.01' purifier.max_step=0.01 \
   purifier.stopping_alpha=0.5 purifier.max_iter=5 purifier.copies=3 purifier.aggregation=logits \
   attack.norm=l2 'attack.epsilons=[0.1,0.2]' attack.steps=3 attack.step_scale=1 \
-  attack.random_start=false attack.eot=3 'seeds=[1]' 'classifier.kind=cnn|classifier.channels=8'; do
+  attack.random_start=false attack.eot=3 attack.clip_gradient=straight_through 'seeds=[1]' 'classifier.kind=cnn|classifier.channels=8'; do
   i=$((i + 1))
   context=${kv%%|*} change=${kv#*|}
   [ "$context" = "$kv" ] && context=""
@@ -116,6 +117,7 @@ expect_config_error "'classifier.channels' = 32 is not used by classifier.kind =
   "$SG" purify -o bad "${ARGS[@]}" classifier.channels=32
 expect_config_error "unknown key 'attack.epsilon'" "$SG" purify -o bad "${ARGS[@]}" attack.epsilon=0.1
 expect_config_error "'purifier.aggregation'" "$SG" purify -o bad "${ARGS[@]}" purifier.aggregation=mean
+expect_config_error "'attack.clip_gradient'" "$SG" purify -o bad "${ARGS[@]}" attack.clip_gradient=identity
 expect_config_error "'seeds' holds 1 twice" "$SG" purify -o bad "${ARGS[@]}" --seeds '[1,1]'
 expect_config_error "--device" "$SG" purify -o bad "${ARGS[@]}" --device gpu
 expect_config_error "'data.n' = 1000 exceeds the 449 held-out images" \

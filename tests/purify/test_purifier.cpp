@@ -5,6 +5,7 @@
 // errors naming the field; the score network and its NCSN DSM training.
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <map>
 #include <numbers>
 
 #include "autodiff/sg.hpp"
@@ -263,4 +264,60 @@ TEST_CASE("ScoreNet: h(x) or -grad E(x); NCSN DSM training lowers the loss", "[p
   for (size_t k = 0; k < after.size(); ++k)
     moved += max(abs(*after[k].second - before[k].second)).item() > 0;
   CHECK(moved == static_cast<int>(after.size()) - 1);  // all but the output bias
+}
+
+TEST_CASE("straight-through clips: the same values, the identity's derivative (analytic case)",
+          "[purify][purifier]") {
+  // s(x) = x: z = <x, x + eta x> / <x, x> = 1 + eta, so lambda eta / (1 - z) = -lambda clamps to
+  // min_step = m (held: no derivative) and the one step is x1 = clip((1 + m) x0), x0 =
+  // clip(x + sigma u). Straight-through: d sum(w x1) / dx = (1 + m) w everywhere; exact: the same
+  // times 1[0 < x + sigma u < 1] 1[(1 + m) x0 < 1].
+  const double m = 1e-5, sigma = 0.5;
+  const Purifier pur([](const Tensor& v) { return v * 1.0; }, {4},
+                     {.sigma_rand = sigma, .min_step = m, .stopping_alpha = 0, .max_iter = 1});
+  const std::vector<double> xv{0.2, 0.9, 0.5, 0.1, 0.999995, 0.4, 0.0, 0.7};
+  const std::vector<double> uv{-1.0, 0.6, 0.2, 0.0, 0.0, 1.6, -0.4, -0.2};
+  const Tensor x = from_vector(xv, {2, 4}, DType::f64), u = from_vector(uv, {2, 4}, DType::f64);
+  const Tensor w = from_vector({1.0, -2.0, 0.5, 3.0, 1.5, -1.0, 2.0, 0.25}, {2, 4}, DType::f64);
+  const PurifyTrace tr = pur.trace(x, u);
+  REQUIRE(tr.steps.size() == 1);
+  CHECK(tr.steps[0].to_vector() == std::vector<double>{m, m});
+  const std::vector<double> plain = tr.x.to_vector();
+  std::map<ClipGradient, std::vector<double>> grads;
+  for (ClipGradient mode : {ClipGradient::exact, ClipGradient::straight_through}) {
+    const Tensor xt = x.detach().requires_grad_();
+    const Tensor p = pur.purify_with_noise(xt, u, true, mode);
+    CHECK(p.to_vector() == plain);  // bitwise: the option changes no value
+    grads[mode] = grad(sum(p * w), {xt})[0].to_vector();
+  }
+  const std::vector<double> wv = w.to_vector();
+  int clipped = 0;
+  for (size_t i = 0; i < xv.size(); ++i) {
+    const double x0 = xv[i] + sigma * uv[i];
+    const bool inside = x0 > 0 && x0 < 1 && (1 + m) * x0 < 1;
+    clipped += !inside;
+    INFO("pixel " << i);
+    CHECK(grads[ClipGradient::straight_through][i] == Approx((1 + m) * wv[i]).epsilon(1e-14));
+    CHECK(grads[ClipGradient::exact][i] == Approx(inside ? (1 + m) * wv[i] : 0.0).epsilon(1e-14));
+  }
+  CHECK(clipped == 5);  // below 0 or above 1 at the noise, and one above 1 after the step only
+}
+
+TEST_CASE("straight-through clips on the digits: bitwise the same purification",
+          "[purify][purifier]") {
+  const DigitsSplit s = digits_split({.seed = 2});
+  const Tensor x = slice(s.test_x, 0, 0, 16);
+  Generator gen(4);
+  ScoreNet h({1, 8, 8}, {.hidden = 32, .layers = 1}, gen);
+  train_score(h, s.train_x, {.steps = 30, .batch = 64});
+  const Purifier pur(h, {.max_iter = 4});
+  const Tensor u = pur.draw_noise(x, gen);
+  const PurifyTrace plain = pur.trace(x, u);
+  for (ClipGradient mode : {ClipGradient::exact, ClipGradient::straight_through}) {
+    const Tensor xt = x.detach().requires_grad_();
+    const PurifyTrace rec = pur.trace(xt, u, true, mode);
+    REQUIRE(rec.iterates.size() == plain.iterates.size());
+    for (size_t i = 0; i < rec.iterates.size(); ++i)
+      CHECK(rec.iterates[i].to_vector() == plain.iterates[i].to_vector());
+  }
 }
