@@ -67,59 +67,6 @@ struct Row {
   Stat crps, crps_sum, mae, rmse, exact;
 };
 
-// obj::train_csdi's loop, step for step, except that the gradient is taken with allow_unused.
-// With one feature (K = 1) CsdiNet skips its feature transformers, whose parameters are then off
-// the loss's path, and obj::train_csdi (grad without allow_unused) throws GradError. Used only
-// for K = 1 (unused parameters get zero gradients; Adam's weight decay still shrinks them, which
-// cannot change the output). Remove once train_csdi handles it.
-inline obj::CsdiTrainLog train_csdi_univariate(nn::CsdiNet& net, const Tensor& x0,
-                                               const Tensor& observed, const obj::DdpmSchedule& s,
-                                               const obj::CsdiTrainOptions& o, Generator& gen,
-                                               const Tensor& val_x0, const Tensor& val_observed,
-                                               const Tensor& val_cond) {
-  const DType dt = net.options().dtype;
-  const Tensor x = cast(x0, dt), vx = cast(val_x0, dt);
-  const int64_t B = x.dim(0), batch = std::min(o.batch, B);
-  const obj::CsdiDenoiser eps = obj::csdi_denoiser(net);
-  nn::Adam opt(net.named_parameters(), {.lr = o.lr, .weight_decay = o.weight_decay});
-  const auto drop1 = int64_t(0.75 * double(o.steps)), drop2 = int64_t(0.9 * double(o.steps));
-  obj::CsdiTrainLog log;
-  auto run_validation = [&](int64_t step) {
-    net.eval();
-    log.validation.emplace_back(step,
-                                obj::csdi_validation_loss(eps, vx, val_observed, val_cond, s, gen));
-    net.train();
-  };
-  std::vector<int64_t> order;
-  std::size_t pos = 0;
-  net.train();
-  for (int64_t it = 0; it < o.steps; ++it) {
-    if (it == drop1 || it == drop2) opt.set_lr(opt.lr() * 0.1);
-    if (pos + std::size_t(batch) > order.size()) {  // a new epoch: a fresh permutation
-      const std::vector<double> u = rand({B}, gen, DType::f64).to_vector();
-      order.resize(std::size_t(B));
-      std::iota(order.begin(), order.end(), int64_t(0));
-      std::stable_sort(order.begin(), order.end(),
-                       [&](int64_t a, int64_t c) { return u[std::size_t(a)] < u[std::size_t(c)]; });
-      pos = 0;
-    }
-    const Tensor idx = from_indices(
-        std::vector<int64_t>(order.begin() + std::ptrdiff_t(pos),
-                             order.begin() + std::ptrdiff_t(pos) + std::ptrdiff_t(batch)),
-        {batch}, x.device());
-    pos += std::size_t(batch);
-    const Tensor xb = index_select(x, 0, idx), ob = index_select(observed, 0, idx);
-    const Tensor cond = obj::csdi_training_mask(ob, o.mask, gen);
-    const Tensor loss = obj::csdi_loss(eps, xb, ob, cond, s, gen);
-    log.loss.push_back(loss.item());
-    opt.step(grad(loss, net.parameters(), {.allow_unused = true}));
-    if (o.validate_every > 0 && (it + 1) % o.validate_every == 0 && it + 1 < o.steps)
-      run_validation(it + 1);
-  }
-  run_validation(o.steps);
-  return log;
-}
-
 // Per window and feature, the mean of x over mask's entries (0 with none): [B, K, 1].
 inline Tensor masked_window_mean(const Tensor& x, const Tensor& mask) {
   const Tensor n = sum(cast(mask, x.dtype()), {2}, true);
@@ -176,10 +123,7 @@ inline int run_csdi_table(const CsdiTableSetup& su, int64_t steps, int seeds, in
     const Tensor vt = nn::holdout_mask(val.observed, 0.5, gv);
     const Tensor vcond = kl(where(vt, zeros(vt.shape(), DType::b8), val.observed));
     const auto ts = std::chrono::steady_clock::now();
-    const obj::CsdiTrainLog log =
-        su.table.cols() > 1
-            ? obj::train_csdi(net, x_tr, o_tr, sched, to, g, x_va, o_va, vcond)
-            : detail::train_csdi_univariate(net, x_tr, o_tr, sched, to, g, x_va, o_va, vcond);
+    const obj::CsdiTrainLog log = obj::train_csdi(net, x_tr, o_tr, sched, to, g, x_va, o_va, vcond);
     const double train_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - ts).count();
     double first = 0, last = 0;

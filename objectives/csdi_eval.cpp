@@ -375,7 +375,9 @@ CsdiTrainLog train_csdi(nn::CsdiNet& net, const Tensor& x0, const Tensor& observ
     const Tensor cond = csdi_training_mask(ob, o.mask, gen);
     const Tensor loss = csdi_loss(eps, xb, ob, cond, s, gen);
     log.loss.push_back(loss.item());
-    opt.step(grad(loss, net.parameters()));
+    // With one feature (K = 1) the net skips its feature transformers: their parameters are
+    // off the loss's path and get no gradient.
+    opt.step(grad(loss, net.parameters(), {.allow_unused = true}));
     if (validate && o.validate_every > 0 && (it + 1) % o.validate_every == 0 && it + 1 < o.steps)
       run_validation(it + 1);
   }

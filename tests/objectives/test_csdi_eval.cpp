@@ -290,6 +290,15 @@ TEST_CASE("CSDI training loop and imputer", "[objectives][csdi][csdi_eval]") {
   const Tensor cc = expand(unsqueeze(cond, 0), smp.shape());
   CHECK(count(ne(where(cc, smp, 0.0), where(cc, expand(unsqueeze(x0, 0), smp.shape()), 0.0))) == 0);
   CHECK_THROWS_AS(train_csdi(net, x0, slice(obs, 0, 0, 1), s, o, g), ShapeError);
+  // One feature (K = 1): the net skips its feature transformers, whose parameters get no
+  // gradient; training runs (it used to stop with a GradError).
+  nn::CsdiNet uni(1, eval_tiny_net(), g);
+  const Tensor x1 = contiguous(slice(x0, 1, 0, 1)), o1 = contiguous(slice(obs, 1, 0, 1));
+  CsdiTrainOptions o1opt = o;
+  o1opt.validate_every = 0;
+  const CsdiTrainLog ulog = train_csdi(uni, x1, o1, s, o1opt, g);
+  CHECK(ulog.loss.size() == 8);
+  for (double l : ulog.loss) CHECK(std::isfinite(l));
   o.steps = 0;
   CHECK_THROWS_AS(train_csdi(net, x0, obs, s, o, g), ValueError);
 }
