@@ -29,8 +29,7 @@ Packet<T> exp_packet(const Packet<T>& x) {
   const Packet<T> low = ei::pcmp_lt(x, ei::pset1<Packet<T>>(lowest));
   if (!ei::predux_any(low)) return ei::pexp(x);
   const Packet<T> zero = ei::pcmp_lt(x, ei::pset1<Packet<T>>(zero_below));
-  if (!ei::predux_any(ei::pandnot(low, zero)))
-    return ei::pselect(zero, ei::pzero(x), ei::pexp(x));
+  if (!ei::predux_any(ei::pandnot(low, zero))) return ei::pselect(zero, ei::pzero(x), ei::pexp(x));
   alignas(64) T lanes[kLanes<T>];
   ei::pstore(lanes, x);
   for (T& v : lanes) v = fn::Exp{}(v);
