@@ -25,7 +25,19 @@ Tensor weights(const char* who, const Tensor& samples, const Tensor& target, con
   if (!(mask.shape() == target.shape()))
     fail<ShapeError>(who, ": mask ", describe(mask), " does not match target ", describe(target));
   require_floating(who, target);
-  return mask.to(target.dtype());
+  require_floating(who, samples);
+  // A NaN or infinity would make the metric NaN: refused instead of reported as a result.
+  const Tensor m = mask.to(target.dtype());
+  if (!std::isfinite(sum(abs(samples)).item()))
+    fail<ValueError>(who, ": the samples hold a non-finite value");
+  if (!std::isfinite(sum(where(m > 0.0, abs(target), zeros_like(target))).item()))
+    fail<ValueError>(who, ": a selected target is non-finite");
+  return m;
+}
+
+// The target with unselected entries set to 0 (a NaN there must not reach the sums).
+Tensor selected(const Tensor& target, const Tensor& m) {
+  return where(m > 0.0, target, zeros_like(target));
 }
 
 std::vector<double> levels_of(int levels) {
@@ -59,7 +71,7 @@ Tensor quantile_loss(const Tensor& forecast_q, const Tensor& target, double q, c
 double crps_quantile(const Tensor& samples, const Tensor& target, const Tensor& mask, int levels) {
   NoGradGuard off;
   const Tensor m = weights("crps_quantile", samples, target, mask);
-  return crps_of("crps_quantile", samples, target, m, levels);
+  return crps_of("crps_quantile", samples, selected(target, m), m, levels);
 }
 
 double crps_sum(const Tensor& samples, const Tensor& target, const Tensor& mask, int levels) {
@@ -67,7 +79,8 @@ double crps_sum(const Tensor& samples, const Tensor& target, const Tensor& mask,
   const Tensor m = weights("crps_sum", samples, target, mask);
   if (target.rank() < 1)
     fail<ShapeError>("crps_sum: target ", describe(target), " has no feature axis");
-  return crps_of("crps_sum", sum(samples, {-1}), sum(target, {-1}), mean(m, {-1}), levels);
+  return crps_of("crps_sum", sum(samples, {-1}), sum(selected(target, m), {-1}), mean(m, {-1}),
+                 levels);
 }
 
 Tensor crps_gaussian(const Tensor& mu, const Tensor& sd, const Tensor& y) {
@@ -83,7 +96,7 @@ PointErrors median_errors(const Tensor& samples, const Tensor& target, const Ten
   const Tensor m = weights("median_errors", samples, target, mask);
   const double n = sum(m).item();
   if (n == 0) fail<ValueError>("median_errors: the mask selects no entry");
-  const Tensor err = (median(samples, 0) - target) * m;
+  const Tensor err = (median(samples, 0) - selected(target, m)) * m;
   return {sum(abs(err)).item() / n, std::sqrt(sum(square(err)).item() / n),
           static_cast<int64_t>(n)};
 }

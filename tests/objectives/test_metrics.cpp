@@ -129,6 +129,12 @@ TEST_CASE("metrics: typed errors and the stand-in device", "[metrics][standin]")
   CHECK(test::message_of<ValueError>([&] {
           (void)metrics::crps_quantile(s, zeros({3}, f64), ones({3}, f64));
         }).find("normaliser") != std::string::npos);
+  // Non-finite samples, or a non-finite target on the mask, are refused (never a NaN metric);
+  // a NaN target off the mask is ignored.
+  const Tensor nan_y = from_vector({1, kNaN, 1}, {3}, f64);
+  CHECK_THROWS_AS(metrics::crps_quantile(s, nan_y, ones({3}, f64)), ValueError);
+  CHECK(std::isfinite(metrics::crps_quantile(s, nan_y, from_vector({1, 0, 1}, {3}, f64))));
+  CHECK_THROWS_AS(metrics::median_errors(s * kInf, y, ones({3}, f64)), ValueError);
   Generator g(1);
   const Tensor draws = randn({40, 6}, g, f64), truth = randn({6}, g, f64);
   const Tensor m = from_vector({1, 1, 0, 1, 0, 1}, {6}, f64);
